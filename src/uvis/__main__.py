@@ -1,0 +1,5 @@
+import sys
+
+from uvis.cli import main
+
+sys.exit(main())

@@ -1,0 +1,58 @@
+"""The ``uvis`` command line: one entry point, one module per group of subcommands.
+
+Each module in this package defines ``register(subparsers)`` that adds its subcommand(s) and
+sets ``func`` on the parser to a callable taking the parsed ``argparse.Namespace`` and returning
+an exit status. Errors a user can cause (:class:`uvis.errors.UvisError`) are printed as one
+line on stderr with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from uvis import __version__
+from uvis.errors import UvisError
+
+# Subcommand modules, in the order they appear in ``uvis --help``.
+_MODULES = ("synth", "data", "baseline", "eval", "misc")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the ``uvis`` argument parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="uvis", description="Unsupervised video instance segmentation pipeline."
+    )
+    parser.add_argument("--version", action="version", version=f"uvis {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in _MODULES:
+        importlib.import_module(f"uvis.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``uvis`` command line; returns the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args) or 0)
+    except UvisError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""``uvis eval ytvis`` and ``uvis eval davis``: the official metrics, as one JSON line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from uvis.io import atomic_write_json
+
+
+def _emit(metrics: dict, out: Path | None) -> int:
+    if out is not None:
+        atomic_write_json(out, metrics, indent=2)
+    # The last stdout line is always the metrics as one JSON object.
+    print(json.dumps(metrics, allow_nan=False))
+    return 0
+
+
+def _ytvis(args: argparse.Namespace) -> int:
+    from uvis.evaluation.ytvis import evaluate_files, format_summary
+
+    metrics = evaluate_files(args.gt_json, args.results_json)
+    if not args.quiet:
+        print(format_summary(metrics))
+    return _emit(metrics, args.out)
+
+
+def _davis(args: argparse.Namespace) -> int:
+    from uvis.evaluation.davis import evaluate_folders, format_summary
+
+    metrics = evaluate_folders(
+        args.gt_dir, args.pred_dir, sequences=args.sequences, max_objects=args.max_objects
+    )
+    if not args.quiet:
+        print(format_summary(metrics))
+    return _emit(metrics, args.out)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate predictions (YouTube-VIS AP/AR, DAVIS J&F)")
+    ev = p.add_subparsers(dest="benchmark", metavar="BENCHMARK")
+    ev.required = True
+
+    y = ev.add_parser(
+        "ytvis",
+        help="YouTube-VIS / OVIS video AP and AR, identical to the official ytvoseval",
+        description="Prints a table, then the metrics as one JSON object on the last line "
+        "(0-100 scale, null where undefined).",
+    )
+    y.add_argument("gt_json", type=Path, help="ground truth in YouTube-VIS JSON format")
+    y.add_argument("results_json", type=Path, help="results JSON (list, or a .zip with results.json)")
+    y.add_argument("--out", type=Path, help="also write the metrics JSON here (atomically)")
+    y.add_argument("-q", "--quiet", action="store_true", help="print only the JSON line")
+    y.set_defaults(func=_ytvis)
+
+    d = ev.add_parser(
+        "davis",
+        help="DAVIS 2017/2019 unsupervised J&F, identical to davis2017-evaluation",
+        description="GT_DIR and PRED_DIR hold <sequence>/<frame>.png (palette or id PNGs). "
+        "Prints a table, then the metrics as one JSON object on the last line (0-100 scale).",
+    )
+    d.add_argument("gt_dir", type=Path, help="e.g. DAVIS/Annotations_unsupervised/480p")
+    d.add_argument("pred_dir", type=Path, help="predicted id PNGs, same layout")
+    d.add_argument("--sequences", nargs="+", help="evaluate only these sequences")
+    d.add_argument("--max-objects", type=int, default=20, help="predicted objects kept (official: 20)")
+    d.add_argument("--out", type=Path, help="also write the metrics JSON here (atomically)")
+    d.add_argument("-q", "--quiet", action="store_true", help="print only the JSON line")
+    d.set_defaults(func=_davis)
