@@ -1,0 +1,130 @@
+# Shared set-up: config validation first, then paths and input functions.
+
+import json
+import os
+from pathlib import Path
+
+from snakemake.utils import validate
+
+validate(config, schema="../workflow/schemas/config.schema.yaml")
+
+DS = config["dataset"]["name"]
+FORMAT = config["dataset"]["format"]
+EVAL_SPLIT = config["dataset"]["eval_split"]
+R = f"{config['results']}/{DS}"
+WORLD = f"{R}/world"
+
+# Rules call the library as `python -m uvis` with this checkout's src/ first on the path, so
+# jobs run the code of this checkout whether uvis is pip-installed or the job runs in a conda
+# env built from envs/*.yaml (which holds the dependencies only). Jobs inherit the variable,
+# locally and on a cluster.
+SRC = os.path.join(workflow.basedir, "src")
+# (The prefix is formatted by Snakemake like a shell command, hence the doubled braces.)
+shell.prefix(f"export PYTHONPATH={SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
+
+
+def splits():
+    """The dataset's splits: train/valid for the synthetic world, else those in config."""
+    if FORMAT == "synth":
+        return ["train", "valid"]
+    return list(config["dataset"]["splits"])
+
+
+def split_cfg(split):
+    try:
+        return config["dataset"]["splits"][split]
+    except KeyError:
+        raise ValueError(
+            f"dataset.splits has no split '{split}' (config has: {', '.join(splits())})"
+        )
+
+
+def ytvis_json(wildcards):
+    """YouTube-VIS JSON of a split (generated for the synthetic world)."""
+    if FORMAT == "synth":
+        return f"{WORLD}/ytvis/{wildcards.split}.json"
+    return split_cfg(wildcards.split)["json"]
+
+
+def ytvis_images(wildcards):
+    """JPEGImages folder of a split."""
+    if FORMAT == "synth":
+        return f"{WORLD}/ytvis/{wildcards.split}/JPEGImages"
+    return split_cfg(wildcards.split)["images"]
+
+
+def davis_root():
+    return f"{WORLD}/davis" if FORMAT == "synth" else config["dataset"]["root"]
+
+
+def has_ytvis_gt():
+    """Whether YouTube-VIS-format ground truth with annotations exists for evaluation."""
+    return FORMAT in ("synth", "ytvis")
+
+
+def has_davis_gt():
+    return FORMAT in ("synth", "davis")
+
+
+def all_targets():
+    """Targets of `rule all` for the configured dataset."""
+    targets = expand(f"{R}/frames/{{split}}.parquet", split=splits())
+    if FORMAT == "synth":
+        # The synthetic world also ships .mp4 files: extracting them exercises the video path.
+        targets.append(f"{R}/frames_from_video/{EVAL_SPLIT}.parquet")
+    if has_ytvis_gt():
+        targets.append(f"{R}/metrics/baseline.{EVAL_SPLIT}.ytvis.json")
+    if has_davis_gt():
+        targets.append(f"{R}/metrics/baseline.{EVAL_SPLIT}.davis.json")
+    return targets
+
+
+# Frames
+
+
+def _frame_index_inputs(wildcards):
+    if FORMAT in ("synth", "ytvis"):
+        return {"json": ytvis_json(wildcards)}
+    return {}
+
+
+def _video_dir(split):
+    if FORMAT == "synth":
+        return f"{WORLD}/videos/{split}"
+    return split_cfg(split)["dir"]
+
+
+def _vocabulary():
+    if FORMAT == "synth":
+        return f"{WORLD}/videos/vocabulary.txt"
+    vocab = config["dataset"]["vocabulary"]
+    return vocab if isinstance(vocab, str) else ",".join(vocab)
+
+
+def _extract_args(split, out_root):
+    resize = config["frames"]["resize_short"]
+    return (
+        f"data extract {_video_dir(split)} {out_root} --vocabulary {_vocabulary()!r}"
+        + (f" --resize-short {resize}" if resize else "")
+    )
+
+
+def _frame_index_args(wildcards):
+    """The `uvis` subcommand (without the common options) that indexes one split."""
+    if FORMAT in ("synth", "ytvis"):
+        return f"data index --format ytvis --json {ytvis_json(wildcards)} --images {ytvis_images(wildcards)}"
+    if FORMAT == "davis":
+        imageset = split_cfg(wildcards.split)["imageset"]
+        return f"data index --format davis --root {davis_root()} --imageset {imageset}"
+    return _extract_args(wildcards.split, f"{R}/frames/{wildcards.split}")
+
+
+# Baseline
+
+
+def _baseline_opts():
+    b = config["baseline"]
+    return (
+        f"--seed {b['seed']} --jitter-px {b['jitter_px']} --drop-rate {b['drop_rate']} "
+        f"--class-flip-rate {b['class_flip_rate']} --false-positives {b['false_positives']}"
+    )

@@ -1,0 +1,38 @@
+# Evaluation with the official metrics: YouTube-VIS AP/AR and DAVIS unsupervised J&F.
+
+
+rule eval_ytvis:
+    input:
+        gt=ytvis_json,
+        results=f"{R}/predictions/{{run}}/{{split}}/results.json",
+    output:
+        f"{R}/metrics/{{run}}.{{split}}.ytvis.json",
+    log:
+        f"{R}/logs/eval_ytvis/{{run}}.{{split}}.log",
+    conda:
+        "../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "python -m uvis eval ytvis {input.gt} {input.results} --out {output} > {log} 2>&1"
+
+
+rule eval_davis:
+    input:
+        pred=f"{R}/predictions/{{run}}/{{split}}/davis",
+    output:
+        f"{R}/metrics/{{run}}.{{split}}.davis.json",
+    log:
+        f"{R}/logs/eval_davis/{{run}}.{{split}}.log",
+    conda:
+        "../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        gt=f"{davis_root()}/Annotations_unsupervised/480p",
+    shell:
+        "python -m uvis eval davis {params.gt} {input.pred} --out {output} > {log} 2>&1"

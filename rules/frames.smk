@@ -1,0 +1,49 @@
+# Frame index: one Parquet per split listing every frame, whatever the dataset format.
+# JPEG datasets (YouTube-VIS, OVIS, DAVIS, the synthetic world) are indexed in place;
+# video files are decoded into JPEG folders first.
+
+
+rule frame_index:
+    input:
+        unpack(_frame_index_inputs),
+    output:
+        f"{R}/frames/{{split}}.parquet",
+    log:
+        f"{R}/logs/frame_index/{{split}}.log",
+    conda:
+        "../envs/core.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    params:
+        args=_frame_index_args,
+        stride=config["frames"]["stride"],
+        verify=(f"--verify {config['frames']['verify']}" if FORMAT != "videos" else ""),
+        on_error=config["frames"]["on_error"],
+    shell:
+        "python -m uvis {params.args} --stride {params.stride} {params.verify} "
+        "--on-error {params.on_error} --out {output} > {log} 2>&1"
+
+
+rule frames_from_video:
+    """Synthetic world only: decode its .mp4 copies, to exercise the video-file path."""
+    input:
+        manifest=f"{WORLD}/manifest.json",
+    output:
+        f"{R}/frames_from_video/{{split}}.parquet",
+    log:
+        f"{R}/logs/frames_from_video/{{split}}.log",
+    conda:
+        "../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    params:
+        args=lambda wc: _extract_args(wc.split, f"{R}/frames_from_video/{wc.split}"),
+        stride=config["frames"]["stride"],
+        on_error=config["frames"]["on_error"],
+    shell:
+        "python -m uvis {params.args} --stride {params.stride} --on-error {params.on_error} "
+        "--out {output} > {log} 2>&1"
