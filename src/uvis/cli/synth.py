@@ -1,9 +1,71 @@
-"""Placeholder: filled in by the synth work package."""
+"""``uvis synth``: generate the embedded synthetic video world."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from uvis.errors import ConfigError
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """Parse ``key=value`` strings; values are YAML scalars or lists (``12``, ``[6, 8]``, ``0.5``).
+
+    Raises:
+        ConfigError: for an item without ``=`` or a value that is not valid YAML.
+    """
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        try:
+            overrides[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {key.strip()}: cannot parse value {text!r}") from exc
+    return overrides
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from uvis.synth import SynthParams, generate_world
+
+    overrides = parse_overrides(args.set)
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    params = SynthParams.preset(args.preset, **overrides)
+    manifest = generate_world(args.out_dir, params, progress=not args.no_progress)
+    counts = manifest["counts"]
+    train, valid = counts["train"], counts["valid"]
+    print(
+        f"synth: wrote {train['videos']} train + {valid['videos']} valid videos "
+        f"({train['frames'] + valid['frames']} frames, "
+        f"{train['instances'] + valid['instances']} instances), "
+        f"{counts['unlabeled_images']} unlabeled + {counts['captioned_images']} captioned images "
+        f"to {args.out_dir} in {manifest['generation_seconds']:.1f} s"
+    )
+    return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Register nothing yet."""
+    """Add ``uvis synth OUT_DIR [--preset NAME] [--seed N] [--set key=value ...]``."""
+    p = sub.add_parser(
+        "synth",
+        help="generate the synthetic video world (YouTube-VIS, DAVIS, mp4, image corpora)",
+    )
+    p.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="folder to write the world to")
+    p.add_argument(
+        "--preset", default="default", help="size preset: smoke (tiny, seconds) or default"
+    )
+    p.add_argument("--seed", type=int, help="root random seed (overrides the preset's)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a parameter, e.g. --set num_train_videos=10 --set frames_per_video=[6,8]",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(func=_synth)
