@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from uvis.errors import DataError
 from uvis.io import atomic_write_json
 
 
@@ -26,11 +27,25 @@ def _ytvis(args: argparse.Namespace) -> int:
     return _emit(metrics, args.out)
 
 
+def read_imageset(path: Path) -> list[str]:
+    """Sequence names of a DAVIS ImageSets file (one per line)."""
+    try:
+        names = [ln.strip() for ln in Path(path).read_text().splitlines() if ln.strip()]
+    except OSError as exc:
+        raise DataError(path, f"cannot read image set: {exc.strerror or exc}") from exc
+    if not names:
+        raise DataError(path, "image set lists no sequences")
+    return names
+
+
 def _davis(args: argparse.Namespace) -> int:
     from uvis.evaluation.davis import evaluate_folders, format_summary
 
+    sequences = args.sequences
+    if args.imageset is not None:
+        sequences = (sequences or []) + read_imageset(args.imageset)
     metrics = evaluate_folders(
-        args.gt_dir, args.pred_dir, sequences=args.sequences, max_objects=args.max_objects
+        args.gt_dir, args.pred_dir, sequences=sequences, max_objects=args.max_objects
     )
     if not args.quiet:
         print(format_summary(metrics))
@@ -49,7 +64,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(0-100 scale, null where undefined).",
     )
     y.add_argument("gt_json", type=Path, help="ground truth in YouTube-VIS JSON format")
-    y.add_argument("results_json", type=Path, help="results JSON (list, or a .zip with results.json)")
+    y.add_argument(
+        "results_json", type=Path, help="results JSON (list, or a .zip with results.json)"
+    )
     y.add_argument("--out", type=Path, help="also write the metrics JSON here (atomically)")
     y.add_argument("-q", "--quiet", action="store_true", help="print only the JSON line")
     y.set_defaults(func=_ytvis)
@@ -63,7 +80,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("gt_dir", type=Path, help="e.g. DAVIS/Annotations_unsupervised/480p")
     d.add_argument("pred_dir", type=Path, help="predicted id PNGs, same layout")
     d.add_argument("--sequences", nargs="+", help="evaluate only these sequences")
-    d.add_argument("--max-objects", type=int, default=20, help="predicted objects kept (official: 20)")
+    d.add_argument(
+        "--imageset",
+        type=Path,
+        help="evaluate the sequences listed in this file (e.g. DAVIS/ImageSets/2019/val.txt)",
+    )
+    d.add_argument(
+        "--max-objects",
+        type=int,
+        default=20,
+        help="largest predicted object id allowed; larger ids are an error (official: 20)",
+    )
     d.add_argument("--out", type=Path, help="also write the metrics JSON here (atomically)")
     d.add_argument("-q", "--quiet", action="store_true", help="print only the JSON line")
     d.set_defaults(func=_davis)
