@@ -57,6 +57,12 @@ def davis_root():
     return f"{WORLD}/davis" if FORMAT == "synth" else config["dataset"]["root"]
 
 
+def davis_imageset(wildcards):
+    """The DAVIS ImageSets file listing a split's sequences."""
+    name = "2019/val" if FORMAT == "synth" else split_cfg(wildcards.split)["imageset"]
+    return f"{davis_root()}/ImageSets/{name}.txt"
+
+
 def has_ytvis_gt():
     """Whether YouTube-VIS-format ground truth with annotations exists for evaluation."""
     return FORMAT in ("synth", "ytvis")

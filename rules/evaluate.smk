@@ -34,5 +34,7 @@ rule eval_davis:
         runtime=60,
     params:
         gt=f"{davis_root()}/Annotations_unsupervised/480p",
+        imageset=davis_imageset,
     shell:
-        "python -m uvis eval davis {params.gt} {input.pred} --out {output} > {log} 2>&1"
+        "python -m uvis eval davis {params.gt} {input.pred} --imageset {params.imageset} "
+        "--out {output} > {log} 2>&1"
