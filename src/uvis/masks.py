@@ -20,7 +20,10 @@ def encode(mask: np.ndarray) -> RLE:
     if mask.ndim != 2:
         raise ValueError(f"expected a 2-D mask, got shape {mask.shape}")
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8, copy=False)))
-    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
+    return {
+        "size": [int(rle["size"][0]), int(rle["size"][1])],
+        "counts": rle["counts"].decode("ascii"),
+    }
 
 
 def to_coco(rle: RLE) -> dict[str, Any]:

@@ -73,7 +73,14 @@ def render_markdown() -> str:
         "",
     ]
     for art in ALL_ARTEFACTS:
-        lines += [f"## {art.name}", "", art.description, "", "| column | type | meaning |", "|---|---|---|"]
+        lines += [
+            f"## {art.name}",
+            "",
+            art.description,
+            "",
+            "| column | type | meaning |",
+            "|---|---|---|",
+        ]
         for field in art.schema:
             lines.append(f"| `{field.name}` | `{field.type}` | {art.columns[field.name]} |")
         lines.append("")
