@@ -61,7 +61,120 @@ FRAME_INDEX = Artefact(
     },
 )
 
-ALL_ARTEFACTS: tuple[Artefact, ...] = (FRAME_INDEX,)
+_KEY_FIELDS = [
+    pa.field("video_id", pa.int64(), nullable=False),
+    pa.field("frame_index", pa.int32(), nullable=False),
+    pa.field("proposal_id", pa.int32(), nullable=False),
+]
+_KEY_DOCS = {
+    "video_id": "Video id, as in the frame index.",
+    "frame_index": "Frame position, as in the frame index.",
+    "proposal_id": "0-based id of the proposal within its frame; (video_id, frame_index, "
+    "proposal_id) is the key shared by proposals, CLIP scores and pseudo-labels.",
+}
+_MASK_FIELDS = [
+    pa.field("box", pa.list_(pa.float32(), 4), nullable=False),
+    pa.field("area", pa.int64(), nullable=False),
+    pa.field("height", pa.int32(), nullable=False),
+    pa.field("width", pa.int32(), nullable=False),
+    pa.field("rle", pa.string(), nullable=False),
+]
+_MASK_DOCS = {
+    "box": "Tight box [x, y, w, h] of the mask, in pixels of the frame.",
+    "area": "Mask area in pixels.",
+    "height": "Frame height (the RLE's size).",
+    "width": "Frame width (the RLE's size).",
+    "rle": "Mask as compressed COCO RLE counts (column-major, pycocotools), with size "
+    "[height, width]; `uvis.masks.decode({'size': [h, w], 'counts': rle})`.",
+}
+
+PROPOSALS = Artefact(
+    name="proposals",
+    description=(
+        "Class-agnostic mask proposals, one row per mask, one file per shard of videos. "
+        "Written by the `proposals` rule (MaskCut masks scored by the class-agnostic detector "
+        "trained on them, as CutLER's learn step; or the CutLER checkpoint through detectron2)."
+    ),
+    schema=pa.schema(
+        [
+            *_KEY_FIELDS,
+            *_MASK_FIELDS,
+            pa.field("objectness", pa.float32(), nullable=True),
+            pa.field("source", pa.string(), nullable=False),
+        ]
+    ),
+    columns={
+        **_KEY_DOCS,
+        **_MASK_DOCS,
+        "objectness": "Objectness score in [0, 1] of the class-agnostic detector (null for raw "
+        "MaskCut masks, which have none).",
+        "source": "Which backend made the mask: `maskcut`, `learned` (detector trained on "
+        "MaskCut masks) or `cutler` (official checkpoint).",
+    },
+)
+
+CLIP_SCORES = Artefact(
+    name="CLIP scores",
+    description=(
+        "CLIP labels of proposals (UVIS eq. 1), one row per proposal, one file per shard. "
+        "Written by the `clip_scores` rule."
+    ),
+    schema=pa.schema(
+        [
+            *_KEY_FIELDS,
+            pa.field("class_id", pa.int32(), nullable=False),
+            pa.field("class_score", pa.float32(), nullable=False),
+            pa.field("embedding", pa.list_(pa.float16()), nullable=False),
+        ]
+    ),
+    columns={
+        **_KEY_DOCS,
+        "class_id": "Category id (dataset vocabulary) whose prompt embedding has the highest "
+        "cosine similarity with the crop's image embedding: argmax of UVIS eq. 1.",
+        "class_score": "Softmax probability of that class over the vocabulary at CLIP's logit "
+        "scale (the quantity thresholded at 0.7; raw CLIP cosines are ~0.2-0.35).",
+        "embedding": "L2-normalised CLIP image embedding of the crop, float16, fixed length D "
+        "(the model's embedding width) in a file.",
+    },
+)
+
+PSEUDO_LABELS = Artefact(
+    name="pseudo-labels",
+    description=(
+        "Every proposal with its CLIP label and the three filter flags, one file per split. "
+        "Written by the `filter` rule (prototype memory filtering). UVIS Table 2's rows are "
+        "selections: no filter (all rows), + mask score (`pass_objectness`), + CLIP score "
+        "(`& pass_clip`), + PMF (`& pass_pmf`); Table 3's tau sweep re-thresholds "
+        "`pmf_similarity`."
+    ),
+    schema=pa.schema(
+        [
+            *_KEY_FIELDS,
+            *_MASK_FIELDS,
+            pa.field("class_id", pa.int32(), nullable=False),
+            pa.field("objectness", pa.float32(), nullable=True),
+            pa.field("class_score", pa.float32(), nullable=False),
+            pa.field("pmf_similarity", pa.float32(), nullable=False),
+            pa.field("pass_objectness", pa.bool_(), nullable=False),
+            pa.field("pass_clip", pa.bool_(), nullable=False),
+            pa.field("pass_pmf", pa.bool_(), nullable=False),
+        ]
+    ),
+    columns={
+        **_KEY_DOCS,
+        **_MASK_DOCS,
+        "class_id": "CLIP-assigned category id (see CLIP scores).",
+        "objectness": "Objectness score (see proposals).",
+        "class_score": "CLIP class score (see CLIP scores).",
+        "pmf_similarity": "Largest cosine similarity between the row's CLIP embedding and the "
+        "prototypes (k-means centroids) of its class; -1 where the class has no prototype.",
+        "pass_objectness": "objectness >= the objectness threshold (0.7 in the paper).",
+        "pass_clip": "class_score >= the CLIP score threshold (0.7 in the paper).",
+        "pass_pmf": "pmf_similarity >= tau (0.7 in the paper).",
+    },
+)
+
+ALL_ARTEFACTS: tuple[Artefact, ...] = (FRAME_INDEX, PROPOSALS, CLIP_SCORES, PSEUDO_LABELS)
 
 
 def render_markdown() -> str:
