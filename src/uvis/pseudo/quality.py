@@ -1,0 +1,200 @@
+"""How good are the pseudo-labels? Measured against ground truth, per filter level.
+
+For every frame, proposals are matched one-to-one to the visible ground-truth masks of that
+frame by maximum total IoU (Hungarian), keeping pairs with IoU >= ``iou_threshold`` (0.5).
+Per filter level (the selections of UVIS Table 2: no filter, + mask score, + CLIP score,
++ PMF):
+
+- ``proposals``: number of pseudo-labels kept;
+- ``recall``: matched ground-truth masks / ground-truth masks (class-agnostic);
+- ``precision``: matched proposals / proposals (class-agnostic);
+- ``label_accuracy``: matched proposals whose CLIP class equals the ground-truth category /
+  matched proposals;
+- ``class_precision``: matched proposals with the right class / proposals — the fraction of
+  pseudo-labels that are entirely right, mask and class, which is what filtering should raise;
+- ``class_recall``: ground-truth masks matched by a proposal of the right class / GT masks.
+
+Matching is done once on all proposals of a frame at the *no filter* level and each level
+counts the pairs whose proposal it keeps: a stricter level can only lose matches, so the
+levels' numbers are directly comparable.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from pycocotools import mask as mask_utils
+from scipy.optimize import linear_sum_assignment
+
+from uvis.data.frames import VideoDataset
+from uvis.masks import to_coco
+
+LEVELS = ("none", "objectness", "clip", "pmf")
+
+
+def level_mask(table: pa.Table, level: str) -> np.ndarray:
+    """Rows of a pseudo-label table kept at one filter level (UVIS Table 2's rows)."""
+    n = table.num_rows
+    keep = np.ones(n, dtype=bool)
+    if level == "none":
+        return keep
+    keep &= table.column("pass_objectness").to_numpy(zero_copy_only=False)
+    if level == "objectness":
+        return keep
+    keep &= table.column("pass_clip").to_numpy(zero_copy_only=False)
+    if level == "clip":
+        return keep
+    if level == "pmf":
+        return keep & table.column("pass_pmf").to_numpy(zero_copy_only=False)
+    raise ValueError(f"unknown filter level {level!r} (expected one of {LEVELS})")
+
+
+@dataclass(frozen=True)
+class LevelQuality:
+    """Quality figures of one filter level (see the module docstring)."""
+
+    level: str
+    proposals: int
+    gt_masks: int
+    recall: float
+    precision: float
+    label_accuracy: float
+    class_precision: float
+    class_recall: float
+
+
+def _match_frame(gt_rles: list, prop_rles: list, iou_threshold: float) -> list[tuple[int, int]]:
+    """One-to-one (gt, proposal) pairs with IoU >= threshold maximising total IoU."""
+    if not gt_rles or not prop_rles:
+        return []
+    iou = np.asarray(mask_utils.iou(prop_rles, gt_rles, [0] * len(gt_rles)), dtype=np.float64)
+    iou = iou.reshape(len(prop_rles), len(gt_rles))
+    rows, cols = linear_sum_assignment(-iou)
+    return [(int(c), int(r)) for r, c in zip(rows, cols, strict=True) if iou[r, c] >= iou_threshold]
+
+
+def measure_quality(
+    labels: pa.Table, gt: VideoDataset, *, iou_threshold: float = 0.5
+) -> list[LevelQuality]:
+    """Quality of a pseudo-label table (schema ``PSEUDO_LABELS``) against ``gt`` per level.
+
+    Only videos present in both are measured; crowd ground truth is left out.
+    """
+    if gt.instances is None:
+        raise ValueError(f"{gt.name}: the split has no ground truth to measure against")
+    videos = set(labels.column("video_id").to_pylist()) & {v.id for v in gt.videos}
+    gt_by_frame: dict[tuple[int, int], list[tuple[dict, int]]] = defaultdict(list)
+    for inst in gt.instances:
+        if inst.iscrowd or inst.video_id not in videos:
+            continue
+        for t, seg in enumerate(inst.segmentations):
+            if seg is not None:
+                gt_by_frame[(inst.video_id, t)].append((to_coco(seg), inst.category_id))
+    cols = labels.select(["video_id", "frame_index", "rle", "height", "width", "class_id"])
+    data = cols.to_pydict()
+    keep = {lvl: level_mask(labels, lvl) for lvl in LEVELS}
+    rows_by_frame: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for i, (vid, t) in enumerate(zip(data["video_id"], data["frame_index"], strict=True)):
+        if vid in videos:
+            rows_by_frame[(vid, t)].append(i)
+
+    n_gt = sum(len(v) for v in gt_by_frame.values())
+    matched = {lvl: 0 for lvl in LEVELS}
+    matched_right = {lvl: 0 for lvl in LEVELS}
+    for key in set(gt_by_frame) | set(rows_by_frame):
+        gts = gt_by_frame.get(key, [])
+        rows = rows_by_frame.get(key, [])
+        props = [
+            {"size": [data["height"][i], data["width"][i]], "counts": data["rle"][i].encode()}
+            for i in rows
+        ]
+        for g, p in _match_frame([r for r, _ in gts], props, iou_threshold):
+            row = rows[p]
+            right = data["class_id"][row] == gts[g][1]
+            for lvl in LEVELS:
+                if keep[lvl][row]:
+                    matched[lvl] += 1
+                    matched_right[lvl] += int(right)
+
+    def ratio(a: int, b: int) -> float:
+        return float(a / b) if b else float("nan")
+
+    out = []
+    for lvl in LEVELS:
+        kept = int(sum(keep[lvl][i] for rows in rows_by_frame.values() for i in rows))
+        out.append(
+            LevelQuality(
+                level=lvl,
+                proposals=kept,
+                gt_masks=n_gt,
+                recall=ratio(matched[lvl], n_gt),
+                precision=ratio(matched[lvl], kept),
+                label_accuracy=ratio(matched_right[lvl], matched[lvl]),
+                class_precision=ratio(matched_right[lvl], kept),
+                class_recall=ratio(matched_right[lvl], n_gt),
+            )
+        )
+    return out
+
+
+_NAMES = {
+    "none": "no filter",
+    "objectness": "+ mask score",
+    "clip": "+ CLIP score",
+    "pmf": "+ PMF",
+}
+
+
+def quality_markdown(rows: list[LevelQuality], *, title: str, note: str = "") -> str:
+    """The quality table as Markdown (percentages)."""
+
+    def pct(x: float) -> str:
+        return "–" if x != x else f"{100 * x:.1f}"
+
+    lines = [f"# {title}", ""]
+    if note:
+        lines += [note, ""]
+    lines += [
+        "| filter | pseudo-labels | recall | precision | label acc. | class precision | class recall |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {_NAMES[r.level]} | {r.proposals} | {pct(r.recall)} | {pct(r.precision)} | "
+            f"{pct(r.label_accuracy)} | {pct(r.class_precision)} | {pct(r.class_recall)} |"
+        )
+    lines += [
+        "",
+        f"IoU >= 0.5, one-to-one per frame; {rows[0].gt_masks if rows else 0} ground-truth masks. "
+        "Recall/precision are class-agnostic; label accuracy is over matched pseudo-labels; "
+        "class precision/recall also require the right class.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def quality_records(rows: list[LevelQuality]) -> list[dict]:
+    """The rows as JSON/CSV-ready dicts (NaN as None)."""
+    return [{k: (None if v != v else v) for k, v in asdict(r).items()} for r in rows]
+
+
+def write_quality(rows: list[LevelQuality], out_md: Path, *, title: str, note: str = "") -> None:
+    """Write ``out_md`` and, next to it, the same numbers as ``.csv`` and ``.json``."""
+    import csv
+    import io
+
+    from uvis.io import atomic_write_json, atomic_write_text
+
+    out_md = Path(out_md)
+    atomic_write_text(out_md, quality_markdown(rows, title=title, note=note))
+    records = quality_records(rows)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(records[0]) if records else ["level"])
+    writer.writeheader()
+    writer.writerows(records)
+    atomic_write_text(out_md.with_suffix(".csv"), buf.getvalue())
+    atomic_write_json(out_md.with_suffix(".json"), records, indent=2)
