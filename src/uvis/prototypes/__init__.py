@@ -1,0 +1,31 @@
+"""Class prototypes of CLIP instance embeddings and Prototype Memory Filtering (UVIS §3.1)."""
+
+from uvis.prototypes.pmf import (
+    LEVELS,
+    NO_PROTOTYPE,
+    ROW_COLUMNS,
+    PMFConfig,
+    PMFResult,
+    build_prototypes,
+    class_k,
+    filter_instances,
+    passes_threshold,
+    pmf_similarity,
+    prototype_members,
+    select,
+)
+
+__all__ = [
+    "LEVELS",
+    "NO_PROTOTYPE",
+    "ROW_COLUMNS",
+    "PMFConfig",
+    "PMFResult",
+    "build_prototypes",
+    "class_k",
+    "filter_instances",
+    "passes_threshold",
+    "pmf_similarity",
+    "prototype_members",
+    "select",
+]
