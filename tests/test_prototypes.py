@@ -236,7 +236,7 @@ def test_select_levels_and_tau_on_stored_columns() -> None:
         "pass_objectness": np.array([1, 1, 1, 1, 0, 1, 1], bool),
         "pass_clip": np.array([1, 1, 1, 0, 1, 1, 1], bool),
         "pass_pmf": np.array([1, 0, 1, 1, 1, 0, 0], bool),
-        "similarity": np.array([0.95, 0.6, 0.7, 0.99, 0.99, -np.inf, np.nan]),
+        "pmf_similarity": np.array([0.95, 0.6, 0.7, 0.99, 0.99, -np.inf, np.nan]),
         "valid_embedding": np.array([1, 1, 1, 1, 1, 1, 0], bool),
     }
     expected = {
@@ -282,7 +282,7 @@ def test_select_rejects_bad_arguments() -> None:
         select(columns, "mask")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="tau only applies"):
         select(columns, "clip", tau=0.5)
-    with pytest.raises(ValueError, match="'similarity'"):
+    with pytest.raises(ValueError, match="'pmf_similarity'"):
         select(columns, "pmf", tau=0.5)
 
 

@@ -11,7 +11,8 @@ import pyarrow as pa
 
 from uvis import masks
 from uvis.data.frames import Category, Instance, VideoDataset, VideoRecord
-from uvis.pseudo.quality import level_mask, measure_quality, quality_markdown
+from uvis.prototypes import select
+from uvis.pseudo.quality import measure_quality, quality_markdown
 from uvis.schemas import PSEUDO_LABELS
 
 H, W = 20, 20
@@ -58,6 +59,7 @@ def labels(rows: list[dict]) -> pa.Table:
         cols["pass_objectness"].append(r["obj"] >= 0.7)
         cols["pass_clip"].append(r["score"] >= 0.7)
         cols["pass_pmf"].append(r["sim"] >= 0.7)
+        cols["valid_embedding"].append(True)
     return pa.table(cols, schema=PSEUDO_LABELS.schema)
 
 
@@ -98,7 +100,7 @@ def test_levels_are_nested_selections():
         for o, s, m in rng.uniform(0, 1, size=(30, 3))
     ]
     table = labels(rows)
-    sel = [level_mask(table, lvl) for lvl in ("none", "objectness", "clip", "pmf")]
+    sel = [select(table, lvl) for lvl in ("none", "objectness", "clip", "pmf")]
     for wider, narrower in itertools.pairwise(sel):
         assert not (narrower & ~wider).any()
     assert sel[0].sum() == 30 and sel[3].sum() < sel[1].sum()

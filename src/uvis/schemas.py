@@ -158,6 +158,7 @@ PSEUDO_LABELS = Artefact(
             pa.field("pass_objectness", pa.bool_(), nullable=False),
             pa.field("pass_clip", pa.bool_(), nullable=False),
             pa.field("pass_pmf", pa.bool_(), nullable=False),
+            pa.field("valid_embedding", pa.bool_(), nullable=False),
         ]
     ),
     columns={
@@ -167,10 +168,13 @@ PSEUDO_LABELS = Artefact(
         "objectness": "Objectness score (see proposals).",
         "class_score": "CLIP class score (see CLIP scores).",
         "pmf_similarity": "Largest cosine similarity between the row's CLIP embedding and the "
-        "prototypes (k-means centroids) of its class; -1 where the class has no prototype.",
+        "prototypes (k-means centroids) of its class; -inf where the class has no prototype, "
+        "NaN where the embedding is unusable (both fail every tau).",
         "pass_objectness": "objectness >= the objectness threshold (0.7 in the paper).",
         "pass_clip": "class_score >= the CLIP score threshold (0.7 in the paper).",
         "pass_pmf": "pmf_similarity >= tau (0.7 in the paper).",
+        "valid_embedding": "False where the CLIP embedding had NaN/inf values or zero norm (such "
+        "rows are kept in the file, flagged, counted and fail PMF; never silently dropped).",
     },
 )
 

@@ -53,7 +53,8 @@ LEVELS: tuple[Level, ...] = ("none", "objectness", "clip", "pmf")
 NO_PROTOTYPE = -math.inf
 """Similarity of a row whose class has no prototype: below every ``tau``."""
 
-ROW_COLUMNS = ("pass_objectness", "pass_clip", "pass_pmf", "similarity", "valid_embedding")
+# Column names as stored in the pseudo-label artefact (uvis.schemas.PSEUDO_LABELS).
+ROW_COLUMNS = ("pass_objectness", "pass_clip", "pass_pmf", "pmf_similarity", "valid_embedding")
 """The per-row columns of a :class:`PMFResult`, as :meth:`PMFResult.columns` returns them."""
 
 
@@ -115,7 +116,13 @@ class PMFResult:
 
     def columns(self) -> dict[str, np.ndarray]:
         """The per-row columns (:data:`ROW_COLUMNS`), ready to be stored next to the instances."""
-        return {name: getattr(self, name) for name in ROW_COLUMNS}
+        return {
+            "pass_objectness": self.pass_objectness,
+            "pass_clip": self.pass_clip,
+            "pass_pmf": self.pass_pmf,
+            "pmf_similarity": self.similarity,
+            "valid_embedding": self.valid_embedding,
+        }
 
 
 class ColumnTable(Protocol):
@@ -246,7 +253,7 @@ def select(result: PMFResult | ColumnTable, level: Level, tau: float | None = No
     filter, ``"clip"`` the CLIP-score filter and ``"pmf"`` the prototype filter, so each mask is
     a subset of the previous one. ``result`` is a :class:`PMFResult` or a table holding its
     :data:`ROW_COLUMNS` (as stored by a later stage). With ``tau`` (only for ``"pmf"``), the PMF
-    flag is recomputed as ``similarity >= tau`` from the stored similarity and the *same*
+    flag is recomputed as ``pmf_similarity >= tau`` from the stored similarity and the *same*
     prototypes, which is how Table 3's sweep is read off one result; ``tau=None`` uses the
     stored ``pass_pmf``. Raising ``tau`` never keeps more rows.
     """
@@ -267,7 +274,7 @@ def select(result: PMFResult | ColumnTable, level: Level, tau: float | None = No
         return keep
     if tau is None:
         return keep & _flags(table, "pass_pmf")
-    return keep & passes_threshold(_column(table, "similarity", np.float64), tau)
+    return keep & passes_threshold(_column(table, "pmf_similarity", np.float64), tau)
 
 
 def _prototypes_of_unit_rows(

@@ -32,25 +32,9 @@ from scipy.optimize import linear_sum_assignment
 
 from uvis.data.frames import VideoDataset
 from uvis.masks import to_coco
+from uvis.prototypes import select
 
 LEVELS = ("none", "objectness", "clip", "pmf")
-
-
-def level_mask(table: pa.Table, level: str) -> np.ndarray:
-    """Rows of a pseudo-label table kept at one filter level (UVIS Table 2's rows)."""
-    n = table.num_rows
-    keep = np.ones(n, dtype=bool)
-    if level == "none":
-        return keep
-    keep &= table.column("pass_objectness").to_numpy(zero_copy_only=False)
-    if level == "objectness":
-        return keep
-    keep &= table.column("pass_clip").to_numpy(zero_copy_only=False)
-    if level == "clip":
-        return keep
-    if level == "pmf":
-        return keep & table.column("pass_pmf").to_numpy(zero_copy_only=False)
-    raise ValueError(f"unknown filter level {level!r} (expected one of {LEVELS})")
 
 
 @dataclass(frozen=True)
@@ -96,7 +80,7 @@ def measure_quality(
                 gt_by_frame[(inst.video_id, t)].append((to_coco(seg), inst.category_id))
     cols = labels.select(["video_id", "frame_index", "rle", "height", "width", "class_id"])
     data = cols.to_pydict()
-    keep = {lvl: level_mask(labels, lvl) for lvl in LEVELS}
+    keep = {lvl: select(labels, lvl) for lvl in LEVELS}
     rows_by_frame: dict[tuple[int, int], list[int]] = defaultdict(list)
     for i, (vid, t) in enumerate(zip(data["video_id"], data["frame_index"], strict=True)):
         if vid in videos:
