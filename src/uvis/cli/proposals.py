@@ -1,0 +1,68 @@
+"""``uvis proposals``: class-agnostic mask proposals (MaskCut, and the detector trained on them)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _json_dict(text: str) -> dict:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
+def _maskcut(args: argparse.Namespace) -> int:
+    import torch
+
+    from uvis.foundation.ssl import create_ssl_vit
+    from uvis.proposals.maskcut import MaskCutConfig
+    from uvis.proposals.stage import maskcut_shard
+
+    torch.set_num_threads(args.threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = create_ssl_vit(args.arch, weights=args.weights, arch_kwargs=args.arch_kwargs).to(device)
+    cfg = MaskCutConfig(tau=args.tau, num_masks=args.num_masks, refine=args.refine, device=device)
+    stats = maskcut_shard(
+        args.frames,
+        args.out,
+        model,
+        cfg,
+        shard=args.shard,
+        num_shards=args.num_shards,
+        batch_size=args.batch_size,
+        input_short=args.input_short,
+    )
+    print(
+        f"maskcut shard {args.shard}/{args.num_shards}: {stats['proposals']} masks on "
+        f"{stats['frames']} frames ({stats['empty_frames']} without a mask) -> {args.out}"
+    )
+    return 0
+
+
+def _shard_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--frames", type=Path, required=True, help="frame index Parquet")
+    p.add_argument("--shard", type=int, default=0)
+    p.add_argument("--num-shards", type=int, default=1)
+    p.add_argument("--out", type=Path, required=True, help="proposals Parquet of this shard")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("proposals", help="class-agnostic mask proposals (UVIS §3.1)")
+    ps = p.add_subparsers(dest="backend", metavar="STEP")
+    ps.required = True
+
+    m = ps.add_parser("maskcut", help="MaskCut on the last-block keys of a self-supervised ViT")
+    _shard_args(m)
+    m.add_argument("--arch", required=True, help="timm architecture, e.g. vit_base_patch8_224")
+    m.add_argument("--arch-kwargs", type=_json_dict, default={}, help="JSON constructor overrides")
+    m.add_argument("--weights", required=True, help="DINO checkpoint file or known weight name")
+    m.add_argument("--tau", type=float, default=0.15, help="affinity threshold")
+    m.add_argument("--num-masks", type=int, default=3, help="masks per frame (N)")
+    m.add_argument("--refine", choices=["none", "bilateral"], default="bilateral")
+    m.add_argument("--batch-size", type=int, default=8)
+    m.add_argument("--input-short", type=int, help="resize frames so the short side is this")
+    m.set_defaults(func=_maskcut)
