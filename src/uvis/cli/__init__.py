@@ -18,7 +18,7 @@ from uvis import __version__
 from uvis.errors import UvisError
 
 # Subcommand modules, in the order they appear in ``uvis --help``.
-_MODULES = ("synth", "data", "proposals", "pseudo", "baseline", "eval", "misc")
+_MODULES = ("synth", "data", "pretrain", "proposals", "pseudo", "baseline", "eval", "misc")
 
 
 def build_parser() -> argparse.ArgumentParser:

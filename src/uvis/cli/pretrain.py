@@ -1,0 +1,83 @@
+"""``uvis pretrain``: train the embedded stand-ins of the foundation models.
+
+``uvis pretrain ssl`` trains the self-supervised ViT with DINO (:mod:`uvis.foundation.dino`);
+``uvis pretrain clip`` the CLIP model (:mod:`uvis.foundation.clip_train`). torch is imported
+only when a subcommand runs, so registering them keeps ``uvis --help`` fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+from pathlib import Path
+
+from uvis.cli.synth import parse_overrides
+
+
+def _ssl(args: argparse.Namespace) -> int:
+    import torch
+
+    from uvis.foundation.dino import DinoConfig, train_dino
+
+    cfg = DinoConfig.preset(args.preset, **parse_overrides(args.set))
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    report = train_dino(
+        args.corpus_dir, args.out, cfg, progress=not args.no_progress, device=args.device
+    )
+    training, probe = report["training"], report["knn_probe"]
+    summary = (
+        f"pretrain ssl: wrote {args.out} (+ .json), {report['arch']} "
+        f"{training['steps']} steps in {training['seconds']:.1f} s, "
+        f"final loss {training['epochs'][-1]['loss']:.3f}"
+    )
+    if probe is not None:
+        summary += (
+            f"; k-NN accuracy {probe['accuracy_trained']:.3f} (random init "
+            f"{probe['accuracy_random_init']:.3f}, chance {probe['chance_accuracy']:.3f})"
+        )
+    print(summary)
+    return 0
+
+
+def _register_ssl(models: argparse._SubParsersAction) -> None:
+    """Add ``uvis pretrain ssl CORPUS_DIR OUT.pth [--preset] [--set k=v] [--threads N]``."""
+    p = models.add_parser(
+        "ssl",
+        help="train the self-supervised ViT stand-in (DINO) on the unlabeled corpus",
+        description="Train a small ViT with DINO; save the teacher backbone in the official "
+        "DINO checkpoint format (OUT.pth) and the config, training log and k-NN probe "
+        "(OUT.json).",
+    )
+    p.add_argument(
+        "corpus_dir",
+        type=Path,
+        metavar="CORPUS_DIR",
+        help="unlabeled corpus (WORLD/corpora/unlabeled, or WORLD/corpora)",
+    )
+    p.add_argument("out", type=Path, metavar="OUT.pth", help="checkpoint to write (+ OUT.json)")
+    p.add_argument("--preset", default="default", help="smoke (seconds) or default")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a DinoConfig field, e.g. --set epochs=4 --set local_crops_number=2",
+    )
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(func=_ssl)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``uvis pretrain {ssl, clip} ...``."""
+    p = sub.add_parser("pretrain", help="train the foundation-model stand-ins (DINO ViT, CLIP)")
+    models = p.add_subparsers(dest="model", metavar="MODEL")
+    models.required = True
+    _register_ssl(models)
+    # ---- CLIP stand-in (``uvis pretrain clip``): registered by the CLIP training module. ----
+    if importlib.util.find_spec("uvis.foundation.clip_train") is not None:
+        importlib.import_module("uvis.foundation.clip_train").register_cli(models)
+    # ---- end of the CLIP region ----
