@@ -1,0 +1,366 @@
+"""CLIP: loading open_clip checkpoints, prompt ensembling, UVIS eq. 1 scores, crops, training.
+
+Expected values are computed by hand from constructed inputs (basis vectors, images whose
+pixels encode their own coordinates); the models are the small ``uvis-clip-smoke`` architecture,
+randomly initialised with a fixed seed, saved in open_clip's checkpoint formats and read back
+through the real loader.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from uvis import masks
+from uvis.errors import ConfigError, DataError
+from uvis.foundation.clip import (
+    ClipBundle,
+    classify,
+    create_clip,
+    crop_regions,
+    ensemble_prompts,
+    image_embeddings,
+    text_embeddings,
+)
+from uvis.foundation.clip_train import (
+    ClipTrainConfig,
+    epoch_batches,
+    read_captioned_corpus,
+    register_cli,
+    train_clip,
+)
+from uvis.foundation.weights import MissingWeightsError
+
+SMOKE = "uvis-clip-smoke"
+NAMES = ["circle", "square", "star"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: these models are tiny, and on a shared 2-core machine two threads
+    that wait on each other make the smoke training ten times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def smoke_bundle() -> ClipBundle:
+    torch.manual_seed(0)
+    return create_clip(SMOKE, weights=None)
+
+
+@pytest.fixture(scope="module")
+def crops() -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [
+        rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(20, 30), (64, 64), (9, 5)]
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+def test_checkpoint_round_trip_in_open_clip_formats(smoke_bundle, crops, tmp_path):
+    """Plain state dict, open_clip's training checkpoint and a DataParallel one all reload."""
+    state = smoke_bundle.model.state_dict()
+    files = {
+        "plain.pt": state,
+        "train.pt": {"epoch": 3, "name": SMOKE, "state_dict": state},
+        "ddp.pt": {"state_dict": {f"module.{k}": v for k, v in state.items()}},
+    }
+    want_img = image_embeddings(smoke_bundle, crops)
+    want_txt = text_embeddings(smoke_bundle, NAMES)
+    for name, obj in files.items():
+        torch.save(obj, tmp_path / name)
+        loaded = create_clip(SMOKE, weights=tmp_path / name)
+        assert loaded.weights == tmp_path / name
+        assert torch.equal(image_embeddings(loaded, crops), want_img), name
+        assert torch.equal(text_embeddings(loaded, NAMES), want_txt), name
+        assert loaded.logit_scale == pytest.approx(1 / 0.07)  # open_clip's initial temperature
+    assert smoke_bundle.image_size == (32, 32) and smoke_bundle.embed_dim == 64
+    assert smoke_bundle.tokenizer(["a photo of a star."]).shape == (1, 16)  # config's context
+
+
+def test_wrong_architecture_names_file_and_keys(smoke_bundle, tmp_path):
+    state = smoke_bundle.model.state_dict()
+    path = tmp_path / "smoke.pt"
+    torch.save(state, path)
+    with pytest.raises(DataError) as err:
+        create_clip("uvis-clip-tiny", weights=path)
+    text = str(err.value)
+    assert text.startswith(f"{path}: not an open_clip uvis-clip-tiny checkpoint")
+    # The smoke text tower has 1 block, the tiny one 3; every tower is narrower.
+    assert "24 missing keys (e.g. transformer.resblocks.1.ln_1.weight" in text
+    assert "text_projection: file (64, 64) vs model (128, 128)" in text
+
+    partial = tmp_path / "partial.pt"
+    torch.save({k: v for k, v in state.items() if k != "text_projection"}, partial)
+    with pytest.raises(DataError, match=r"1 missing keys \(e\.g\. text_projection\)"):
+        create_clip(SMOKE, weights=partial)
+    extra = tmp_path / "extra.pt"
+    torch.save({**state, "head.weight": torch.zeros(2)}, extra)
+    with pytest.raises(DataError, match=r"1 unexpected keys \(e\.g\. head\.weight\)"):
+        create_clip(SMOKE, weights=extra)
+
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"this is not a checkpoint")
+    with pytest.raises(DataError, match=r"garbage\.pt: not an open_clip .* cannot read it"):
+        create_clip(SMOKE, weights=garbage)
+
+
+def test_missing_hub_and_mismatched_weights_fail_before_loading(tmp_path, monkeypatch):
+    monkeypatch.setenv("UVIS_WEIGHTS", str(tmp_path))
+    with pytest.raises(MissingWeightsError, match="not found"):
+        create_clip(SMOKE, weights=tmp_path / "absent.pt")
+    with pytest.raises(MissingWeightsError, match="not found"):  # an open_clip tag: never fetched
+        create_clip("ViT-B-32", weights="laion2b_s34b_b79k")
+    with pytest.raises(MissingWeightsError, match="not available offline"):
+        create_clip("ViT-B-32", weights="clip_vit_b32_laion2b")
+    with pytest.raises(MissingWeightsError, match="Hugging Face hub"):
+        create_clip("hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K", weights=None)
+    with pytest.raises(ConfigError, match="is for architecture 'ViT-B-32'"):
+        create_clip(SMOKE, weights="clip_vit_b32_laion2b")
+    with pytest.raises(ConfigError, match="unknown CLIP architecture"):
+        create_clip("no-such-model", weights=None)
+
+
+# --------------------------------------------------------------------------------------------
+# Embeddings
+
+
+def test_image_embeddings_normalised_and_batch_independent(smoke_bundle, crops):
+    emb = image_embeddings(smoke_bundle, crops, batch_size=256)
+    assert emb.shape == (3, 64) and emb.dtype == torch.float32
+    assert torch.allclose(emb.norm(dim=1), torch.ones(3), atol=1e-6)
+    assert torch.allclose(image_embeddings(smoke_bundle, crops, batch_size=1), emb, atol=1e-6)
+    # A preprocessed tensor gives what the list of arrays gives.
+    from PIL import Image
+
+    pre = torch.stack([smoke_bundle.preprocess(Image.fromarray(c)) for c in crops])
+    assert torch.allclose(image_embeddings(smoke_bundle, pre), emb, atol=1e-6)
+    assert image_embeddings(smoke_bundle, []).shape == (0, 64)
+    with pytest.raises(ValueError, match="crop 1"):
+        image_embeddings(smoke_bundle, [crops[0], crops[0][..., 0]])
+
+
+def test_prompt_ensembling_is_the_normalised_mean_of_normalised_prompts(smoke_bundle):
+    # Constructed: prompts [3, 0] and [0, 1] normalise to e0 and e1, whose mean renormalises
+    # to (1, 1)/sqrt(2); averaging the raw vectors first would give (3, 1)/sqrt(10).
+    per_prompt = torch.tensor([[[3.0, 0.0], [0.0, 1.0]]])
+    assert torch.allclose(ensemble_prompts(per_prompt), torch.tensor([[0.5**0.5, 0.5**0.5]]))
+    # Through the model: two templates = normalised sum of the single-template embeddings.
+    templates = ("a photo of a {}.", "a drawing of a {}")
+    both = text_embeddings(smoke_bundle, NAMES, templates)
+    one, two = (text_embeddings(smoke_bundle, NAMES, (t,)) for t in templates)
+    expected = torch.nn.functional.normalize(one + two, dim=-1)
+    assert torch.allclose(both, expected, atol=1e-6)
+    assert torch.allclose(one.norm(dim=1), torch.ones(3), atol=1e-6)
+    with pytest.raises(ValueError, match="template"):
+        text_embeddings(smoke_bundle, NAMES, ("no placeholder",))
+
+
+# --------------------------------------------------------------------------------------------
+# UVIS eq. 1
+
+
+def test_classify_argmax_and_softmax_score_by_hand():
+    text = torch.eye(3)  # class c has text embedding e_c; image rows 1 and 2 are unnormalised
+    image = torch.tensor([[0.6, 0.8, 0.0], [3.0, 0.0, 0.0], [0.0, 0.0, 0.5]])
+    labels = classify(image, text, logit_scale=10.0)
+    assert labels.class_index.tolist() == [1, 0, 2]
+    # Row 0: cosines (0.6, 0.8, 0) -> p1 = e^8 / (e^6 + e^8 + e^0).
+    p1 = math.exp(8) / (math.exp(6) + math.exp(8) + 1)
+    assert labels.class_score[0].item() == pytest.approx(p1, rel=1e-6)
+    assert labels.probs[0].tolist() == pytest.approx(
+        [math.exp(6) / (math.exp(6) + math.exp(8) + 1), p1, 1 / (math.exp(6) + math.exp(8) + 1)]
+    )
+    assert torch.allclose(labels.probs.sum(dim=1), torch.ones(3))
+    # Row 1: cosines (1, 0, 0) -> e^10 / (e^10 + 2).
+    assert labels.class_score[1].item() == pytest.approx(math.exp(10) / (math.exp(10) + 2))
+
+
+def test_class_score_meaning_at_clip_logit_scale():
+    """Typical CLIP cosines (~0.2-0.3) never reach 0.7, but their softmax at 100 does."""
+    cos = torch.tensor([[0.30, 0.25, 0.20]])
+    text = torch.eye(3)
+    image = torch.cat([cos, torch.sqrt(1 - (cos**2).sum(dim=1, keepdim=True))], dim=1)
+    text = torch.cat([text, torch.zeros(3, 1)], dim=1)  # 4-d: the 4th axis carries the rest
+    at_100 = classify(image, text, logit_scale=100.0)
+    assert at_100.class_index.item() == 0
+    assert at_100.class_score.item() == pytest.approx(1 / (1 + math.exp(-5) + math.exp(-10)))
+    assert at_100.class_score.item() > 0.99 > 0.7 > 0.30
+    # At scale 1 the same cosines are nearly uniform: the score is about 1/C.
+    assert classify(image, text, logit_scale=1.0).class_score.item() == pytest.approx(
+        math.exp(0.3) / (math.exp(0.3) + math.exp(0.25) + math.exp(0.2))
+    )
+
+
+def test_classify_rejects_bad_input():
+    text = torch.eye(3)
+    with pytest.raises(ValueError, match=r"image embedding row\(s\) are not finite, e.g. \[1\]"):
+        classify(torch.tensor([[1.0, 0, 0], [float("nan"), 0, 0]]), text, 100.0)
+    with pytest.raises(ValueError, match="expected"):
+        classify(torch.ones(2, 4), text, 100.0)
+    with pytest.raises(ValueError, match="logit_scale"):
+        classify(torch.ones(2, 3), text, 0.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Crops
+
+
+def coordinate_image(height: int = 20, width: int = 30) -> np.ndarray:
+    """Pixel (y, x) holds (y, x, 7), so a crop's corner tells where it was cut."""
+    yy, xx = np.mgrid[:height, :width]
+    return np.stack([yy, xx, np.full_like(yy, 7)], axis=-1).astype(np.uint8)
+
+
+def test_crop_regions_context_margin_and_clamping():
+    image = coordinate_image()
+    # Box x=10, y=5, w=10, h=5 with 10 % context: x in [9, 21), y in [4.5, 10.5) -> [4, 11).
+    inner, corner, edge, fractional = crop_regions(
+        image,
+        [[10, 5, 10, 5], [0, 0, 5, 5], [25, 15, 5, 5], [3, 4, 2, 6]],
+        context=0.1,
+    )
+    assert inner.shape == (7, 12, 3) and tuple(inner[0, 0]) == (4, 9, 7)
+    assert tuple(inner[-1, -1]) == (10, 20, 7)
+    # Margins of 0.5 px round outwards and are clamped at the top-left corner: [0, 6).
+    assert corner.shape == (6, 6, 3) and tuple(corner[0, 0]) == (0, 0, 7)
+    # At the bottom-right border: x in [24, 30), y in [14, 20), clamped to the image.
+    assert edge.shape == (6, 6, 3) and tuple(edge[-1, -1]) == (19, 29, 7)
+    # Margins 0.2 x and 0.6 y: x in [2.8, 5.2) -> [2, 6), y in [3.4, 10.6) -> [3, 11).
+    assert fractional.shape == (8, 4, 3) and tuple(fractional[0, 0]) == (3, 2, 7)
+    (no_context,) = crop_regions(image, [[10, 5, 10, 5]], context=0.0)
+    assert no_context.shape == (5, 10, 3) and tuple(no_context[0, 0]) == (5, 10, 7)
+    for bad in ([1, 1, 0, 4], [1, 1, float("nan"), 4], [40, 1, 4, 4]):
+        with pytest.raises(ValueError, match="box 0"):
+            crop_regions(image, [bad])
+
+
+def test_crop_regions_mask_background():
+    image = np.zeros((10, 10, 3), np.uint8)
+    image[:, :5] = 10  # left half 10, right half 30
+    image[:, 5:] = 30
+    image[4:6, 4:6] = 200  # the object, also the mask
+    mask = np.zeros((10, 10), np.uint8)
+    mask[4:6, 4:6] = 1
+    box = [[2, 2, 6, 6]]  # crop [2, 8) x [2, 8): outside pixels are half 10, half 30
+    (mean,) = crop_regions(image, box, [mask], context=0.0, mask_background="mean")
+    inside = mask[2:8, 2:8].astype(bool)
+    assert (mean[inside] == 200).all() and (mean[~inside] == 20).all()
+    (from_rle,) = crop_regions(
+        image, box, [masks.encode(mask)], context=0.0, mask_background="mean"
+    )
+    assert np.array_equal(from_rle, mean)
+    (blur,) = crop_regions(image, box, [mask], context=0.0, mask_background="blur")
+    assert (blur[inside] == 200).all()
+    # The 10|30 edge is smoothed: values strictly between the two sides appear near it.
+    assert ((blur[~inside] > 10) & (blur[~inside] < 30)).any()
+    (plain,) = crop_regions(image, box, [mask], context=0.0)  # masks unused without a mode
+    assert np.array_equal(plain, image[2:8, 2:8])
+    with pytest.raises(ValueError, match="empty"):
+        crop_regions(image, box, [np.zeros((10, 10))], mask_background="mean")
+    with pytest.raises(ValueError, match="one mask per box"):
+        crop_regions(image, box, mask_background="mean")
+
+
+# --------------------------------------------------------------------------------------------
+# Training the stand-in
+
+
+@pytest.fixture(scope="module")
+def smoke_world(tmp_path_factory) -> Path:
+    from uvis.synth import SynthParams, generate_world
+
+    out = tmp_path_factory.mktemp("clip") / "world"
+    generate_world(out, SynthParams.preset("smoke"), progress=False)
+    return out
+
+
+def test_smoke_training_lowers_loss_and_reloads(smoke_world, tmp_path):
+    cfg = ClipTrainConfig.preset("smoke", epochs=4)
+    out = tmp_path / "models" / "clip.pt"
+    report = train_clip(
+        smoke_world / "corpora" / "captioned", out, cfg, eval_world=smoke_world, progress=False
+    )
+    losses = [entry["loss"] for entry in report["log"]]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    on_disk = json.loads(out.with_suffix(".json").read_text())
+    assert on_disk["config"]["model"] == SMOKE and on_disk["config"]["epochs"] == 4
+    assert on_disk["model_config"]["embed_dim"] == 64
+    quality = on_disk["quality"]
+    assert quality["chance"] == pytest.approx(0.1)
+    assert quality["heldout_corpus"]["num_crops"] == report["num_heldout_images"] > 0
+    assert quality["video_crops"]["num_crops"] > 0
+    assert 0.0 <= quality["video_crops"]["accuracy"] <= 1.0
+    # What was saved is what the real loader reads.
+    checkpoint = torch.load(out, weights_only=True)
+    assert set(checkpoint) == {"epoch", "name", "state_dict"}
+    loaded = create_clip(SMOKE, weights=out)
+    assert loaded.logit_scale == pytest.approx(report["log"][-1]["logit_scale"], rel=1e-5)
+
+
+def test_cli_pretrain_clip(smoke_world, tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    register_cli(parser.add_subparsers())
+    out = tmp_path / "clip.pt"
+    args = parser.parse_args(
+        [
+            *("clip", str(smoke_world / "corpora" / "captioned"), str(out)),
+            *("--preset", "smoke", "--set", "epochs=1", "--threads", "1", "--no-progress"),
+        ]
+    )
+    assert args.func(args) == 0
+    assert "pretrain clip: uvis-clip-smoke, 1 epochs" in capsys.readouterr().out
+    assert out.is_file() and out.with_suffix(".json").is_file()
+
+
+def test_one_colour_batches():
+    # Colour 0: 10 images -> 2 full batches of 4 + 2 left; colour 1: 7 -> 1 batch + 3 left;
+    # colour 2: 3 left. The 8 left over make 2 mixed batches: 5 batches, every image once.
+    groups = np.array([0] * 10 + [1] * 7 + [2] * 3)
+    batches = epoch_batches(groups, 4, torch.Generator().manual_seed(0))
+    assert len(batches) == 5 and all(len(b) == 4 for b in batches)
+    assert sorted(torch.cat(batches).tolist()) == list(range(20))
+    single = sorted(tuple(sorted(set(groups[b.numpy()]))) for b in batches)
+    assert single.count((0,)) >= 2 and single.count((1,)) >= 1
+    # One group for everything: plain random batches, the incomplete last one dropped.
+    plain = epoch_batches(np.zeros(10, np.int64), 4, torch.Generator().manual_seed(0))
+    assert [len(b) for b in plain] == [4, 4] and len(set(torch.cat(plain).tolist())) == 8
+
+
+def test_train_config_overrides_and_errors():
+    cfg = ClipTrainConfig.preset("default", epochs=3, lr=1, crop_scale=[0.5, 1])
+    assert (cfg.epochs, cfg.lr, cfg.crop_scale) == (3, 1.0, (0.5, 1.0))
+    assert ClipTrainConfig.preset("smoke").model == SMOKE
+    with pytest.raises(ConfigError, match="unknown CLIP training setting 'epoch'"):
+        ClipTrainConfig.preset("default", epoch=3)
+    with pytest.raises(ConfigError, match="epochs"):
+        ClipTrainConfig.preset("default", epochs="many")
+    with pytest.raises(ConfigError, match="holdout_fraction"):
+        ClipTrainConfig.preset("default", holdout_fraction=1.0)
+    with pytest.raises(ConfigError, match="preset"):
+        ClipTrainConfig.preset("huge")
+
+
+def test_corpus_errors_name_the_file(tmp_path):
+    with pytest.raises(DataError, match=r"captions\.jsonl: missing"):
+        read_captioned_corpus(tmp_path)
+    (tmp_path / "captions.jsonl").write_text('{"file": "a.jpg", "caption": "a red star"}\n')
+    with pytest.raises(DataError, match=r"captions\.jsonl: line 1"):
+        read_captioned_corpus(tmp_path)
+    (tmp_path / "captions.jsonl").write_text(
+        '{"file": "a.jpg", "caption": "a red star", "colour": "red", "category_id": 4}\n'
+    )
+    with pytest.raises(DataError, match=r"a\.jpg: cannot read image"):
+        read_captioned_corpus(tmp_path)
