@@ -342,3 +342,24 @@ def test_gpu_is_used_only_when_present() -> None:
     assert resolve_gpu(None) is False
     with pytest.raises(ValueError, match="no GPU"):
         resolve_gpu(True)
+
+
+def test_no_rows_at_all_gives_no_prototypes_and_fails_every_row():
+    from uvis.prototypes import PMFConfig, build_prototypes, filter_instances
+
+    empty = build_prototypes(
+        np.zeros((0, 4), np.float32),
+        np.zeros(0, np.int64),
+        k_ratio=0.1,
+        k_min=1,
+        k_max=4,
+        niter=5,
+        seed=0,
+    )
+    assert empty == {}
+    emb = np.eye(4, dtype=np.float32)[:3]
+    result = filter_instances(
+        np.full(3, 0.1), np.full(3, 0.9), np.array([1, 1, 2]), emb, PMFConfig()
+    )  # nothing passes objectness, so no class gets a prototype
+    assert result.prototypes == {} and not result.pass_pmf.any()
+    assert np.isneginf(result.similarity).all()

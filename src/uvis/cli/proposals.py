@@ -42,6 +42,52 @@ def _maskcut(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_detector(args: argparse.Namespace) -> int:
+    import torch
+
+    from uvis.cli.synth import parse_overrides
+    from uvis.proposals.detector import DetectorConfig, targets_from_proposals, train_detector
+    from uvis.proposals.stage import read_frame_index
+    from uvis.pseudo.filtering import read_shards
+    from uvis.schemas import PROPOSALS
+
+    torch.set_num_threads(args.threads)
+    cfg = DetectorConfig.preset(args.preset, **parse_overrides(args.set))
+    frames = read_frame_index(args.frames)
+    masks = read_shards(args.masks, PROPOSALS)
+    targets = targets_from_proposals(frames, masks, proposals_path=str(args.masks[0].parent))
+    report = train_detector(targets, cfg, args.out)
+    print(
+        f"train-detector: {report['frames'] - report['frames_without_masks']} frames, "
+        f"{report['masks']} masks, final loss {report['final_loss']:.3f}, "
+        f"{report['seconds']:.0f} s -> {args.out}"
+    )
+    return 0
+
+
+def _detect(args: argparse.Namespace) -> int:
+    import pyarrow.parquet as pq
+    import torch
+
+    from uvis.data.shards import select_shard
+    from uvis.io import atomic_path
+    from uvis.proposals.detector import detect_frames, load_detector
+    from uvis.proposals.stage import read_frame_index
+
+    torch.set_num_threads(args.threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model, cfg = load_detector(args.detector, device=device)
+    frames = select_shard(read_frame_index(args.frames), args.num_shards, args.shard)
+    table = detect_frames(model, frames, cfg)
+    with atomic_path(args.out) as tmp:
+        pq.write_table(table, tmp)
+    print(
+        f"detect shard {args.shard}/{args.num_shards}: {table.num_rows} proposals on "
+        f"{frames.num_rows} frames -> {args.out}"
+    )
+    return 0
+
+
 def _shard_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=Path, required=True, help="frame index Parquet")
     p.add_argument("--shard", type=int, default=0)
@@ -66,3 +112,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--batch-size", type=int, default=8)
     m.add_argument("--input-short", type=int, help="resize frames so the short side is this")
     m.set_defaults(func=_maskcut)
+
+    t = ps.add_parser(
+        "train-detector",
+        help="CutLER's learn step: class-agnostic Mask R-CNN trained on MaskCut masks",
+    )
+    t.add_argument("--frames", type=Path, required=True, help="frame index of the masks' split")
+    t.add_argument("--masks", type=Path, nargs="+", required=True, help="MaskCut proposal shards")
+    t.add_argument("--preset", default="default", help="smoke, default or real")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    t.add_argument("--out", type=Path, required=True, help="checkpoint (+ .json report)")
+    t.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    t.set_defaults(func=_train_detector)
+
+    d = ps.add_parser("detect", help="proposals with objectness from the trained detector")
+    _shard_args(d)
+    d.add_argument("--detector", type=Path, required=True, help="train-detector checkpoint")
+    d.set_defaults(func=_detect)

@@ -7,6 +7,50 @@ import json
 from pathlib import Path
 
 
+def _vocabulary(args: argparse.Namespace):
+    from uvis.data import read_vocabulary
+    from uvis.data.frames import Category
+    from uvis.errors import DataError
+
+    if args.categories_json is not None:
+        try:
+            cats = json.loads(Path(args.categories_json).read_text())["categories"]
+            return tuple(Category(int(c["id"]), str(c["name"])) for c in cats)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise DataError(
+                args.categories_json, f"no YouTube-VIS 'categories' list: {exc}"
+            ) from exc
+    vocab = args.vocabulary
+    return read_vocabulary(vocab.split(",") if "," in vocab and not Path(vocab).exists() else vocab)
+
+
+def _clip_scores(args: argparse.Namespace) -> int:
+    import torch
+
+    from uvis.foundation.clip import create_clip
+    from uvis.pseudo.clip_scores import score_proposals
+
+    torch.set_num_threads(args.threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    bundle = create_clip(args.model, weights=args.weights, device=device)
+    stats = score_proposals(
+        args.frames,
+        args.proposals,
+        args.out,
+        bundle,
+        _vocabulary(args),
+        templates=args.template or ["a photo of a {}."],
+        context=args.context,
+        mask_background=args.mask_background,
+        batch_size=args.batch_size,
+    )
+    print(
+        f"clip-scores: {stats['proposals']} proposals on {stats['frames']} frames "
+        f"({stats['nan_embeddings']} NaN embeddings) -> {args.out}"
+    )
+    return 0
+
+
 def _filter(args: argparse.Namespace) -> int:
     from uvis.prototypes import PMFConfig
     from uvis.pseudo.filtering import filter_files
@@ -49,6 +93,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pseudo", help="pseudo-label stages (UVIS §3.1)")
     ps = p.add_subparsers(dest="stage", metavar="STAGE")
     ps.required = True
+
+    c = ps.add_parser("clip-scores", help="label proposals with CLIP (UVIS eq. 1)")
+    c.add_argument("--frames", type=Path, required=True, help="frame index Parquet")
+    c.add_argument("--proposals", type=Path, required=True, help="proposals shard")
+    c.add_argument("--out", type=Path, required=True, help="CLIP-scores shard")
+    voc = c.add_mutually_exclusive_group(required=True)
+    voc.add_argument("--categories-json", type=Path, help="vocabulary of a YouTube-VIS JSON")
+    voc.add_argument("--vocabulary", help="file with one name per line, or a comma-separated list")
+    c.add_argument("--model", required=True, help="open_clip model name")
+    c.add_argument("--weights", required=True, help="open_clip checkpoint file or known name")
+    c.add_argument("--template", action="append", help="prompt template with {} (repeatable)")
+    c.add_argument("--context", type=float, default=0.1, help="crop margin, fraction of box size")
+    c.add_argument("--mask-background", choices=["mean", "blur"], help="fill outside the mask")
+    c.add_argument("--batch-size", type=int, default=256)
+    c.add_argument("--threads", type=int, default=1)
+    c.set_defaults(func=_clip_scores)
 
     f = ps.add_parser(
         "filter", help="CLIP score / objectness thresholds and prototype memory filtering"

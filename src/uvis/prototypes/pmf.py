@@ -318,6 +318,8 @@ def _similarity_of_unit_rows(
 
 def _class_rows(labels: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
     """``(label, row indices)`` for each distinct label, in increasing label order."""
+    if len(labels) == 0:
+        return
     order = np.argsort(labels, kind="stable")
     classes, starts = np.unique(labels[order], return_index=True)
     ends = [*starts[1:], len(order)]
