@@ -16,6 +16,7 @@ configfile: "config.yaml"
 include: "rules/common.smk"
 include: "rules/synth.smk"
 include: "rules/frames.smk"
+include: "rules/pseudo_labels.smk"
 include: "rules/baseline.smk"
 include: "rules/evaluate.smk"
 

@@ -82,7 +82,7 @@ def all_targets():
         targets.append(f"{R}/metrics/baseline.{EVAL_SPLIT}.ytvis.json")
     if has_davis_gt():
         targets.append(f"{R}/metrics/baseline.{EVAL_SPLIT}.davis.json")
-    return targets
+    return targets + pseudo_label_targets()
 
 
 # Frames
@@ -134,3 +134,67 @@ def _baseline_opts():
         f"--seed {b['seed']} --jitter-px {b['jitter_px']} --drop-rate {b['drop_rate']} "
         f"--class-flip-rate {b['class_flip_rate']} --false-positives {b['false_positives']}"
     )
+
+
+# Pseudo-labels
+
+
+GPUS = config["compute"]["gpus_per_job"]
+NUM_SHARDS = config["pseudo_labels"]["shards"]
+SHARDS = list(range(NUM_SHARDS))
+
+
+def preset_sets(overrides):
+    """`--set key=value` options for a preset block's overrides (values as JSON)."""
+    return " ".join(f"--set {k}={json.dumps(v)!r}" for k, v in overrides.items())
+
+
+def ssl_pretrain_sets():
+    """The stand-in ViT is trained with the architecture the proposal stage will load."""
+    arch = {"arch": config["ssl"]["arch"], "arch_kwargs": config["ssl"]["arch_kwargs"]}
+    return preset_sets({**arch, **config["ssl"]["pretrain"]["overrides"]})
+
+
+def clip_pretrain_sets():
+    """The stand-in CLIP is trained as the model the clip_scores stage will load."""
+    return preset_sets({"model": config["clip"]["model"], **config["clip"]["pretrain"]["overrides"]})
+
+
+def _embedded(block):
+    return config[block]["weights"] == "embedded"
+
+
+def ssl_weights(wildcards=None):
+    return f"{R}/models/ssl_vit.pth" if _embedded("ssl") else config["ssl"]["weights"]
+
+
+def ssl_weights_input(wildcards):
+    """The stand-in checkpoint is a rule output; a real file given by path is an input too."""
+    w = ssl_weights()
+    return [w] if _embedded("ssl") or os.path.isfile(w) else []
+
+
+def clip_weights(wildcards=None):
+    return f"{R}/models/clip.pt" if _embedded("clip") else config["clip"]["weights"]
+
+
+def clip_weights_input(wildcards):
+    w = clip_weights()
+    return [w] if _embedded("clip") or os.path.isfile(w) else []
+
+
+def vocabulary_args(wildcards):
+    """Where the class names (and ids) come from: the YouTube-VIS JSON, or the vocabulary."""
+    if FORMAT in ("synth", "ytvis"):
+        return f"--categories-json {ytvis_json(wildcards)}"
+    vocab = config["dataset"].get("vocabulary") or ["object"]
+    return f"--vocabulary {vocab if isinstance(vocab, str) else ','.join(vocab)!r}"
+
+
+def pseudo_label_targets():
+    out = []
+    for split in config["pseudo_labels"]["splits"]:
+        out.append(f"{R}/pseudo/labels/{split}.parquet")
+        if has_ytvis_gt():
+            out.append(f"{R}/pseudo/quality/{split}.md")
+    return out

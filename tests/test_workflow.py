@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -37,12 +38,23 @@ def overlay(path: Path, cfg: dict) -> list[str]:
     return ["--configfile", "config.yaml", str(path)]
 
 
-def smoke(tmp: Path, name: str, **baseline) -> list[str]:
+SMOKE_MODELS = {
+    "pseudo_labels": {"splits": ["train", "valid"], "shards": 2},
+    "ssl": {"pretrain": {"preset": "smoke", "overrides": {}}},
+    "clip": {"model": "uvis-clip-smoke", "pretrain": {"preset": "smoke", "overrides": {}}},
+    "proposals": {"detector": {"preset": "smoke", "overrides": {}}},
+}
+
+
+def smoke(tmp: Path, name: str, filter_cfg: dict | None = None, **baseline) -> list[str]:
     cfg: dict = {
         "results": str(tmp / "results"),
         "synth": {"preset": "smoke", "seed": 0, "overrides": {}},
         "baseline": baseline,
+        **SMOKE_MODELS,
     }
+    if filter_cfg:
+        cfg["filter"] = filter_cfg
     return overlay(tmp / f"{name}.yaml", cfg)
 
 
@@ -128,3 +140,34 @@ def test_smoke_run_end_to_end_and_param_reruns(tmp_path):
     davis2 = json.loads((res / "metrics/baseline.valid.davis.json").read_text())
     assert ytvis2["AP"] < 100.0 and davis2["JF"] < 100.0
     assert frames.stat().st_mtime_ns == frames_mtime
+
+    # Pseudo-labels exist with every flag, and a quality table per split.
+    labels = pq.read_table(res / "pseudo/labels/train.parquet")
+    assert {"pass_objectness", "pass_clip", "pass_pmf", "pmf_similarity"} <= set(
+        labels.column_names
+    )
+    assert (res / "pseudo/quality/valid.md").read_text().count("|") > 20
+
+    # Changing tau re-runs filtering and what depends on it, never proposals or CLIP scoring.
+    tau = {
+        "objectness_threshold": 0.7,
+        "clip_threshold": 0.7,
+        "tau": 0.5,
+        "k_ratio": 0.05,
+        "k_min": 1,
+        "k_max": 64,
+    }
+    dry = snakemake("-n", "--cores", "2", *smoke(tmp_path, "tau", filter_cfg=tau, **noisy))
+    planned = dry.stdout + dry.stderr
+    for rule in ("filter", "pseudo_quality"):
+        assert f"rule {rule}:" in planned
+    for rule in (
+        "pretrain_ssl",
+        "pretrain_clip",
+        "maskcut",
+        "train_detector",
+        "detect",
+        "clip_scores",
+    ):
+        assert f"rule {rule}:" not in planned
+    assert "params" in planned.lower()
