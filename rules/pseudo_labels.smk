@@ -161,11 +161,17 @@ rule clip_scores:
             else ""
         ),
         batch_size=config["clip"]["batch_size"],
+        resize_mode=(
+            f"--resize-mode {config['clip']['resize_mode']}"
+            if config["clip"]["resize_mode"]
+            else ""
+        ),
     shell:
         "python -m uvis pseudo clip-scores --frames {input.frames} --proposals {input.proposals} "
         "{params.vocabulary} --model {params.model} --weights {params.weights} "
         "{params.templates} --context {params.context} {params.mask_background} "
-        "--batch-size {params.batch_size} --threads {threads} --out {output} > {log} 2>&1"
+        "--batch-size {params.batch_size} {params.resize_mode} --threads {threads} "
+        "--out {output} > {log} 2>&1"
 
 
 rule filter:

@@ -32,7 +32,9 @@ def _clip_scores(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    bundle = create_clip(args.model, weights=args.weights, device=device)
+    bundle = create_clip(
+        args.model, weights=args.weights, device=device, resize_mode=args.resize_mode
+    )
     stats = score_proposals(
         args.frames,
         args.proposals,
@@ -107,6 +109,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--context", type=float, default=0.1, help="crop margin, fraction of box size")
     c.add_argument("--mask-background", choices=["mean", "blur"], help="fill outside the mask")
     c.add_argument("--batch-size", type=int, default=256)
+    c.add_argument(
+        "--resize-mode",
+        choices=["shortest", "longest", "squash"],
+        help="how crops are fitted to the model's input (default: the model's own)",
+    )
     c.add_argument("--threads", type=int, default=1)
     c.set_defaults(func=_clip_scores)
 

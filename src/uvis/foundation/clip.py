@@ -58,7 +58,8 @@ class ClipBundle:
     """An open_clip model ready for inference, with what is needed to feed it.
 
     ``preprocess`` is open_clip's own inference transform for the model (PIL image -> normalised
-    ``(3, S, S)`` tensor: resize, centre crop, normalise with ``mean``/``std``), ``tokenizer``
+    ``(3, S, S)`` tensor: resize as ``resize_mode`` says, normalise with ``mean``/``std``),
+    ``tokenizer``
     open_clip's tokenizer for the model (BPE vocabulary shipped with the package, padded to the
     model's context length), ``logit_scale`` the learned temperature as a multiplier
     (``exp`` of the stored parameter; 100 for the released CLIP models). ``weights`` is the file

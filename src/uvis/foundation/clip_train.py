@@ -157,8 +157,9 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
 class CaptionedCorpus:
     """The captioned corpus in memory: ``images`` ``(N, H, W, 3)`` uint8, one caption each.
 
-    ``category_ids`` (1-based ids of :data:`uvis.synth.CATEGORIES`) are read for the zero-shot
-    test only; training sees images and captions.
+    ``source`` is the ``captions.jsonl`` read. ``colours`` (the colour each caption names)
+    group the training batches; ``category_ids`` (1-based ids of
+    :data:`uvis.synth.CATEGORIES`) are read for the zero-shot test only.
     """
 
     source: Path
@@ -575,7 +576,10 @@ def _pretrain_clip(args: argparse.Namespace) -> int:
     quality = report["quality"]
     parts = [f"held-out corpus {quality['heldout_corpus']['accuracy']:.1%}"]
     if "video_crops" in quality:
-        parts.append(f"video crops {quality['video_crops']['accuracy']:.1%}")
+        parts.append(
+            f"video crops {quality['video_crops']['accuracy']:.1%} "
+            f"({quality['video_crops_masked_mean']['accuracy']:.1%} with masked background)"
+        )
     print(
         f"pretrain clip: {cfg.model}, {cfg.epochs} epochs in {report['train_seconds']:.0f} s, "
         f"final loss {report['log'][-1]['loss']:.3f}; zero-shot accuracy {', '.join(parts)} "
