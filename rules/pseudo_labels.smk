@@ -13,7 +13,7 @@ rule pretrain_ssl:
         f"{R}/logs/pretrain_ssl.log",
     conda:
         "../envs/torch.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=6000,
         runtime=60,
@@ -38,7 +38,7 @@ rule pretrain_clip:
         f"{R}/logs/pretrain_clip.log",
     conda:
         "../envs/torch.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=6000,
         runtime=60,
@@ -96,7 +96,7 @@ rule train_detector:
         f"{R}/logs/train_detector.log",
     conda:
         "../envs/torch.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=240,

@@ -338,7 +338,7 @@ def recall_at_half(pred: pa.Table, gt: pa.Table, top: int) -> float:
 @pytest.mark.slow
 def test_training_on_squares_finds_them(tmp_path: Path) -> None:
     index, gt = write_squares(tmp_path / "train", 20, seed=0)
-    cfg = tiny_cfg(self_training_rounds=1)
+    cfg = tiny_cfg(iterations=60, warmup_iterations=10, self_training_rounds=1)
     path = tmp_path / "det.pth"
     report = train_detector(targets_from_proposals(index, gt), cfg, path, progress=False)
     log = report["rounds"][0]["log"]

@@ -118,8 +118,8 @@ _PRESETS: dict[str, dict[str, Any]] = {
         "box_head_dim": 64,
         "mask_head_channels": 16,
         "roi_batch_size": 32,
-        "iterations": 60,
-        "warmup_iterations": 10,
+        "iterations": 30,
+        "warmup_iterations": 5,
         "batch_size": 4,
         "self_train_iterations": 10,
     },
@@ -359,8 +359,11 @@ def load_backbone_weights(resnet: nn.Module, path: Path, arch: str) -> None:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise DataError(path, f"not a {arch} state dict (expected a dict of tensors)")
     expected = resnet.state_dict()
-    optional = ("fc.", "num_batches_tracked")
-    missing = [k for k in expected if k not in state and not any(o in k for o in optional)]
+    missing = [
+        k
+        for k in expected
+        if k not in state and not (k.startswith("fc.") or k.endswith(".num_batches_tracked"))
+    ]
     unexpected = [k for k in state if k not in expected]
     shapes = [
         f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
