@@ -157,7 +157,9 @@ def ssl_pretrain_sets():
 
 def clip_pretrain_sets():
     """The stand-in CLIP is trained as the model the clip_scores stage will load."""
-    return preset_sets({"model": config["clip"]["model"], **config["clip"]["pretrain"]["overrides"]})
+    return preset_sets(
+        {"model": config["clip"]["model"], **config["clip"]["pretrain"]["overrides"]}
+    )
 
 
 def _embedded(block):
