@@ -131,4 +131,4 @@ def test_unreadable_shard_is_named(tmp_path, capsys):
     )
     assert code == 2
     err = capsys.readouterr().err
-    assert str(bad) in err and "cannot read proposals shard" in err
+    assert str(bad) in err and "cannot read proposals" in err

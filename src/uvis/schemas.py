@@ -7,6 +7,7 @@ the schemas here to validate what they read and write.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -20,6 +21,19 @@ class Artefact:
     description: str
     schema: pa.Schema
     columns: dict[str, str]
+
+    def read(self, path: str | os.PathLike[str]) -> pa.Table:
+        """Read a Parquet file of this artefact; DataError naming the file if it is not one."""
+        import pyarrow.parquet as pq
+
+        from uvis.errors import DataError
+
+        try:
+            table = pq.read_table(path)
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise DataError(path, f"cannot read {self.name}: {exc}") from exc
+        self.check(table, str(path))
+        return table
 
     def check(self, table: pa.Table, path: str) -> None:
         """Raise :class:`uvis.errors.DataError` if ``table`` lacks a column of this artefact."""

@@ -42,12 +42,7 @@ def read_frame(path: str | Path) -> np.ndarray:
 
 def read_frame_index(path: str | Path) -> pa.Table:
     """A frame index Parquet, checked against its schema."""
-    try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise DataError(path, f"cannot read frame index: {exc}") from exc
-    FRAME_INDEX.check(table, str(path))
-    return table
+    return FRAME_INDEX.read(path)
 
 
 def model_input_size(

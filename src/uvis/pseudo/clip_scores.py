@@ -32,12 +32,7 @@ logger = logging.getLogger(__name__)
 
 def read_proposals(path: str | Path) -> pa.Table:
     """A proposals shard, checked against its schema."""
-    try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise DataError(path, f"cannot read proposals shard: {exc}") from exc
-    PROPOSALS.check(table, str(path))
-    return table
+    return PROPOSALS.read(path)
 
 
 def _embedding_column(emb: np.ndarray) -> pa.Array:

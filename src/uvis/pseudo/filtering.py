@@ -34,11 +34,7 @@ def read_shards(paths: Sequence[str | os.PathLike[str]], artefact: Artefact) -> 
     """Concatenate Parquet shards of one artefact, checking each one's columns."""
     tables = []
     for path in paths:
-        try:
-            table = pq.read_table(path)
-        except (OSError, pa.ArrowInvalid) as exc:
-            raise DataError(path, f"cannot read {artefact.name} shard: {exc}") from exc
-        artefact.check(table, str(path))
+        table = artefact.read(path)
         tables.append(table.select([f.name for f in artefact.schema]))
     if not tables:
         return artefact.schema.empty_table()
