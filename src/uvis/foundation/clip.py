@@ -33,6 +33,7 @@ from PIL import Image, ImageFilter
 
 from uvis import masks as rle_masks
 from uvis.errors import ConfigError, DataError
+from uvis.foundation.checkpoints import mismatch_parts, state_dict_mismatch
 from uvis.foundation.weights import KNOWN_WEIGHTS, MissingWeightsError, resolve_weights
 from uvis.masks import RLE
 
@@ -211,7 +212,7 @@ def _check_known_weight_arch(weights: str | os.PathLike[str] | None, model_name:
         )
 
 
-def _checkpoint_problem(model_name: str, path: Path, exc: Exception, limit: int = 3) -> str:
+def _checkpoint_problem(model_name: str, path: Path, exc: Exception) -> str:
     """Explain why ``path`` did not load into ``model_name``: the keys that do not fit.
 
     Compares the file's state dict (as open_clip reads it: ``state_dict`` unwrapped, ``module.``
@@ -228,22 +229,7 @@ def _checkpoint_problem(model_name: str, path: Path, exc: Exception, limit: int 
     except Exception as inner:
         reason = str(inner).strip().splitlines()[0] if str(inner).strip() else type(inner).__name__
         return f"{head}: cannot read it as a state dict ({reason[:200]})"
-    missing = [k for k in ours if k not in theirs]
-    unexpected = [k for k in theirs if k not in ours]
-    shapes = [
-        f"{k}: file {tuple(theirs[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in ours.items()
-        if k in theirs and hasattr(theirs[k], "shape") and tuple(theirs[k].shape) != v.shape
-    ]
-    parts = [
-        f"{len(items)} {what} (e.g. {', '.join(items[:limit])})"
-        for items, what in (
-            (missing, "missing keys"),
-            (unexpected, "unexpected keys"),
-            (shapes, "shape mismatches"),
-        )
-        if items
-    ]
+    parts = mismatch_parts(*state_dict_mismatch(theirs, ours))
     if not parts:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         parts = [first[:300]]

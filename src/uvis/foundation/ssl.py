@@ -28,6 +28,7 @@ from timm.layers import resample_abs_pos_embed
 from timm.models.vision_transformer import VisionTransformer
 
 from uvis.errors import ConfigError, DataError
+from uvis.foundation.checkpoints import mismatch_parts, state_dict_mismatch
 from uvis.foundation.weights import resolve_weights
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -179,23 +180,11 @@ def fit_pos_embed(
     return {**state, "pos_embed": resampled.to(file_pe.dtype)}
 
 
-def _examples(items: list[str], limit: int = 3) -> str:
-    return ", ".join(items[:limit]) + (", ..." if len(items) > limit else "")
-
-
 def checkpoint_mismatch(
     state: Mapping[str, torch.Tensor], model: torch.nn.Module
 ) -> tuple[list[str], list[str], list[str]]:
     """Missing keys, unexpected keys and shape mismatches (``key: file (..) vs model (..)``)."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    ]
-    return missing, unexpected, shapes
+    return state_dict_mismatch(state, model.state_dict())
 
 
 def load_dino_checkpoint(
@@ -208,16 +197,7 @@ def load_dino_checkpoint(
             M unexpected keys (e.g. ...), K shape mismatches (e.g. key: file (..) vs model (..))``.
     """
     state = fit_pos_embed(read_dino_state_dict(path), model)
-    missing, unexpected, shapes = checkpoint_mismatch(state, model)
-    problems = [
-        f"{len(items)} {what} (e.g. {_examples(items)})"
-        for items, what in (
-            (missing, "missing keys"),
-            (unexpected, "unexpected keys"),
-            (shapes, "shape mismatches"),
-        )
-        if items
-    ]
+    problems = mismatch_parts(*checkpoint_mismatch(state, model))
     if problems:
         raise DataError(path, f"not a {arch_name} checkpoint: {', '.join(problems)}")
     model.load_state_dict(state, strict=True)

@@ -80,6 +80,7 @@ from tqdm import tqdm
 
 from uvis import masks
 from uvis.errors import ConfigError, DataError
+from uvis.foundation.checkpoints import mismatch_parts, state_dict_mismatch
 from uvis.foundation.weights import resolve_weights
 from uvis.io import atomic_path, atomic_write_json
 from uvis.masks import RLE
@@ -341,10 +342,6 @@ class DropLossRoIHeads(RoIHeads):
         return [], losses
 
 
-def _examples(items: list[str], limit: int = 3) -> str:
-    return ", ".join(items[:limit]) + (", ..." if len(items) > limit else "")
-
-
 def load_backbone_weights(resnet: nn.Module, path: Path, arch: str) -> None:
     """Load a torchvision-format ResNet state dict (``conv1.weight``, ``layer1.0...``) strictly.
 
@@ -358,27 +355,13 @@ def load_backbone_weights(resnet: nn.Module, path: Path, arch: str) -> None:
         raise DataError(path, f"cannot read as a PyTorch state dict: {exc}") from exc
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise DataError(path, f"not a {arch} state dict (expected a dict of tensors)")
-    expected = resnet.state_dict()
-    missing = [
-        k
-        for k in expected
-        if k not in state and not (k.startswith("fc.") or k.endswith(".num_batches_tracked"))
-    ]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    ]
-    problems = [
-        f"{len(items)} {what} (e.g. {_examples(items)})"
-        for items, what in (
-            (missing, "missing keys"),
-            (unexpected, "unexpected keys"),
-            (shapes, "shape mismatches"),
+    problems = mismatch_parts(
+        *state_dict_mismatch(
+            state,
+            resnet.state_dict(),
+            optional=lambda k: k.startswith("fc.") or k.endswith(".num_batches_tracked"),
         )
-        if items
-    ]
+    )
     if problems:
         raise DataError(path, f"not a torchvision {arch} state dict: {', '.join(problems)}")
     resnet.load_state_dict(state, strict=False)
@@ -869,16 +852,11 @@ def load_detector(
     state = obj.get("model")
     if not isinstance(state, dict):
         raise DataError(path, "detector checkpoint has no 'model' state dict")
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [k for k, v in expected.items() if k in state and state[k].shape != v.shape]
-    if missing or unexpected or shapes:
+    problems = mismatch_parts(*state_dict_mismatch(state, model.state_dict()))
+    if problems:
         raise DataError(
             path,
-            f"weights do not fit the saved {cfg.backbone} detector config: "
-            f"missing {_examples(missing) or 'none'}; unexpected {_examples(unexpected) or 'none'}; "
-            f"shape mismatches {_examples(shapes) or 'none'}",
+            f"weights do not fit the saved {cfg.backbone} detector config: {', '.join(problems)}",
         )
     model.load_state_dict(state)
     return model.to(device).eval(), cfg
