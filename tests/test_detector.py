@@ -21,6 +21,7 @@ from pycocotools import mask as mask_utils
 from torch import nn
 
 from uvis import masks
+from uvis.data.frames import read_frame
 from uvis.errors import ConfigError, DataError
 from uvis.proposals.detector import (
     Detection,
@@ -33,7 +34,6 @@ from uvis.proposals.detector import (
     load_detector,
     merge_self_training_targets,
     proposals_table,
-    read_frame,
     save_detector,
     targets_from_proposals,
     train_detector,
@@ -186,7 +186,7 @@ def test_read_frame_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="does not exist"):
         read_frame(tmp_path / "missing.png", 4, 4)
     Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(tmp_path / "f.png")
-    with pytest.raises(DataError, match=r"f\.png: frame is 6x4, expected 6x5"):
+    with pytest.raises(DataError, match=r"f\.png: frame is 6x4 \(WxH\), the frame index says 6x5"):
         read_frame(tmp_path / "f.png", 5, 6)
     (tmp_path / "bad.png").write_text("not an image")
     with pytest.raises(DataError, match="cannot read image"):

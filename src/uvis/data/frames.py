@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import av
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
@@ -142,6 +143,27 @@ class VideoDataset:
         if self.instances is not None:
             instances = tuple(i for i in self.instances if i.video_id not in video_ids)
         return dataclasses.replace(self, videos=videos, instances=instances)
+
+
+def read_frame(path: str | Path, height: int | None = None, width: int | None = None) -> np.ndarray:
+    """One frame as ``(H, W, 3)`` uint8 RGB.
+
+    With ``height`` and ``width`` (what the frame index says), a frame of another size is an
+    error too. Every failure is a :class:`DataError` naming the file and the problem.
+    """
+    try:
+        with Image.open(path) as image:
+            rgb = np.array(image.convert("RGB"))
+    except FileNotFoundError as exc:
+        raise DataError(path, "frame file does not exist") from exc
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(path, f"cannot read image: {exc}") from exc
+    if height is not None and width is not None and rgb.shape[:2] != (height, width):
+        raise DataError(
+            path,
+            f"frame is {rgb.shape[1]}x{rgb.shape[0]} (WxH), the frame index says {width}x{height}",
+        )
+    return rgb
 
 
 def check_stride(stride: int) -> None:

@@ -64,7 +64,6 @@ import numpy as np
 import pyarrow as pa
 import torch
 import torchvision
-from PIL import Image
 from pycocotools import mask as mask_utils
 from torch import nn
 from torch.nn import functional as F
@@ -79,6 +78,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from tqdm import tqdm
 
 from uvis import masks
+from uvis.data.frames import read_frame
 from uvis.errors import ConfigError, DataError
 from uvis.foundation.checkpoints import mismatch_parts, state_dict_mismatch
 from uvis.foundation.weights import resolve_weights
@@ -539,22 +539,6 @@ def targets_from_proposals(
             keys, frames["path"], frames["height"], frames["width"], strict=True
         )
     ]
-
-
-def read_frame(path: Path, height: int, width: int) -> np.ndarray:
-    """An RGB frame ``(height, width, 3)`` uint8; DataError naming ``path`` if it is not that."""
-    try:
-        with Image.open(path) as image:
-            rgb = np.array(image.convert("RGB"))
-    except FileNotFoundError as exc:
-        raise DataError(path, "frame file does not exist") from exc
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(path, f"cannot read image: {exc}") from exc
-    if rgb.shape[:2] != (height, width):
-        raise DataError(
-            path, f"frame is {rgb.shape[1]}x{rgb.shape[0]}, expected {width}x{height} (WxH)"
-        )
-    return rgb
 
 
 def _to_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -21,23 +21,14 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from uvis.data.frames import read_frame
 from uvis.data.shards import select_shard
-from uvis.errors import DataError
 from uvis.io import atomic_path
 from uvis.proposals.maskcut import MaskCutConfig, maskcut
 from uvis.proposals.table import ProposalRows
 from uvis.schemas import FRAME_INDEX
 
 logger = logging.getLogger(__name__)
-
-
-def read_frame(path: str | Path) -> np.ndarray:
-    """One frame as ``(H, W, 3)`` uint8 RGB; a clear error naming the file otherwise."""
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except (OSError, ValueError) as exc:
-        raise DataError(path, f"cannot read frame: {exc}") from exc
 
 
 def read_frame_index(path: str | Path) -> pa.Table:
@@ -115,11 +106,7 @@ def maskcut_shard(
         in_h, in_w = model_input_size(h, w, patch, input_short)
         images = []
         for f in batch:
-            img = read_frame(f.path)
-            if img.shape[:2] != (h, w):
-                raise DataError(
-                    f.path, f"frame is {img.shape[1]}x{img.shape[0]}, index says {w}x{h}"
-                )
+            img = read_frame(f.path, h, w)
             if (in_h, in_w) != (h, w):
                 img = np.asarray(Image.fromarray(img).resize((in_w, in_h), Image.BICUBIC))
             images.append(img)

@@ -21,10 +21,10 @@ import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
-from uvis.data.frames import Category
+from uvis.data.frames import Category, read_frame
 from uvis.errors import DataError
 from uvis.io import atomic_path
-from uvis.proposals.stage import read_frame, read_frame_index
+from uvis.proposals.stage import read_frame_index
 from uvis.schemas import CLIP_SCORES, PROPOSALS
 
 logger = logging.getLogger(__name__)
