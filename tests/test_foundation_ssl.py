@@ -469,9 +469,9 @@ def test_config_presets_and_errors():
     cfg = dino.DinoConfig.preset("smoke", epochs=1, global_crop_scale=[0.5, 1])
     assert cfg.epochs == 1 and cfg.global_crop_scale == (0.5, 1.0)
     assert dino.DinoConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(ConfigError, match="unknown dino parameter 'epoch'"):
+    with pytest.raises(ConfigError, match="unknown dino setting 'epoch'"):
         dino.DinoConfig.preset("smoke", epoch=1)
-    with pytest.raises(ConfigError, match="'student_temp' = 0 must be > 0"):
+    with pytest.raises(ConfigError, match=r"'student_temp' = 0\.0 must be > 0"):
         dino.DinoConfig.preset("default", student_temp=0)
     with pytest.raises(ConfigError, match="'colour_jitter' must be 4 numbers"):
         dino.DinoConfig.preset("default", colour_jitter=[0.4, 0.4])
@@ -568,4 +568,4 @@ def test_cli_trains_and_reports_one_line(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "index.json: missing" in err[0]
     assert cli.main([*argv, "--set", "lr=-1"]) == 2
-    assert "'lr' = -1 must be > 0" in capsys.readouterr().err
+    assert "'lr' = -1.0 must be > 0" in capsys.readouterr().err

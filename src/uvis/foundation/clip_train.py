@@ -46,6 +46,7 @@ from tqdm import tqdm
 
 from uvis.errors import ConfigError, DataError
 from uvis.io import atomic_path, atomic_write_json
+from uvis.presets import config_from_preset
 
 if TYPE_CHECKING:
     import torch
@@ -100,15 +101,7 @@ class ClipTrainConfig:
             "default": {},
             "smoke": {"model": "uvis-clip-smoke", "epochs": 4, "batch_size": 16, "warmup_steps": 2},
         }
-        if name not in presets:
-            raise ConfigError(f"unknown CLIP training preset {name!r}: use {sorted(presets)}")
-        defaults = cls()
-        values = dict(presets[name])
-        for key, value in overrides.items():
-            if key not in {f.name for f in dataclasses.fields(cls)}:
-                raise ConfigError(f"unknown CLIP training setting {key!r}")
-            values[key] = _coerce(key, value, getattr(defaults, key))
-        return cls(**values)
+        return config_from_preset(cls, presets, name, overrides, what="CLIP training")
 
     def __post_init__(self) -> None:
         checks = {
@@ -127,30 +120,6 @@ class ClipTrainConfig:
         bad = [key for key, ok in checks.items() if not ok]
         if bad:
             raise ConfigError(f"invalid CLIP training setting {bad[0]}={getattr(self, bad[0])!r}")
-
-
-def _coerce(key: str, value: Any, default: Any) -> Any:
-    """``value`` converted to the type of the setting's default, or ConfigError naming ``key``."""
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, float):
-        try:  # YAML reads "2e-3" as text: accept anything float() reads
-            value, ok = float(value), not isinstance(value, bool)
-        except (TypeError, ValueError):
-            ok = False
-    elif isinstance(default, tuple):
-        ok = isinstance(value, list | tuple) and len(value) == len(default)
-        ok = ok and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
-        value = tuple(float(v) for v in value) if ok else value
-    else:
-        ok = isinstance(value, str)
-    if not ok:
-        raise ConfigError(
-            f"CLIP training setting {key}: expected a value like {default!r}, got {value!r}"
-        )
-    return value
 
 
 @dataclass(frozen=True, eq=False)

@@ -55,6 +55,7 @@ from uvis.foundation.ssl import (
     normalise_images,
 )
 from uvis.io import atomic_path, atomic_write_json
+from uvis.presets import config_from_dict, config_from_preset
 
 log = logging.getLogger(__name__)
 
@@ -235,9 +236,7 @@ class DinoConfig:
         Raises:
             ConfigError: for an unknown preset name, an unknown key or an invalid value.
         """
-        if name not in _PRESETS:
-            raise ConfigError(f"unknown dino preset {name!r}; known: {sorted(_PRESETS)}")
-        return cls.from_dict({**_PRESETS[name], **overrides})
+        return config_from_preset(cls, _PRESETS, name, overrides, what="dino")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DinoConfig:
@@ -246,14 +245,7 @@ class DinoConfig:
         Raises:
             ConfigError: naming the first unknown key, or the field with an invalid value.
         """
-        known = {f.name for f in dataclasses.fields(cls)}
-        for key in data:
-            if key not in known:
-                raise ConfigError(f"unknown dino parameter {key!r}; known: {sorted(known)}")
-        try:
-            return cls(**data)
-        except TypeError as exc:  # a number compared with a string, and the like
-            raise ConfigError(f"invalid dino parameters {data}: {exc}") from exc
+        return config_from_dict(cls, data, what="dino")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of all fields (pairs as lists)."""

@@ -84,6 +84,7 @@ from uvis.foundation.checkpoints import mismatch_parts, state_dict_mismatch
 from uvis.foundation.weights import resolve_weights
 from uvis.io import atomic_path, atomic_write_json
 from uvis.masks import RLE
+from uvis.presets import config_from_preset
 from uvis.schemas import FRAME_INDEX, PROPOSALS
 
 logger = logging.getLogger(__name__)
@@ -220,13 +221,7 @@ class DetectorConfig:
 
         Raises ConfigError for an unknown preset or setting.
         """
-        if name not in _PRESETS:
-            raise ConfigError(f"unknown detector preset {name!r}: use {sorted(_PRESETS)}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ConfigError(f"unknown detector setting {unknown[0]!r}")
-        return cls(**{**_PRESETS[name], **overrides})
+        return config_from_preset(cls, _PRESETS, name, overrides, what="detector")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "anchor_sizes", tuple(int(s) for s in self.anchor_sizes))

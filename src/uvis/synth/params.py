@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from uvis.errors import ConfigError
+from uvis.presets import config_from_dict, config_from_preset
 
 # Preset name -> overrides of the field defaults (the defaults *are* the "default" preset).
 _PRESETS: dict[str, dict[str, Any]] = {
@@ -162,9 +163,7 @@ class SynthParams:
         Raises:
             ConfigError: for an unknown preset name, an unknown key or an invalid value.
         """
-        if name not in _PRESETS:
-            raise ConfigError(f"unknown synth preset {name!r}; known: {sorted(_PRESETS)}")
-        return cls.from_dict({**_PRESETS[name], **overrides})
+        return config_from_preset(cls, _PRESETS, name, overrides, what="synth")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of all fields (ranges as lists)."""
@@ -180,11 +179,7 @@ class SynthParams:
         Raises:
             ConfigError: naming the first unknown key, or the field with an invalid value.
         """
-        known = {f.name for f in dataclasses.fields(cls)}
-        for key in data:
-            if key not in known:
-                raise ConfigError(f"unknown synth parameter {key!r}; known: {sorted(known)}")
-        return cls(**data)
+        return config_from_dict(cls, data, what="synth")
 
 
 def _as_int(name: str, value: Any) -> int:

@@ -1,0 +1,104 @@
+"""Settings dataclasses built from a named preset plus ``key=value`` overrides.
+
+Every trainable stage (the synthetic world, the DINO and CLIP stand-ins, the objectness
+detector, the VIS model) keeps its settings in a frozen dataclass whose field defaults are the
+``default`` preset, with other presets as dicts of overrides (``smoke`` for tests). Config files
+and ``--set key=value`` options reach them through :func:`config_from_preset`, so an unknown
+key or a value of the wrong type is one clear :class:`ConfigError` naming the setting, the same
+way for every stage. Range checks stay with each dataclass (``__post_init__``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from uvis.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def config_from_preset(
+    cls: type[T],
+    presets: Mapping[str, Mapping[str, Any]],
+    name: str,
+    overrides: Mapping[str, Any],
+    *,
+    what: str,
+) -> T:
+    """``cls`` with the preset ``name``'s values, then ``overrides``, applied to its defaults.
+
+    ``what`` names the settings in messages (e.g. ``"dino"``).
+
+    Raises:
+        ConfigError: for an unknown preset, an unknown key or a value of the wrong type.
+    """
+    if name not in presets:
+        raise ConfigError(f"unknown {what} preset {name!r}; known: {sorted(presets)}")
+    return config_from_dict(cls, {**presets[name], **overrides}, what=what)
+
+
+def config_from_dict(cls: type[T], data: Mapping[str, Any], *, what: str) -> T:
+    """``cls`` from a (possibly partial) mapping; missing fields keep their defaults.
+
+    Each value is checked against the type of the field's default (see :func:`coerce_like`).
+
+    Raises:
+        ConfigError: naming the first unknown key or mistyped value, or the dataclass's own
+            complaint about an invalid value.
+    """
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise ConfigError(f"unknown {what} setting {key!r}; known: {sorted(fields)}")
+        if value is None and "None" in str(fields[key].type):
+            values[key] = None  # an optional setting switched off
+        else:
+            values[key] = coerce_like(value, _default(fields[key]), f"{what} setting {key!r}")
+    try:
+        return cls(**values)
+    except TypeError as exc:  # e.g. a number compared with a string in a range check
+        raise ConfigError(f"invalid {what} settings {dict(data)}: {exc}") from exc
+
+
+def coerce_like(value: Any, default: Any, name: str) -> Any:
+    """``value`` converted to the kind of ``default``, or a ConfigError naming ``name``.
+
+    bool, int and str must match exactly (``True`` is not an int); a float accepts ints and
+    text that ``float()`` reads (YAML reads ``2e-3`` as text); a tuple accepts a list or tuple
+    whose items are checked against the default's first item; a default of ``None`` or of any
+    other type accepts anything (the dataclass checks it).
+    """
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = not isinstance(value, bool)
+        try:
+            value = float(value) if ok else value
+        except (TypeError, ValueError):
+            ok = False
+    elif isinstance(default, tuple):
+        ok = isinstance(value, list | tuple)
+        if ok and default:
+            value = tuple(coerce_like(v, default[0], name) for v in value)
+        elif ok:
+            value = tuple(value)
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+    else:
+        ok = True
+    if not ok:
+        raise ConfigError(f"{name}: expected a value like {default!r}, got {value!r}")
+    return value
+
+
+def _default(field: dataclasses.Field) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return None
