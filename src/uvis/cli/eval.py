@@ -6,8 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from uvis.errors import DataError
-from uvis.io import atomic_write_json
+from uvis.errors import ConfigError, DataError
+from uvis.io import atomic_write_json, atomic_write_text
 
 
 def _emit(metrics: dict, out: Path | None) -> int:
@@ -52,6 +52,29 @@ def _davis(args: argparse.Namespace) -> int:
     return _emit(metrics, args.out)
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from uvis.evaluation.compare import comparison_markdown, comparison_rows, read_metrics
+
+    columns = args.columns.split(",")
+    runs = []
+    for item in args.runs:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"expected NAME=METRICS.json, got {item!r}")
+        metrics = read_metrics(path)
+        missing = [c for c in columns if c not in metrics]
+        if missing:
+            raise DataError(path, f"has no metric {missing[0]!r}")
+        runs.append((name, metrics))
+    rows = comparison_rows(runs, columns)
+    table = comparison_markdown(rows, columns, title=args.title or "")
+    if args.out is not None:
+        atomic_write_text(args.out, table)
+        atomic_write_json(args.out.with_suffix(".json"), rows, indent=2)
+    print(table, end="")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate predictions (YouTube-VIS AP/AR, DAVIS J&F)")
     ev = p.add_subparsers(dest="benchmark", metavar="BENCHMARK")
@@ -94,3 +117,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--out", type=Path, help="also write the metrics JSON here (atomically)")
     d.add_argument("-q", "--quiet", action="store_true", help="print only the JSON line")
     d.set_defaults(func=_davis)
+
+    c = ev.add_parser(
+        "compare",
+        help="a side-by-side Markdown table of metrics JSONs (one row per run)",
+    )
+    c.add_argument("runs", nargs="+", metavar="NAME=METRICS.json", help="runs, in row order")
+    c.add_argument("--columns", default="AP,AP50,AP75,AR1,AR10", help="comma-separated metrics")
+    c.add_argument("--title", help="a heading for the table")
+    c.add_argument("--out", type=Path, help="write the table here (+ the rows as .json)")
+    c.set_defaults(func=_compare)
