@@ -185,6 +185,12 @@ def clip_weights_input(wildcards):
     return [w] if _embedded("clip") or os.path.isfile(w) else []
 
 
+def cutler_weights_input(wildcards):
+    """CutLER's checkpoint given as a file is an input; a known name is resolved by the job."""
+    w = config["proposals"]["cutler_weights"]
+    return [w] if os.path.isfile(w) else []
+
+
 def vocabulary_args(wildcards):
     """Where the class names (and ids) come from: the YouTube-VIS JSON, or the vocabulary."""
     if FORMAT in ("synth", "ytvis"):

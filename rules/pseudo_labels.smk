@@ -110,27 +110,55 @@ rule train_detector:
         "> {log} 2>&1"
 
 
-rule detect:
-    input:
-        frames=f"{R}/frames/{{split}}.parquet",
-        detector=f"{R}/models/objectness.pth",
-    output:
-        f"{R}/pseudo/proposals/{{split}}/shard-{{shard}}.parquet",
-    log:
-        f"{R}/logs/detect/{{split}}.{{shard}}.log",
-    conda:
-        "../envs/torch.yaml"
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=120,
-        gpu=GPUS,
-    params:
-        num_shards=NUM_SHARDS,
-    shell:
-        "python -m uvis proposals detect --frames {input.frames} --shard {wildcards.shard} "
-        "--num-shards {params.num_shards} --detector {input.detector} --threads {threads} "
-        "--out {output} > {log} 2>&1"
+if config["proposals"]["backend"] == "maskcut":
+
+    rule detect:
+        input:
+            frames=f"{R}/frames/{{split}}.parquet",
+            detector=f"{R}/models/objectness.pth",
+        output:
+            f"{R}/pseudo/proposals/{{split}}/shard-{{shard}}.parquet",
+        log:
+            f"{R}/logs/detect/{{split}}.{{shard}}.log",
+        conda:
+            "../envs/torch.yaml"
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=120,
+            gpu=GPUS,
+        params:
+            num_shards=NUM_SHARDS,
+        shell:
+            "python -m uvis proposals detect --frames {input.frames} --shard {wildcards.shard} "
+            "--num-shards {params.num_shards} --detector {input.detector} --threads {threads} "
+            "--out {output} > {log} 2>&1"
+
+else:
+
+    rule cutler_proposals:
+        """CutLER's released checkpoint through detectron2 (envs/detectron2.yaml)."""
+        input:
+            frames=f"{R}/frames/{{split}}.parquet",
+            weights=cutler_weights_input,
+        output:
+            f"{R}/pseudo/proposals/{{split}}/shard-{{shard}}.parquet",
+        log:
+            f"{R}/logs/cutler/{{split}}.{{shard}}.log",
+        conda:
+            "../envs/detectron2.yaml"
+        threads: 1
+        resources:
+            mem_mb=8000,
+            runtime=240,
+            gpu=GPUS,
+        params:
+            weights=config["proposals"]["cutler_weights"],
+            num_shards=NUM_SHARDS,
+        shell:
+            "python -m uvis proposals cutler --frames {input.frames} --shard {wildcards.shard} "
+            "--num-shards {params.num_shards} --weights {params.weights} --threads {threads} "
+            "--out {output} > {log} 2>&1"
 
 
 rule clip_scores:

@@ -88,6 +88,36 @@ def _detect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cutler(args: argparse.Namespace) -> int:
+    import torch
+
+    from uvis.proposals.cutler import CutlerSettings, cutler_shard
+
+    torch.set_num_threads(args.threads)
+    settings = CutlerSettings(
+        score_threshold=args.score_threshold,
+        nms_threshold=args.nms_threshold,
+        detections_per_image=args.detections_per_image,
+        rpn_proposals=args.rpn_proposals,
+        min_size=args.min_size,
+        max_size=args.max_size,
+        batch_size=args.batch_size,
+    )
+    stats = cutler_shard(
+        args.frames,
+        args.weights,
+        out=args.out,
+        settings=settings,
+        shard=args.shard,
+        num_shards=args.num_shards,
+    )
+    print(
+        f"cutler shard {args.shard}/{args.num_shards}: {stats['proposals']} proposals on "
+        f"{stats['frames']} frames ({stats['empty_frames']} without one) -> {args.out}"
+    )
+    return 0
+
+
 def _shard_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=Path, required=True, help="frame index Parquet")
     p.add_argument("--shard", type=int, default=0)
@@ -129,3 +159,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     _shard_args(d)
     d.add_argument("--detector", type=Path, required=True, help="train-detector checkpoint")
     d.set_defaults(func=_detect)
+
+    c = ps.add_parser("cutler", help="CutLER's released Cascade Mask R-CNN (needs detectron2)")
+    _shard_args(c)
+    c.add_argument(
+        "--weights", default="cutler_cascade", help="CutLER checkpoint file or known weight name"
+    )
+    c.add_argument("--score-threshold", type=float, default=0.05, help="keep scores above this")
+    c.add_argument("--nms-threshold", type=float, default=0.5, help="box NMS IoU")
+    c.add_argument("--detections-per-image", type=int, default=100)
+    c.add_argument("--rpn-proposals", type=int, default=1000, help="RPN proposals per image")
+    c.add_argument("--min-size", type=int, default=800, help="test-time short side")
+    c.add_argument("--max-size", type=int, default=1333, help="test-time long-side limit")
+    c.add_argument("--batch-size", type=int, default=4)
+    c.set_defaults(func=_cutler)
