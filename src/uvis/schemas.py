@@ -192,7 +192,50 @@ PSEUDO_LABELS = Artefact(
     },
 )
 
-ALL_ARTEFACTS: tuple[Artefact, ...] = (FRAME_INDEX, PROPOSALS, CLIP_SCORES, PSEUDO_LABELS)
+TRACKS = Artefact(
+    name="tracks",
+    description=(
+        "Video instance segmentation results with their tracking provenance, one row per "
+        "result and frame of its video (null masks included), so the YouTube-VIS results "
+        "JSON written beside it can be rebuilt row for row. Written by the `track` rule "
+        "(query tracking, `uvis.tracking.track_video`) and the `deepsort` rule (DeepSORT "
+        "baseline on pseudo-labels)."
+    ),
+    schema=pa.schema(
+        [
+            pa.field("video_id", pa.int64(), nullable=False),
+            pa.field("result_id", pa.int32(), nullable=False),
+            pa.field("track_id", pa.int32(), nullable=False),
+            pa.field("category_id", pa.int32(), nullable=False),
+            pa.field("score", pa.float32(), nullable=False),
+            pa.field("frame_index", pa.int32(), nullable=False),
+            pa.field("source_id", pa.int32(), nullable=True),
+            pa.field("height", pa.int32(), nullable=False),
+            pa.field("width", pa.int32(), nullable=False),
+            pa.field("rle", pa.string(), nullable=True),
+        ]
+    ),
+    columns={
+        "video_id": "Video id, as in the frame index and the results JSON.",
+        "result_id": "0-based position of the result among its video's results in the results "
+        "JSON (decreasing score); (video_id, result_id) identifies a result.",
+        "track_id": "The tracker's identity of the track: for query tracking, the query index "
+        "the track started from in the video's first frame (one track can give several "
+        "results, one per class among the top-k pairs); for DeepSORT, the track number in "
+        "order of birth (1-based).",
+        "category_id": "Category id of the result (dataset vocabulary).",
+        "score": "Score of the result, as in the results JSON.",
+        "frame_index": "0-based frame position, the index into the result's `segmentations`.",
+        "source_id": "What the track took in this frame: the model's query index (query "
+        "tracking) or the pseudo-label's `proposal_id` (DeepSORT); null where it took nothing.",
+        "height": "Frame height (the RLE's size).",
+        "width": "Frame width (the RLE's size).",
+        "rle": "Mask as compressed COCO RLE counts with size [height, width]; null where the "
+        "result's segmentation is null in this frame (no or an empty mask).",
+    },
+)
+
+ALL_ARTEFACTS: tuple[Artefact, ...] = (FRAME_INDEX, PROPOSALS, CLIP_SCORES, PSEUDO_LABELS, TRACKS)
 
 
 def render_markdown() -> str:

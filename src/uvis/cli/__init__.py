@@ -18,7 +18,17 @@ from uvis import __version__
 from uvis.errors import UvisError
 
 # Subcommand modules, in the order they appear in ``uvis --help``.
-_MODULES = ("synth", "data", "pretrain", "proposals", "pseudo", "baseline", "eval", "misc")
+_MODULES = (
+    "synth",
+    "data",
+    "pretrain",
+    "proposals",
+    "pseudo",
+    "track",
+    "baseline",
+    "eval",
+    "misc",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,7 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UvisError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # One line, whatever the message holds (e.g. a library's multi-line explanation).
+        line = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+        print(f"error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

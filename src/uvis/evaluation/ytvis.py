@@ -79,6 +79,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from uvis.evaluation._ytvis_format import (
+    RESULTS_MEMBER,
     Category,
     Detection,
     GroundTruth,
@@ -94,6 +95,7 @@ __all__ = [
     "IOU_THRESHOLDS",
     "MAX_DETS",
     "RECALL_THRESHOLDS",
+    "RESULTS_MEMBER",
     "SUMMARY_METRICS",
     "average_area",
     "evaluate",

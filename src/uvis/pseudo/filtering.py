@@ -41,7 +41,7 @@ def read_shards(paths: Sequence[str | os.PathLike[str]], artefact: Artefact) -> 
     return pa.concat_tables(tables, promote_options="permissive")
 
 
-def _embeddings(column: pa.ChunkedArray, source: str) -> np.ndarray:
+def embedding_matrix(column: pa.ChunkedArray, source: str) -> np.ndarray:
     """The embedding list column as an (N, D) float32 array; all rows must have one length."""
     if len(column) == 0:
         return np.zeros((0, 0), np.float32)
@@ -104,7 +104,7 @@ def build_pseudo_labels(
         np.nan_to_num(objectness, nan=0.0),
         joined.column("class_score").to_numpy(zero_copy_only=False).astype(np.float64),
         joined.column("class_id").to_numpy(zero_copy_only=False).astype(np.int64),
-        _embeddings(joined.column("embedding"), source),
+        embedding_matrix(joined.column("embedding"), source),
         cfg,
         source=source,
     )

@@ -1,0 +1,173 @@
+"""``uvis track``: video results from a VIS model's per-frame queries, or from DeepSORT."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _clip_files(paths: list[Path]) -> list[Path]:
+    """CLIP-score shards: the files given, and the ``*.parquet`` files of folders given."""
+    from uvis.errors import DataError
+
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(path.glob("*.parquet"))
+            if not found:
+                raise DataError(path, "folder holds no CLIP-score .parquet files")
+            files += found
+        else:
+            files.append(path)
+    return files
+
+
+_CONFIG_OPTIONS = (
+    ("max_cosine_distance", float, "appearance gate t(2): largest cosine distance"),
+    ("max_iou_distance", float, "IoU stage: largest 1 - IoU"),
+    ("max_age", int, "frames a confirmed track survives without a detection (A_max)"),
+    ("n_init", int, "associations that confirm a new track"),
+    ("budget", int, "appearance gallery size per track"),
+    ("motion_weight", float, "lambda of the cost lambda*mahalanobis + (1-lambda)*cosine"),
+)
+"""DeepSortConfig fields settable from the command line (unset ones keep the defaults)."""
+
+
+def _deepsort(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from uvis.tracking.deepsort import DeepSortConfig
+    from uvis.tracking.deepsort_run import deepsort_files
+
+    given = {name: getattr(args, name) for name, _, _ in _CONFIG_OPTIONS if hasattr(args, name)}
+    config = DeepSortConfig(**given)
+    counts = deepsort_files(
+        args.labels,
+        _clip_files(args.clip_scores),
+        args.frames,
+        args.categories_json,
+        args.out,
+        config=config,
+        level=args.level,
+        tau=args.tau,
+        zip_path=args.out.with_suffix(".zip") if args.zip else None,
+        tracks_path=args.tracks,
+    )
+    print(
+        f"deepsort: {counts['detections']} detections in {counts['videos']} videos -> "
+        f"{counts['results']} tracks in {args.out} ({asdict(config)})"
+    )
+    return 0
+
+
+def resolve_device(name: str) -> str:
+    """``auto``: CUDA when there is a GPU, else CPU."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def _vis(args: argparse.Namespace) -> int:
+    import torch
+
+    from uvis.inference import track_frame_index
+    from uvis.model import load_vis_model
+
+    torch.set_num_threads(args.threads)
+    model, meta = load_vis_model(args.checkpoint, device=resolve_device(args.device))
+    n = track_frame_index(
+        model,
+        args.frames,
+        args.out,
+        category_ids=meta.category_ids,
+        lam=args.lam,
+        top_k=args.top_k,
+        batch_size=args.batch_size,
+        tracks_path=args.tracks,
+        zip_path=args.out.with_suffix(".zip") if args.zip else None,
+        progress=not args.no_progress,
+    )
+    print(f"track vis: {n} results (lambda={args.lam}, top-k={args.top_k}) -> {args.out}")
+    return 0
+
+
+def add_tracking_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by ``uvis track vis`` and ``uvis segment``."""
+    p.add_argument(
+        "--lam",
+        type=float,
+        default=0.5,
+        help="tracking memory weight, UVIS eq. 2 (paper: 0.5); 1 = plain MinVIS matching",
+    )
+    p.add_argument("--top-k", type=int, default=10, help="(query, class) pairs kept per video")
+    p.add_argument("--batch-size", type=int, default=8, help="frames per model forward")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("track", help="video results from per-frame predictions")
+    ts = p.add_subparsers(dest="tracker", metavar="TRACKER")
+    ts.required = True
+
+    v = ts.add_parser(
+        "vis",
+        help="run a trained VIS model on a split and track its queries (UVIS section 3.3)",
+        description="Per-frame queries of the model, matched frame to frame by Hungarian "
+        "matching on cosine similarity against the tracking memory (UVIS eqs. 2-3); top-k "
+        "(query, class) pairs per video as YouTube-VIS results.",
+    )
+    v.add_argument("--checkpoint", type=Path, required=True, help="model_final.pth of training")
+    v.add_argument("--frames", type=Path, required=True, help="frame index Parquet of the split")
+    v.add_argument("--out", type=Path, required=True, help="results JSON")
+    v.add_argument("--tracks", type=Path, help="also write the tracks Parquet here")
+    v.add_argument(
+        "--zip", action="store_true", help="also write OUT with suffix .zip (results.json inside)"
+    )
+    add_tracking_options(v)
+    v.set_defaults(func=_vis)
+
+    d = ts.add_parser(
+        "deepsort",
+        help="DeepSORT baseline on pseudo-labels and their CLIP embeddings (UVIS Table 1)",
+        description="Tracks the eval split's per-frame pseudo-labels with DeepSORT (Kalman "
+        "motion gate, CLIP appearance, matching cascade) and writes YouTube-VIS results.",
+    )
+    d.add_argument("--labels", type=Path, required=True, help="pseudo-label Parquet")
+    d.add_argument(
+        "--clip-scores",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="CLIP-score shards, or folders of them",
+    )
+    d.add_argument("--frames", type=Path, required=True, help="frame index Parquet")
+    d.add_argument(
+        "--categories-json",
+        type=Path,
+        required=True,
+        help="YouTube-VIS JSON whose categories the class ids refer to",
+    )
+    d.add_argument(
+        "--level",
+        choices=("none", "objectness", "clip", "pmf"),
+        default="pmf",
+        help="pseudo-label filter level (UVIS Table 2's rows; uvis.prototypes.LEVELS)",
+    )
+    d.add_argument("--tau", type=float, help="PMF threshold (level pmf; default: as stored)")
+    d.add_argument("--out", type=Path, required=True, help="results JSON")
+    d.add_argument("--tracks", type=Path, help="also write the tracks Parquet here")
+    d.add_argument(
+        "--zip", action="store_true", help="also write OUT with suffix .zip (results.json inside)"
+    )
+    for name, kind, text in _CONFIG_OPTIONS:
+        d.add_argument(
+            "--" + name.replace("_", "-"),
+            type=kind,
+            default=argparse.SUPPRESS,
+            help=f"{text} (default: DeepSortConfig's)",
+        )
+    d.set_defaults(func=_deepsort)
