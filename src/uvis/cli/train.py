@@ -1,0 +1,136 @@
+"""``uvis train``: train the per-frame VIS model (UVIS §3.2).
+
+``uvis train vis`` trains a :mod:`uvis.model` configuration on pseudo-labels (a filter level of
+UVIS Table 2) or on ground truth (the supervised upper bound). It runs unchanged under
+``torchrun --nproc_per_node N -m uvis train vis ...`` (DDP; only rank 0 writes and prints).
+torch is imported only when the command runs, so registering it keeps ``uvis --help`` fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from uvis.cli.pseudo import _vocabulary
+from uvis.cli.synth import parse_overrides
+
+
+def _training_set(args: argparse.Namespace):
+    from uvis.errors import ConfigError
+    from uvis.schemas import FRAME_INDEX
+
+    frame_index = FRAME_INDEX.read(args.frames)
+    if args.labels is not None:
+        from uvis.schemas import PSEUDO_LABELS
+        from uvis.train import targets_from_pseudo_labels
+
+        if args.categories_json is None and args.vocabulary is None:
+            raise ConfigError("--labels needs the vocabulary: --categories-json or --vocabulary")
+        return targets_from_pseudo_labels(
+            frame_index,
+            PSEUDO_LABELS.read(args.labels),
+            _vocabulary(args),
+            level=args.level or "pmf",
+            tau=args.tau,
+            frames_path=str(args.frames),
+            labels_path=str(args.labels),
+        )
+    if args.images is None:
+        raise ConfigError("--gt-json needs --images (the split's JPEG folder)")
+    label_options = ("level", "tau", "categories_json", "vocabulary")
+    misplaced = [f"--{k.replace('_', '-')}" for k in label_options if getattr(args, k) is not None]
+    if misplaced:
+        raise ConfigError(f"{', '.join(misplaced)} only apply to --labels, not to --gt-json")
+    from uvis.data import load_ytvis
+    from uvis.train import targets_from_ground_truth
+
+    return targets_from_ground_truth(
+        frame_index,
+        load_ytvis(args.gt_json, args.images, check_files=False),
+        frames_path=str(args.frames),
+        annotations_path=str(args.gt_json),
+    )
+
+
+def _vis(args: argparse.Namespace) -> int:
+    from uvis.train import TrainConfig, train_vis
+
+    overrides = parse_overrides(args.set)
+    for key, value in (
+        ("model", args.model),
+        ("backbone_weights", args.backbone_weights),
+        ("num_threads", args.threads),
+        ("device", args.device),
+    ):
+        if value is not None:
+            overrides[key] = value
+    cfg = TrainConfig.preset(args.preset, **overrides)
+    data = _training_set(args)
+    result = train_vis(
+        data, cfg, args.out, progress=not args.no_progress, stop_after=args.stop_after
+    )
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
+        return 0
+    done = result.iteration - result.start_iteration
+    if result.final is None:
+        print(f"train vis: stopped after iteration {result.iteration} (no final model)")
+        return 0
+    summary, curve = data.summary(), result.metrics
+    losses = f", loss {curve[0]['loss']:.3f} -> {curve[-1]['loss']:.3f}" if curve else ""
+    print(
+        f"train vis: {cfg.model}, {done} iterations from {result.start_iteration} on "
+        f"{summary['frames']} frames ({summary['masks']} masks) in {result.seconds:.1f} s"
+        f"{losses}; wrote {result.final}"
+    )
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``uvis train vis ...``."""
+    p = sub.add_parser("train", help="train the per-frame VIS model (MinVIS-style Mask2Former)")
+    models = p.add_subparsers(dest="model_kind", metavar="MODEL")
+    models.required = True
+    v = models.add_parser(
+        "vis",
+        help="train on pseudo-labels (a filter level) or ground truth",
+        description="Train a Mask2Former as MinVIS does (image-level, Hungarian matching, "
+        "class/BCE/dice losses). Writes OUT/model_final.pth, OUT/config.json, OUT/metrics.csv, "
+        "TensorBoard events and intermediate checkpoints; resumes from the latest checkpoint "
+        "in OUT. Works under torchrun (DDP).",
+    )
+    v.add_argument("--frames", type=Path, required=True, help="frame index Parquet of the split")
+    source = v.add_mutually_exclusive_group(required=True)
+    source.add_argument("--labels", type=Path, help="pseudo-label Parquet (UVIS §3.1)")
+    source.add_argument("--gt-json", type=Path, help="YouTube-VIS JSON: train on ground truth")
+    v.add_argument("--images", type=Path, help="JPEG folder of --gt-json's split")
+    v.add_argument(
+        "--level",
+        choices=["none", "objectness", "clip", "pmf"],
+        help="pseudo-label filter level (UVIS Table 2; default pmf)",
+    )
+    v.add_argument("--tau", type=float, help="PMF threshold (level pmf; default: the file's)")
+    voc = v.add_mutually_exclusive_group()
+    voc.add_argument("--categories-json", type=Path, help="vocabulary of a YouTube-VIS JSON")
+    voc.add_argument("--vocabulary", help="file with one name per line, or a comma-separated list")
+    v.add_argument("--model", help="uvis-tiny (default preset), uvis-smoke or minvis_r50")
+    v.add_argument("--backbone-weights", help="ImageNet ResNet weights: local file or known name")
+    v.add_argument("--preset", default="default", help="default, smoke or paper")
+    v.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a TrainConfig field, e.g. --set iterations=500 --set batch_size=8",
+    )
+    v.add_argument("--out", type=Path, required=True, help="output folder")
+    v.add_argument("--threads", type=int, help="torch CPU threads per process (default 1)")
+    v.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: auto")
+    v.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    v.add_argument(
+        "--stop-after",
+        type=int,
+        metavar="N",
+        help="debugging: stop after N iterations as an interrupted run would (no final model)",
+    )
+    v.set_defaults(func=_vis)

@@ -1,0 +1,168 @@
+"""Settings of a VIS model training run (:class:`TrainConfig`) and its presets.
+
+The defaults are the ``default`` preset: ``uvis-tiny`` on the embedded synthetic world. The
+optimisation follows MinVIS's YouTube-VIS R50 config (``configs/youtubevis_2019/
+Base-YouTubeVIS-VideoInstanceSegmentation.yaml``): AdamW at 1e-4 with weight decay 0.05 (none on
+normalisation layers and embeddings), backbone learning rate x 0.1, the whole model's gradient
+norm clipped at 0.01, learning rate x 0.1 after 2/3 of the iterations (MinVIS: step 4000 of
+6000), short side chosen from {360, 480} (``scales`` 1 and 4/3 of the test size 360) with
+random horizontal flips, frames without objects kept (``FILTER_EMPTY_ANNOTATIONS: False``),
+float16 autocast on CUDA. The ``paper`` preset is UVIS's run: ``minvis_r50`` from ImageNet
+weights, 32 images per batch (MinVIS's ``video_maskformer2_R50_bs32_8ep_frame.yaml``), 320k
+iterations (UVIS §4.1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from uvis.errors import ConfigError
+from uvis.presets import config_from_preset
+
+#: What happens to training frames without any target mask: ``keep`` them as images where every
+#: query is taught "no object" (MinVIS), or ``drop`` them.
+EMPTY_FRAME_POLICIES = ("keep", "drop")
+DEVICES = ("auto", "cpu", "cuda")
+#: Settings that may change when a run is resumed (they do not change what is computed).
+RESUMABLE_CHANGES = frozenset(
+    {"checkpoint_period", "keep_checkpoints", "log_period", "num_threads", "num_workers", "device"}
+)
+
+_PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "smoke": {
+        "model": "uvis-smoke",
+        "iterations": 6,
+        "batch_size": 2,
+        "checkpoint_period": 3,
+        "log_period": 1,
+    },
+    "paper": {
+        "model": "minvis_r50",
+        "backbone_weights": "resnet50_imagenet",
+        "iterations": 320_000,
+        "batch_size": 32,
+        "lr": 1e-4,
+        "checkpoint_period": 5000,
+        "log_period": 20,
+        "num_workers": 4,
+    },
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run besides its data (saved with every checkpoint).
+
+    Attributes:
+        model, model_overrides: the :data:`uvis.model.MODEL_CONFIGS` name and field overrides.
+        backbone_weights: ImageNet classification weights of the backbone (a local file or a
+            known name of :mod:`uvis.foundation.weights`); ``None`` trains it from scratch.
+        iterations: optimiser steps.
+        batch_size: images per step over all processes (each of ``W`` processes takes
+            ``batch_size / W``), so a run means the same with any number of processes.
+        lr, weight_decay: AdamW's (no decay on normalisation layers and embeddings).
+        backbone_lr_factor: backbone learning rate = ``lr * backbone_lr_factor``.
+        grad_clip: the whole model's gradient norm is clipped to this (0: off).
+        lr_drop_fraction, lr_drop_factor: the learning rate is multiplied by ``lr_drop_factor``
+            once ``lr_drop_fraction * iterations`` steps are done.
+        scales: each training image is resized so its short side is ``s * test_short_side`` of
+            the model, ``s`` drawn uniformly from these (scale jitter, MinVIS's choice of sizes).
+        flip: mirror half of the training images left-right.
+        empty_frames: ``keep`` or ``drop`` frames without target masks (see
+            :data:`EMPTY_FRAME_POLICIES`).
+        checkpoint_period: a checkpoint every this many iterations (and at the end).
+        keep_checkpoints: how many of the latest intermediate checkpoints to keep (0: all).
+        log_period: iterations between loss-curve points (means over the period).
+        seed: seed of the initialisation, the sampling and the augmentation.
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``; under ``torchrun`` each
+            process takes the GPU of its ``LOCAL_RANK``.
+        amp: float16 autocast and gradient scaling on CUDA (never on CPU).
+        num_threads: torch CPU threads per process (on this kind of 2-core machine 1 is 8-10x
+            faster than 2 for small models).
+        num_workers: data-loading worker processes per training process.
+    """
+
+    model: str = "uvis-tiny"
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    backbone_weights: str | None = None
+    iterations: int = 1000
+    batch_size: int = 4
+    lr: float = 1e-4
+    weight_decay: float = 0.05
+    backbone_lr_factor: float = 0.1
+    grad_clip: float = 0.01
+    lr_drop_fraction: float = 2 / 3
+    lr_drop_factor: float = 0.1
+    scales: tuple[float, ...] = (1.0, 4 / 3)
+    flip: bool = True
+    empty_frames: str = "keep"
+    checkpoint_period: int = 250
+    keep_checkpoints: int = 2
+    log_period: int = 20
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    num_threads: int = 1
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model_overrides, Mapping):
+            raise ConfigError(
+                f"train setting 'model_overrides' must be a mapping: {self.model_overrides!r}"
+            )
+        object.__setattr__(self, "model_overrides", dict(self.model_overrides))
+        if self.backbone_weights is not None and not isinstance(self.backbone_weights, str):
+            raise ConfigError(
+                f"train setting 'backbone_weights' must be text: {self.backbone_weights!r}"
+            )
+        object.__setattr__(self, "scales", tuple(float(s) for s in self.scales))
+        checks = {
+            "iterations": self.iterations >= 1,
+            "batch_size": self.batch_size >= 1,
+            "lr": self.lr > 0,
+            "weight_decay": self.weight_decay >= 0,
+            "backbone_lr_factor": self.backbone_lr_factor >= 0,
+            "grad_clip": self.grad_clip >= 0,
+            "lr_drop_fraction": 0 <= self.lr_drop_fraction <= 1,
+            "lr_drop_factor": 0 < self.lr_drop_factor <= 1,
+            "scales": len(self.scales) >= 1 and all(s > 0 for s in self.scales),
+            "empty_frames": self.empty_frames in EMPTY_FRAME_POLICIES,
+            "checkpoint_period": self.checkpoint_period >= 1,
+            "keep_checkpoints": self.keep_checkpoints >= 0,
+            "log_period": self.log_period >= 1,
+            "seed": self.seed >= 0,
+            "device": self.device in DEVICES,
+            "num_threads": self.num_threads >= 1,
+            "num_workers": self.num_workers >= 0,
+        }
+        bad = [key for key, ok in checks.items() if not ok]
+        if bad:
+            raise ConfigError(f"invalid train setting {bad[0]}={getattr(self, bad[0])!r}")
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> TrainConfig:
+        """The ``default``, ``smoke`` (seconds, for tests) or ``paper`` settings, overridden.
+
+        Raises:
+            ConfigError: for an unknown preset or setting, or an invalid value.
+        """
+        return config_from_preset(cls, _PRESETS, name, overrides, what="train")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of all fields (tuples as lists)."""
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+        }
+
+    def resume_conflicts(self, saved: Mapping[str, Any]) -> list[str]:
+        """Settings that differ from a checkpoint's ``saved`` config and must not on resume."""
+        mine = self.to_dict()
+        return sorted(
+            key
+            for key in set(mine) | set(saved)
+            if key not in RESUMABLE_CHANGES and mine.get(key) != saved.get(key)
+        )
