@@ -1,0 +1,65 @@
+"""``uvis segment VIDEO --checkpoint CKPT --vocab a,b,c``: one video, outside Snakemake."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _segment(args: argparse.Namespace) -> int:
+    import torch
+
+    from uvis.cli.track import resolve_device
+    from uvis.inference.segment import parse_vocabulary, segment_video
+    from uvis.model import load_vis_model
+
+    torch.set_num_threads(args.threads)
+    vocab = parse_vocabulary(args.vocab) if args.vocab else None
+    model, meta = load_vis_model(
+        args.checkpoint, vocabulary=vocab, device=resolve_device(args.device)
+    )
+    out_dir = args.out or Path(args.video).with_suffix("")
+    out = segment_video(
+        args.video,
+        model,
+        meta,
+        out_dir,
+        lam=args.lam,
+        top_k=args.top_k,
+        batch_size=args.batch_size,
+        stride=args.stride,
+        resize_short=args.resize_short,
+        overlay=not args.no_overlay,
+        min_score=args.min_score,
+        progress=not args.no_progress,
+    )
+    print(
+        f"segment: {out.frames} frames, {out.tracks} tracks -> {out.results}"
+        + (f", {out.overlay}" if out.overlay else "")
+    )
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from uvis.cli.track import add_tracking_options
+
+    p = sub.add_parser(
+        "segment",
+        help="segment, classify and track the objects of one video file (results + overlay)",
+        description="Decodes VIDEO, runs a trained VIS model with query tracking and writes "
+        "OUT/results.json (YouTube-VIS format), OUT/categories.json and OUT/overlay.mp4.",
+    )
+    p.add_argument("video", type=Path, metavar="VIDEO", help="a video file (.mp4, .avi, ...)")
+    p.add_argument("--checkpoint", type=Path, required=True, help="a trained model_final.pth")
+    p.add_argument(
+        "--vocab",
+        help="class names the model must have been trained on, comma-separated or a file with "
+        "one per line (checked against the checkpoint; default: the checkpoint's)",
+    )
+    p.add_argument("--out", type=Path, help="output folder (default: VIDEO without its suffix)")
+    p.add_argument("--stride", type=int, default=1, help="keep every N-th frame")
+    p.add_argument("--resize-short", type=int, help="resize frames so the short side is this")
+    p.add_argument("--min-score", type=float, default=0.3, help="overlay: smallest score shown")
+    p.add_argument("--no-overlay", action="store_true", help="do not write overlay.mp4")
+    add_tracking_options(p)
+    p.set_defaults(func=_segment)

@@ -1,0 +1,104 @@
+"""``uvis segment``: one video file in, YouTube-VIS results and an overlay video out.
+
+Outside Snakemake: decode the video to JPEG frames (resumable, :func:`uvis.data.extract_frames`),
+run the trained model and query tracking on them (:func:`uvis.inference.track_videos`), and draw
+the tracks (:mod:`uvis.inference.overlay`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+
+from uvis.data.frames import extract_frames, read_frame
+from uvis.errors import DataError
+from uvis.inference.overlay import write_overlay_video
+from uvis.inference.videos import VideoFrames, track_videos
+from uvis.model import VisModel, VisModelMeta
+
+
+@dataclass(frozen=True)
+class SegmentOutput:
+    """Files written by :func:`segment_video` and what they hold."""
+
+    results: Path
+    overlay: Path | None
+    frames: int
+    tracks: int
+
+
+def video_fps(path: Path) -> float:
+    """Average frame rate of a video file's first video stream (DataError if unreadable)."""
+    try:
+        with av.open(str(path)) as container:
+            rate = container.streams.video[0].average_rate
+    except (av.FFmpegError, IndexError, OSError) as exc:
+        raise DataError(path, f"cannot read the video's frame rate: {exc}") from exc
+    return float(rate) if rate else 25.0
+
+
+def segment_video(
+    video: Path,
+    model: VisModel,
+    meta: VisModelMeta,
+    out_dir: Path,
+    *,
+    lam: float = 0.5,
+    top_k: int = 10,
+    batch_size: int = 8,
+    stride: int = 1,
+    resize_short: int | None = None,
+    overlay: bool = True,
+    min_score: float = 0.3,
+    progress: bool = True,
+) -> SegmentOutput:
+    """Segment, classify and track the objects of one video file into ``out_dir``.
+
+    Writes ``frames/`` (the decoded frames), ``results.json`` (YouTube-VIS results, video id 1,
+    category ids of the model's vocabulary; ``categories.json`` maps them to names) and, with
+    ``overlay``, ``overlay.mp4`` showing the results scoring at least ``min_score``.
+    """
+    paths = [
+        str(p)
+        for p in extract_frames(video, out_dir / "frames", stride=stride, resize_short=resize_short)
+    ]
+    h, w = read_frame(paths[0]).shape[:2]
+    frames = VideoFrames(video_id=1, name=video.stem, paths=tuple(paths), height=h, width=w)
+    results_path = out_dir / "results.json"
+    n = track_videos(
+        model,
+        [frames],
+        results_path,
+        category_ids=meta.category_ids,
+        lam=lam,
+        top_k=top_k,
+        batch_size=batch_size,
+        progress=progress,
+    )
+    names = dict(zip(meta.category_ids, meta.category_names, strict=True))
+    categories = [{"id": i, "name": name} for i, name in names.items()]
+    (out_dir / "categories.json").write_text(json.dumps(categories, indent=1) + "\n")
+    overlay_path = None
+    if overlay:
+        overlay_path = out_dir / "overlay.mp4"
+        fps = max(1, math.floor(video_fps(video) / stride + 0.5))
+        results = json.loads(results_path.read_text())
+        write_overlay_video(paths, results, names, overlay_path, fps=fps, min_score=min_score)
+    return SegmentOutput(results=results_path, overlay=overlay_path, frames=len(paths), tracks=n)
+
+
+def parse_vocabulary(text: str) -> Sequence[str]:
+    """``"a,b,c"`` -> ``["a", "b", "c"]``; a path to a text file -> its non-empty lines."""
+    path = Path(text)
+    if path.is_file():
+        names = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+    else:
+        names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise DataError(text, "the vocabulary names no class")
+    return names

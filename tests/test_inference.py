@@ -1,0 +1,186 @@
+"""Video inference: model -> per-frame queries -> tracking -> results (uvis track vis, segment).
+
+The model is an untrained ``uvis-smoke`` Mask2Former with fixed seeds: what it predicts is
+arbitrary, so these tests check what must hold whatever it predicts — one entry per frame,
+masks of the frame's size, the vocabulary's category ids, windowing that does not change the
+answer, and clear errors.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from PIL import Image
+
+from uvis import masks
+from uvis.cli import main
+from uvis.data.frames import Category
+from uvis.errors import DataError
+from uvis.inference import frame_index_videos, track_frame_index
+from uvis.inference.overlay import draw_frame
+from uvis.model import create_vis_model, load_vis_model
+from uvis.model.checkpoint import checkpoint_dict, save_checkpoint
+from uvis.schemas import FRAME_INDEX
+
+CATEGORIES = (Category(3, "cat"), Category(7, "dog"))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
+def checkpoint(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    model = create_vis_model("uvis-smoke", num_classes=len(CATEGORIES))
+    path = tmp_path / "model_final.pth"
+    save_checkpoint(path, checkpoint_dict(model, CATEGORIES, iteration=0, train_config={}))
+    return path
+
+
+def _frame_index(tmp_path: Path, lengths: dict[int, int], h: int = 36, w: int = 44) -> Path:
+    rng = np.random.default_rng(0)
+    rows: dict[str, list] = {k: [] for k in FRAME_INDEX.schema.names}
+    for vid, n in lengths.items():
+        for t in range(n):
+            path = tmp_path / f"v{vid}" / f"{t:05d}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Random content, so the masks are not all alike.
+            Image.fromarray(rng.integers(0, 255, (h, w, 3), np.uint8)).save(path)
+            for key, value in zip(
+                FRAME_INDEX.schema.names, (vid, f"v{vid}", t, str(path), h, w), strict=True
+            ):
+                rows[key].append(value)
+    out = tmp_path / "frames.parquet"
+    pq.write_table(pa.table(rows, schema=FRAME_INDEX.schema), out)
+    return out
+
+
+def test_results_have_one_entry_per_frame_and_the_vocabulary(
+    tmp_path: Path, checkpoint: Path
+) -> None:
+    index = _frame_index(tmp_path, {5: 3, 2: 1})
+    model, meta = load_vis_model(checkpoint)
+    out = tmp_path / "results.json"
+    n = track_frame_index(
+        model,
+        index,
+        out,
+        category_ids=meta.category_ids,
+        lam=0.5,
+        top_k=4,
+        tracks_path=tmp_path / "tracks.parquet",
+        progress=False,
+    )
+    results = json.loads(out.read_text())
+    assert n == len(results) == 8  # top-4 (query, class) pairs of each of the 2 videos
+    by_video = {2: 1, 5: 3}
+    for r in results:
+        assert r["category_id"] in (3, 7)
+        assert 0.0 <= r["score"] <= 1.0
+        assert len(r["segmentations"]) == by_video[r["video_id"]]
+        for seg in r["segmentations"]:
+            assert seg is None or seg["size"] == [36, 44]
+    assert {r["video_id"] for r in results} == {2, 5}
+    assert (tmp_path / "tracks.parquet").is_file()
+
+
+def test_windowing_does_not_change_the_results(tmp_path: Path, checkpoint: Path) -> None:
+    index = _frame_index(tmp_path, {1: 5})
+    model, meta = load_vis_model(checkpoint)
+    outs = []
+    for batch in (1, 4):
+        out = tmp_path / f"r{batch}.json"
+        track_frame_index(
+            model,
+            index,
+            out,
+            category_ids=meta.category_ids,
+            lam=0.5,
+            top_k=6,
+            batch_size=batch,
+            progress=False,
+        )
+        outs.append(json.loads(out.read_text()))
+    a, b = outs
+    assert [(r["category_id"]) for r in a] == [(r["category_id"]) for r in b]
+    np.testing.assert_allclose([r["score"] for r in a], [r["score"] for r in b], atol=1e-5)
+    for ra, rb in zip(a, b, strict=True):
+        for sa, sb in zip(ra["segmentations"], rb["segmentations"], strict=True):
+            ma = np.zeros((36, 44)) if sa is None else masks.decode(sa)
+            mb = np.zeros((36, 44)) if sb is None else masks.decode(sb)
+            assert (ma != mb).mean() < 0.01  # float noise of batched convolutions at most
+
+
+def test_frame_index_gaps_are_an_error(tmp_path: Path) -> None:
+    index = _frame_index(tmp_path, {1: 3})
+    table = pq.read_table(index)
+    table = table.filter(pa.compute.not_equal(table["frame_index"], 1))
+    pq.write_table(table, index)
+    with pytest.raises(DataError, match=r"frames\.parquet: video 1: frame indices are not 0\.\.1"):
+        frame_index_videos(index)
+
+
+def test_cli_track_vis_and_errors(
+    tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture
+) -> None:
+    index = _frame_index(tmp_path, {1: 2})
+    out = tmp_path / "pred" / "results.json"
+    argv = ["track", "vis", "--checkpoint", str(checkpoint), "--frames", str(index)]
+    assert (
+        main([*argv, "--out", str(out), "--lam", "1", "--top-k", "2", "--no-progress", "--zip"])
+        == 0
+    )
+    assert len(json.loads(out.read_text())) == 2
+    assert out.with_suffix(".zip").is_file()
+    capsys.readouterr()
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a checkpoint")
+    assert (
+        main(["track", "vis", "--checkpoint", str(bad), "--frames", str(index), "--out", str(out)])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "bad.pth" in err and err.count("\n") == 1
+
+
+def test_segment_writes_results_and_overlay(
+    tmp_path: Path, checkpoint: Path, make_video, capsys
+) -> None:
+    video = make_video(tmp_path / "clip.mp4", frames=6, width=46, height=34)
+    out = tmp_path / "seg"
+    argv = ["segment", str(video), "--checkpoint", str(checkpoint), "--out", str(out)]
+    assert (
+        main([*argv, "--vocab", "cat,dog", "--top-k", "3", "--min-score", "0", "--no-progress"])
+        == 0
+    )
+    results = json.loads((out / "results.json").read_text())
+    assert len(results) == 3 and {r["video_id"] for r in results} == {1}
+    assert all(len(r["segmentations"]) == 6 for r in results)
+    assert json.loads((out / "categories.json").read_text()) == [
+        {"id": 3, "name": "cat"},
+        {"id": 7, "name": "dog"},
+    ]
+    with av.open(str(out / "overlay.mp4")) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == 6 and frames[0].shape == (34, 46, 3)
+    capsys.readouterr()
+    assert main([*argv, "--vocab", "cat,horse"]) == 2
+    assert "vocabulary" in capsys.readouterr().err
+
+
+def test_draw_frame_tints_only_the_mask() -> None:
+    image = np.zeros((4, 4, 3), np.uint8)
+    mask = np.zeros((4, 4), np.uint8)
+    mask[:2, :2] = 1
+    out = draw_frame(image, [(mask, (200, 0, 0), ""), (None, (0, 200, 0), "")], alpha=0.5)
+    assert (out[:2, :2] == [100, 0, 0]).all()
+    assert (out[2:] == 0).all() and (out[:, 2:] == 0).all()
