@@ -18,6 +18,7 @@ include: "rules/synth.smk"
 include: "rules/frames.smk"
 include: "rules/pseudo_labels.smk"
 include: "rules/baseline.smk"
+include: "rules/vis.smk"
 include: "rules/evaluate.smk"
 
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+from argparse import Namespace
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -82,7 +83,7 @@ def all_targets():
         targets.append(f"{R}/metrics/baseline.{EVAL_SPLIT}.ytvis.json")
     if has_davis_gt():
         targets.append(f"{R}/metrics/baseline.{EVAL_SPLIT}.davis.json")
-    return targets + pseudo_label_targets()
+    return targets + pseudo_label_targets() + vis_targets()
 
 
 # Frames
@@ -206,3 +207,80 @@ def pseudo_label_targets():
         if has_ytvis_gt():
             out.append(f"{R}/pseudo/quality/{split}.md")
     return out
+
+
+# VIS model and tracking
+
+TRAIN_SPLIT = config["dataset"]["train_split"]
+
+
+def vis_runs():
+    """Trained models: UVIS on pseudo-labels, plus the supervised upper bound where GT exists."""
+    return ["uvis"] + (
+        ["supervised"] if config["vis"]["supervised"] and has_ytvis_gt() else []
+    )
+
+
+def train_vis_inputs(wildcards):
+    frames = f"{R}/frames/{TRAIN_SPLIT}.parquet"
+    if wildcards.vis_run == "uvis":
+        return {"frames": frames, "labels": f"{R}/pseudo/labels/{TRAIN_SPLIT}.parquet"}
+    split = Namespace(split=TRAIN_SPLIT)
+    return {"frames": frames, "gt": ytvis_json(split)}
+
+
+def train_vis_targets(wildcards, input):
+    """What the run trains on: a pseudo-label selection (and its vocabulary), or the GT."""
+    if wildcards.vis_run == "uvis":
+        level = config["vis"]["pseudo_level"]
+        vocab = vocabulary_args(Namespace(split=TRAIN_SPLIT))
+        return f"--labels {input.labels} --level {level} {vocab}"
+    return f"--gt-json {input.gt} --images {ytvis_images(Namespace(split=TRAIN_SPLIT))}"
+
+
+def backbone_weights_args():
+    w = config["vis"]["backbone_weights"]
+    return f"--backbone-weights {w}" if w else ""
+
+
+def tracking_lambda(wildcards):
+    """memory: the configured lambda of UVIS eq. 2; minvis: 1, plain frame-to-frame matching."""
+    return config["tracking"]["lam"] if wildcards.tracker == "memory" else 1.0
+
+
+def deepsort_opts():
+    return " ".join(
+        f"--{k.replace('_', '-')} {v}"
+        for k, v in config["deepsort"]["overrides"].items()
+    )
+
+
+#: Rows of the side-by-side table: (label, run folder under predictions/).
+def _vis_compare_runs():
+    rows = [("DeepSORT on pseudo-labels", "deepsort")]
+    for run in vis_runs():
+        name = "UVIS" if run == "uvis" else "Supervised (upper bound)"
+        rows.append((f"{name}, MinVIS matching", f"{run}-minvis"))
+        rows.append((f"{name}, tracking memory", f"{run}-memory"))
+    return rows
+
+
+def vis_metrics(wildcards):
+    return {
+        folder: f"{R}/metrics/{folder}.{wildcards.split}.ytvis.json"
+        for _, folder in _vis_compare_runs()
+    }
+
+
+def vis_compare_args(wildcards, input):
+    return " ".join(
+        f"'{label}={input[folder]}'" for label, folder in _vis_compare_runs()
+    )
+
+
+def vis_targets():
+    if has_ytvis_gt():
+        return [f"{R}/metrics/vis.{EVAL_SPLIT}.md"]
+    return [
+        f"{R}/predictions/{run}-memory/{EVAL_SPLIT}/results.json" for run in vis_runs()
+    ]

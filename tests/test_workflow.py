@@ -43,6 +43,13 @@ SMOKE_MODELS = {
     "ssl": {"pretrain": {"preset": "smoke", "overrides": {}}},
     "clip": {"model": "uvis-clip-smoke", "pretrain": {"preset": "smoke", "overrides": {}}},
     "proposals": {"detector": {"preset": "smoke", "overrides": {}}},
+    # The smoke world's few pseudo-labels may all fail the filters: train on every proposal.
+    "vis": {
+        "model": "uvis-smoke",
+        "train": {"preset": "smoke", "overrides": {}},
+        "pseudo_level": "none",
+    },
+    "tracking": {"lam": 0.5, "top_k": 3},
 }
 
 
@@ -147,6 +154,23 @@ def test_smoke_run_end_to_end_and_param_reruns(tmp_path):
         labels.column_names
     )
     assert (res / "pseudo/quality/valid.md").read_text().count("|") > 20
+
+    # The VIS runs side by side: DeepSORT, UVIS and the upper bound, without/with memory.
+    table = (res / "metrics/vis.valid.md").read_text().splitlines()
+    runs = [line.split("|")[1].strip() for line in table if line.startswith("| ")][1:]
+    assert runs == [
+        "DeepSORT on pseudo-labels",
+        "UVIS, MinVIS matching",
+        "UVIS, tracking memory",
+        "Supervised (upper bound), MinVIS matching",
+        "Supervised (upper bound), tracking memory",
+    ]
+    valid = json.loads((res / "world/ytvis/valid.json").read_text())
+    lengths = {v["id"]: v["length"] for v in valid["videos"]}
+    for run in ("uvis-memory", "supervised-minvis"):  # top-3 (query, class) pairs per video
+        results = json.loads((res / f"predictions/{run}/valid/results.json").read_text())
+        assert sorted(r["video_id"] for r in results) == sorted(list(lengths) * 3)
+        assert all(len(r["segmentations"]) == lengths[r["video_id"]] for r in results)
 
     # Changing tau re-runs filtering and what depends on it, never proposals or CLIP scoring.
     tau = {

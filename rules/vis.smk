@@ -1,0 +1,113 @@
+# The VIS model (UVIS §3.2-3.3): a MinVIS-style Mask2Former trained per frame on pseudo-labels
+# (or on ground truth: the upper bound), query tracking with and without the tracking memory,
+# the DeepSORT baseline, and their side-by-side evaluation.
+
+
+wildcard_constraints:
+    vis_run="uvis|supervised",
+    tracker="minvis|memory",
+
+
+rule train_vis:
+    """Image-level training as MinVIS; resumes from the latest checkpoint in its folder."""
+    input:
+        unpack(train_vis_inputs),
+    output:
+        f"{R}/vis/{{vis_run}}/model_final.pth",
+    log:
+        f"{R}/logs/train_vis/{{vis_run}}.log",
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=24 * 60,
+        gpu=GPUS,
+    params:
+        targets=train_vis_targets,
+        model=config["vis"]["model"],
+        backbone=backbone_weights_args(),
+        preset=config["vis"]["train"]["preset"],
+        sets=preset_sets(config["vis"]["train"]["overrides"]),
+        out_dir=lambda wildcards, output: os.path.dirname(output[0]),
+    shell:
+        "python -m uvis train vis --frames {input.frames} {params.targets} "
+        "--model {params.model} {params.backbone} --preset {params.preset} {params.sets} "
+        "--threads {threads} --out {params.out_dir} > {log} 2>&1"
+
+
+rule track_vis:
+    """Per-frame queries of the model, tracked by Hungarian matching (UVIS eqs. 2-3)."""
+    input:
+        ckpt=f"{R}/vis/{{vis_run}}/model_final.pth",
+        frames=f"{R}/frames/{{split}}.parquet",
+    output:
+        results=f"{R}/predictions/{{vis_run}}-{{tracker}}/{{split}}/results.json",
+        tracks=f"{R}/predictions/{{vis_run}}-{{tracker}}/{{split}}/tracks.parquet",
+    log:
+        f"{R}/logs/track_vis/{{vis_run}}-{{tracker}}.{{split}}.log",
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=GPUS,
+    params:
+        lam=tracking_lambda,
+        top_k=config["tracking"]["top_k"],
+        batch_size=config["vis"]["batch_size"],
+    shell:
+        "python -m uvis track vis --checkpoint {input.ckpt} --frames {input.frames} "
+        "--lam {params.lam} --top-k {params.top_k} --batch-size {params.batch_size} "
+        "--threads {threads} --out {output.results} --tracks {output.tracks} > {log} 2>&1"
+
+
+rule deepsort:
+    """The training-free baseline: pseudo-labels + CLIP embeddings tracked by DeepSORT."""
+    input:
+        labels=f"{R}/pseudo/labels/{{split}}.parquet",
+        clip=expand(
+            f"{R}/pseudo/clip/{{{{split}}}}/shard-{{shard}}.parquet", shard=SHARDS
+        ),
+        frames=f"{R}/frames/{{split}}.parquet",
+        categories=ytvis_json,
+    output:
+        results=f"{R}/predictions/deepsort/{{split}}/results.json",
+        tracks=f"{R}/predictions/deepsort/{{split}}/tracks.parquet",
+    log:
+        f"{R}/logs/deepsort/{{split}}.log",
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        level=config["deepsort"]["level"],
+        opts=deepsort_opts(),
+    shell:
+        "python -m uvis track deepsort --labels {input.labels} --clip-scores {input.clip} "
+        "--frames {input.frames} --categories-json {input.categories} --level {params.level} "
+        "{params.opts} --out {output.results} --tracks {output.tracks} > {log} 2>&1"
+
+
+rule compare_vis:
+    """DeepSORT, UVIS without/with tracking memory and the upper bound, side by side."""
+    input:
+        unpack(vis_metrics),
+    output:
+        f"{R}/metrics/vis.{{split}}.md",
+    log:
+        f"{R}/logs/compare_vis/{{split}}.log",
+    conda:
+        "../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        runs=vis_compare_args,
+    shell:
+        "python -m uvis eval compare {params.runs} --title 'VIS on {wildcards.split}' "
+        "--out {output} > {log} 2>&1"
