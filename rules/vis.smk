@@ -9,7 +9,8 @@ wildcard_constraints:
 
 
 rule train_vis:
-    """Image-level training as MinVIS; resumes from the latest checkpoint in its folder."""
+    """Image-level training as MinVIS. An interrupted run resumes from its latest checkpoint;
+    checkpoints of another run (changed settings or pseudo-labels) go to superseded/."""
     input:
         unpack(train_vis_inputs),
     output:
@@ -33,7 +34,7 @@ rule train_vis:
     shell:
         "python -m uvis train vis --frames {input.frames} {params.targets} "
         "--model {params.model} {params.backbone} --preset {params.preset} {params.sets} "
-        "--threads {threads} --out {params.out_dir} > {log} 2>&1"
+        "--threads {threads} --restart-stale --out {params.out_dir} > {log} 2>&1"
 
 
 rule track_vis:

@@ -111,6 +111,35 @@ def test_resuming_with_other_settings_is_an_error(tmp_path: Path) -> None:
         train_vis(data, smoke(iterations=2, lr=1e-3), tmp_path / "run", progress=False)
 
 
+def test_other_targets_are_stale_and_restart_trains_afresh(tmp_path: Path) -> None:
+    """Same settings, other targets (the Snakemake case: a threshold changed the labels)."""
+    data = toy_set(tmp_path)
+    cfg = smoke(iterations=4, checkpoint_period=2)
+    train_vis(data, cfg, tmp_path / "run", progress=False, stop_after=3)
+    first = data.frames[0]
+    relabelled = TrainingSet(
+        (
+            FrameTargets(1, 0, first.path, 32, 32, first.rles, tuple(1 - c for c in first.labels)),
+            *data.frames[1:],
+        ),
+        CATEGORIES,
+        data.source,
+    )
+    assert relabelled.summary()["masks"] == data.summary()["masks"]  # counts alone agree
+    with pytest.raises(DataError, match="trained on other data or classes"):
+        train_vis(relabelled, cfg, tmp_path / "run", progress=False)
+    restarted = train_vis(relabelled, cfg, tmp_path / "run", progress=False, stale="restart")
+    assert restarted.start_iteration == 0 and restarted.iteration == 4
+    assert [p.name for p in sorted((tmp_path / "run" / "superseded").glob("*.pth"))] == [
+        "checkpoint_0000002.pth"
+    ]
+    fresh = train_vis(relabelled, cfg, tmp_path / "fresh", progress=False)
+    a, b = weights(fresh.model), weights(restarted.model)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ConfigError, match="stale must be one of"):
+        train_vis(data, cfg, tmp_path / "x", progress=False, stale="ignore")
+
+
 def test_nan_loss_stops_with_the_iteration_and_last_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -99,7 +99,13 @@ def test_pseudo_label_masks_are_the_rows_masks() -> None:
     assert got.shape == (2, H, W) and got.dtype == np.uint8
     assert got[0].sum() == 4 and got[0][:2, :2].all()
     assert got[1].sum() == 4 and got[1][4:6, 4:6].all()
-    assert data.summary() == {"frames": 4, "frames_with_targets": 1, "masks": 2}
+    summary = data.summary()
+    assert {k: summary[k] for k in ("frames", "frames_with_targets", "masks")} == {
+        "frames": 4,
+        "frames_with_targets": 1,
+        "masks": 2,
+    }
+    assert len(summary["digest"]) == 40  # SHA-1 hex; what it tells apart: test_train_loop
     assert data.source["level"] == "clip" and data.source["kept_rows"] == 2
 
 

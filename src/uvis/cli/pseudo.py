@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 
 
-def _vocabulary(args: argparse.Namespace):
-    from uvis.data import read_vocabulary
+def vocabulary_from_args(args: argparse.Namespace):
+    """Categories from ``--categories-json`` (a YouTube-VIS JSON) or ``--vocabulary``."""
     from uvis.data.frames import Category
+    from uvis.data.videos import vocabulary_option
     from uvis.errors import DataError
 
     if args.categories_json is not None:
@@ -20,8 +21,7 @@ def _vocabulary(args: argparse.Namespace):
             raise DataError(
                 args.categories_json, f"no YouTube-VIS 'categories' list: {exc}"
             ) from exc
-    vocab = args.vocabulary
-    return read_vocabulary(vocab.split(",") if "," in vocab and not Path(vocab).exists() else vocab)
+    return vocabulary_option(args.vocabulary)
 
 
 def _clip_scores(args: argparse.Namespace) -> int:
@@ -40,7 +40,7 @@ def _clip_scores(args: argparse.Namespace) -> int:
         args.proposals,
         args.out,
         bundle,
-        _vocabulary(args),
+        vocabulary_from_args(args),
         templates=args.template or ["a photo of a {}."],
         context=args.context,
         mask_background=args.mask_background,

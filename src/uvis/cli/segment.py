@@ -10,11 +10,12 @@ def _segment(args: argparse.Namespace) -> int:
     import torch
 
     from uvis.cli.track import resolve_device
-    from uvis.inference.segment import parse_vocabulary, segment_video
+    from uvis.data.videos import vocabulary_option
+    from uvis.inference.segment import segment_video
     from uvis.model import load_vis_model
 
     torch.set_num_threads(args.threads)
-    vocab = parse_vocabulary(args.vocab) if args.vocab else None
+    vocab = [c.name for c in vocabulary_option(args.vocab)] if args.vocab else None
     model, meta = load_vis_model(
         args.checkpoint, vocabulary=vocab, device=resolve_device(args.device)
     )

@@ -12,7 +12,7 @@ import argparse
 import os
 from pathlib import Path
 
-from uvis.cli.pseudo import _vocabulary
+from uvis.cli.pseudo import vocabulary_from_args
 from uvis.cli.synth import parse_overrides
 
 
@@ -30,7 +30,7 @@ def _training_set(args: argparse.Namespace):
         return targets_from_pseudo_labels(
             frame_index,
             PSEUDO_LABELS.read(args.labels),
-            _vocabulary(args),
+            vocabulary_from_args(args),
             level=args.level or "pmf",
             tau=args.tau,
             frames_path=str(args.frames),
@@ -68,7 +68,12 @@ def _vis(args: argparse.Namespace) -> int:
     cfg = TrainConfig.preset(args.preset, **overrides)
     data = _training_set(args)
     result = train_vis(
-        data, cfg, args.out, progress=not args.no_progress, stop_after=args.stop_after
+        data,
+        cfg,
+        args.out,
+        progress=not args.no_progress,
+        stop_after=args.stop_after,
+        stale="restart" if args.restart_stale else "error",
     )
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
         return 0
@@ -127,6 +132,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--threads", type=int, help="torch CPU threads per process (default 1)")
     v.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: auto")
     v.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    v.add_argument(
+        "--restart-stale",
+        action="store_true",
+        help="when OUT's latest checkpoint is of another run (other settings or targets), move "
+        "it to OUT/superseded/ and train afresh instead of stopping with an error",
+    )
     v.add_argument(
         "--stop-after",
         type=int,

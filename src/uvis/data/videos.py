@@ -53,6 +53,13 @@ def find_videos(video_dir: Path) -> list[Path]:
     return videos
 
 
+def vocabulary_option(text: str) -> tuple[Category, ...]:
+    """A command-line vocabulary: a file with one name per line if ``text`` is an existing
+    path, else comma-separated names (``"cat,dog"``); categories ``1..N`` as
+    :func:`read_vocabulary` gives them."""
+    return read_vocabulary(text if Path(text).exists() else text.split(","))
+
+
 def read_vocabulary(vocabulary: Sequence[str] | str | os.PathLike[str]) -> tuple[Category, ...]:
     """Categories ``1..N`` from a list of names or a text file with one name per line.
 

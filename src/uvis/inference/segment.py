@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,15 +89,3 @@ def segment_video(
         results = json.loads(results_path.read_text())
         write_overlay_video(paths, results, names, overlay_path, fps=fps, min_score=min_score)
     return SegmentOutput(results=results_path, overlay=overlay_path, frames=len(paths), tracks=n)
-
-
-def parse_vocabulary(text: str) -> Sequence[str]:
-    """``"a,b,c"`` -> ``["a", "b", "c"]``; a path to a text file -> its non-empty lines."""
-    path = Path(text)
-    if path.is_file():
-        names = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
-    else:
-        names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names:
-        raise DataError(text, "the vocabulary names no class")
-    return names

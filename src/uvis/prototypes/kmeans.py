@@ -6,8 +6,13 @@ the GPU branch only changes which faiss index does the inner products.
 
 from __future__ import annotations
 
-import faiss
-import numpy as np
+import logging
+
+# faiss logs which SIMD build it loaded at INFO on import; keep the CLI's output readable.
+logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+
+import faiss  # noqa: E402
+import numpy as np  # noqa: E402
 
 
 def resolve_gpu(use_gpu: bool | None) -> bool:

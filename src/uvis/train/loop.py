@@ -33,6 +33,7 @@ import io
 import logging
 import os
 import re
+import shutil
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -239,6 +240,14 @@ def _read_metrics(path: Path, up_to: int) -> list[dict[str, float]]:
     return [row for row in rows if row["iteration"] <= up_to]
 
 
+class StaleCheckpointError(DataError):
+    """The latest checkpoint in the output folder belongs to another run (settings or data)."""
+
+
+#: What :func:`train_vis` does with a checkpoint of another run in its output folder.
+STALE_POLICIES = ("error", "restart")
+
+
 def _resume_state(
     path: Path, cfg: TrainConfig, data: TrainingSet
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -254,14 +263,16 @@ def _resume_state(
         raise DataError(path, "checkpoint has no training state to resume from")
     conflicts = cfg.resume_conflicts(obj.get("train_config", {}))
     if conflicts:
-        raise DataError(
+        raise StaleCheckpointError(
             path,
             f"cannot resume: train settings {conflicts} differ from this run's (use another "
             "output folder for another run)",
         )
     categories = [{"id": c.id, "name": c.name} for c in data.categories]
     if obj["categories"] != categories or training.get("data") != data.summary():
-        raise DataError(path, "cannot resume: the checkpoint was trained on other data or classes")
+        raise StaleCheckpointError(
+            path, "cannot resume: the checkpoint was trained on other data or classes"
+        )
     return obj, training
 
 
@@ -314,12 +325,43 @@ class _TrainingState:
     last_checkpoint: Path | None
 
 
+def _set_aside(out: Path, found: list[tuple[int, Path]], ctx: ProcessContext) -> None:
+    """Move another run's checkpoints and loss curve to ``out/superseded/`` (rank 0 only).
+
+    The folder holds the last superseded run only; its final model, if any, stays where it is
+    (the caller's workflow decides whether it is outdated).
+    """
+    if ctx.rank == 0:
+        aside = out / "superseded"
+        if aside.exists():
+            shutil.rmtree(aside)
+        aside.mkdir(parents=True)
+        for _, path in found:
+            path.rename(aside / path.name)
+        for name in ("metrics.csv", "config.json"):
+            if (out / name).exists():
+                (out / name).rename(aside / name)
+        logger.warning("%d checkpoints of another run moved to %s", len(found), aside)
+    if ctx.world_size > 1:
+        dist.barrier()
+
+
 def _training_state(
-    cfg: TrainConfig, data: TrainingSet, out: Path, ctx: ProcessContext
+    cfg: TrainConfig, data: TrainingSet, out: Path, ctx: ProcessContext, stale: str = "error"
 ) -> _TrainingState:
-    """A fresh model and optimiser, or those of the latest checkpoint in ``out``."""
+    """A fresh model and optimiser, or those of the latest checkpoint in ``out``.
+
+    A latest checkpoint of another run is an error, or with ``stale="restart"`` is set aside
+    (:func:`_set_aside`) and training starts afresh.
+    """
     found = checkpoints(out)
-    resume = _resume_state(found[-1][1], cfg, data) if found else None
+    try:
+        resume = _resume_state(found[-1][1], cfg, data) if found else None
+    except StaleCheckpointError:
+        if stale != "restart":
+            raise
+        _set_aside(out, found, ctx)
+        resume = None
     torch.manual_seed(cfg.seed)
     model = create_vis_model(
         cfg.model,
@@ -354,8 +396,13 @@ def train_vis(
     *,
     progress: bool = True,
     stop_after: int | None = None,
+    stale: str = "error",
 ) -> TrainResult:
     """Train ``cfg.model`` on ``data`` into ``out_dir``, resuming from its latest checkpoint.
+
+    A latest checkpoint of another run (other settings or targets) is an error, or with
+    ``stale="restart"`` (what the ``train_vis`` rule uses: Snakemake re-runs training exactly
+    when its settings or inputs changed) is set aside and training starts afresh.
 
     ``stop_after`` (a debugging aid) stops after that many iterations as an interrupted run
     would: no final model, nothing written beyond the checkpoints due by then.
@@ -379,7 +426,9 @@ def train_vis(
                 f"train setting batch_size={cfg.batch_size} is not a multiple of the "
                 f"{ctx.world_size} processes"
             )
-        state = _training_state(cfg, data, out, ctx)
+        if stale not in STALE_POLICIES:
+            raise ConfigError(f"stale must be one of {STALE_POLICIES}, got {stale!r}")
+        state = _training_state(cfg, data, out, ctx, stale)
         return _train(state, data, frames, cfg, out, ctx, progress=progress, stop_after=stop_after)
 
 

@@ -18,6 +18,7 @@ run-length encoded until a frame is loaded, so a whole split fits in memory.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -73,12 +74,23 @@ class TrainingSet:
         """The file the targets came from (pseudo-labels or annotations), for messages."""
         return self.source.get("labels") or self.source.get("annotations")
 
-    def summary(self) -> dict[str, int]:
-        """Counts of frames, frames with at least one target, and target masks."""
+    def summary(self) -> dict[str, int | str]:
+        """Counts of frames, frames with targets and target masks, and a digest of the targets.
+
+        The digest (SHA-1 over every frame's id, masks and classes) tells whether a checkpoint
+        was trained on exactly these targets: a resumed run must be the same run.
+        """
+        digest = hashlib.sha1()
+        for f in self.frames:
+            digest.update(f"{f.video_id},{f.frame_index},{f.labels};".encode())
+            for rle in f.rles:
+                counts = rle["counts"]
+                digest.update(counts.encode() if isinstance(counts, str) else bytes(counts))
         return {
             "frames": len(self.frames),
             "frames_with_targets": sum(1 for f in self.frames if f.rles),
             "masks": sum(len(f.rles) for f in self.frames),
+            "digest": digest.hexdigest(),
         }
 
 
