@@ -221,12 +221,22 @@ def vis_runs():
     )
 
 
+def backbone_weights():
+    """ImageNet-classification weights of the backbone: the stand-in, a file, a name or none."""
+    w = config["vis"]["backbone_weights"]
+    return f"{R}/models/backbone_cls.pth" if w == "embedded" else w
+
+
 def train_vis_inputs(wildcards):
-    frames = f"{R}/frames/{TRAIN_SPLIT}.parquet"
+    inputs = {"frames": f"{R}/frames/{TRAIN_SPLIT}.parquet"}
     if wildcards.vis_run == "uvis":
-        return {"frames": frames, "labels": f"{R}/pseudo/labels/{TRAIN_SPLIT}.parquet"}
-    split = Namespace(split=TRAIN_SPLIT)
-    return {"frames": frames, "gt": ytvis_json(split)}
+        inputs["labels"] = f"{R}/pseudo/labels/{TRAIN_SPLIT}.parquet"
+    else:
+        inputs["gt"] = ytvis_json(Namespace(split=TRAIN_SPLIT))
+    w = backbone_weights()
+    if w and (config["vis"]["backbone_weights"] == "embedded" or os.path.isfile(w)):
+        inputs["backbone"] = w
+    return inputs
 
 
 def train_vis_targets(wildcards, input):
@@ -238,8 +248,8 @@ def train_vis_targets(wildcards, input):
     return f"--gt-json {input.gt} --images {ytvis_images(Namespace(split=TRAIN_SPLIT))}"
 
 
-def backbone_weights_args():
-    w = config["vis"]["backbone_weights"]
+def backbone_weights_args(wildcards):
+    w = backbone_weights()
     return f"--backbone-weights {w}" if w else ""
 
 

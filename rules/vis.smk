@@ -8,6 +8,33 @@ wildcard_constraints:
     tracker="minvis|memory",
 
 
+rule pretrain_backbone:
+    """Embedded default only: the stand-in for ImageNet classification weights of the backbone
+    (UVIS initialises its ResNet from them), a classifier trained on the captioned corpus.
+    """
+    input:
+        manifest=f"{WORLD}/manifest.json",
+    output:
+        ckpt=f"{R}/models/backbone_cls.pth",
+        report=f"{R}/models/backbone_cls.json",
+    log:
+        f"{R}/logs/pretrain_backbone.log",
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=GPUS,
+    params:
+        corpus=f"{WORLD}/corpora/captioned",
+        preset=config["vis"]["backbone_pretrain"]["preset"],
+        sets=preset_sets(config["vis"]["backbone_pretrain"]["overrides"]),
+    shell:
+        "python -m uvis pretrain backbone {params.corpus} {output.ckpt} --preset {params.preset} "
+        "{params.sets} --threads {threads} --no-progress > {log} 2>&1"
+
+
 rule train_vis:
     """Image-level training as MinVIS. An interrupted run resumes from its latest checkpoint;
     checkpoints of another run (changed settings or pseudo-labels) go to superseded/."""
@@ -27,7 +54,7 @@ rule train_vis:
     params:
         targets=train_vis_targets,
         model=config["vis"]["model"],
-        backbone=backbone_weights_args(),
+        backbone=backbone_weights_args,
         preset=config["vis"]["train"]["preset"],
         sets=preset_sets(config["vis"]["train"]["overrides"]),
         out_dir=lambda wildcards, output: os.path.dirname(output[0]),

@@ -1,7 +1,9 @@
 """``uvis pretrain``: train the embedded stand-ins of the foundation models.
 
 ``uvis pretrain ssl`` trains the self-supervised ViT with DINO (:mod:`uvis.foundation.dino`);
-``uvis pretrain clip`` the CLIP model (:mod:`uvis.foundation.clip_train`). torch is imported
+``uvis pretrain clip`` the CLIP model (:mod:`uvis.foundation.clip_train`); ``uvis pretrain
+backbone`` the stand-in for the VIS backbone's ImageNet classification weights
+(:mod:`uvis.foundation.backbone_pretrain`). torch is imported
 only when a subcommand runs, so registering them keeps ``uvis --help`` fast.
 """
 
@@ -121,7 +123,7 @@ def _register_backbone(models: argparse._SubParsersAction) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``uvis pretrain {ssl, clip} ...``."""
+    """Add ``uvis pretrain {ssl, clip, backbone} ...``."""
     p = sub.add_parser("pretrain", help="train the foundation-model stand-ins (DINO ViT, CLIP)")
     models = p.add_subparsers(dest="model", metavar="MODEL")
     models.required = True

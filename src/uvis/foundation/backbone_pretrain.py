@@ -9,10 +9,12 @@ label = ``category_id``) and saves its state dict in the torchvision/timm ResNet
 :func:`uvis.model.mask2former.load_backbone_weights` reads, so the VIS model is initialised
 exactly as it would be from ImageNet weights: ``create_vis_model(..., backbone_weights=OUT)``.
 
-Recipe (measured on the default world, 2,000 images of 64x64, 2 CPU minutes): AdamW with a
-one-cycle learning-rate schedule, per-batch scale jitter (the VIS model sees objects at many
-sizes) and horizontal flips; the classifier reaches about 96 % held-out accuracy (chance 10 %),
-and VIS models initialised from it reach 0.17-0.24 valid class accuracy instead of chance.
+Recipe: AdamW with a one-cycle learning-rate schedule, per-batch scale jitter (the VIS model
+sees objects at many sizes) and horizontal flips. On the default world (2,000 images of 64x64,
+10 classes) the default preset (30 epochs, one thread, about 2.5 CPU minutes) reaches 98 %
+held-out accuracy (chance 11.5 %; 55 % after 12 epochs), and VIS models initialised from such a
+classifier reached 0.17-0.24 valid class accuracy where a backbone trained from scratch stays
+at chance (0.08).
 
 torch and timm are imported inside the functions that need them, so registering the command
 line stays fast.
@@ -59,7 +61,7 @@ class BackboneTrainConfig:
     """
 
     arch: str = "test_resnet"
-    epochs: int = 12
+    epochs: int = 30
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.05
