@@ -43,6 +43,22 @@ def _ssl(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_stand_in_arguments(
+    p: argparse.ArgumentParser, *, corpus_help: str, out_help: str, settings: str, example: str
+) -> None:
+    """The arguments every ``uvis pretrain`` stand-in takes: corpus, output, preset, ``--set``."""
+    p.add_argument("corpus_dir", type=Path, metavar="CORPUS_DIR", help=corpus_help)
+    p.add_argument("out", type=Path, metavar="OUT.pth", help=out_help)
+    p.add_argument("--preset", default="default", help="smoke (seconds) or default")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a {settings} field, e.g. {example}",
+    )
+
+
 def _register_ssl(models: argparse._SubParsersAction) -> None:
     """Add ``uvis pretrain ssl CORPUS_DIR OUT.pth [--preset] [--set k=v] [--threads N]``."""
     p = models.add_parser(
@@ -52,20 +68,12 @@ def _register_ssl(models: argparse._SubParsersAction) -> None:
         "DINO checkpoint format (OUT.pth) and the config, training log and k-NN probe "
         "(OUT.json).",
     )
-    p.add_argument(
-        "corpus_dir",
-        type=Path,
-        metavar="CORPUS_DIR",
-        help="unlabeled corpus (WORLD/corpora/unlabeled, or WORLD/corpora)",
-    )
-    p.add_argument("out", type=Path, metavar="OUT.pth", help="checkpoint to write (+ OUT.json)")
-    p.add_argument("--preset", default="default", help="smoke (seconds) or default")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a DinoConfig field, e.g. --set epochs=4 --set local_crops_number=2",
+    add_stand_in_arguments(
+        p,
+        corpus_help="unlabeled corpus (WORLD/corpora/unlabeled, or WORLD/corpora)",
+        out_help="checkpoint to write (+ OUT.json)",
+        settings="DinoConfig",
+        example="--set epochs=4 --set local_crops_number=2",
     )
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
@@ -97,20 +105,12 @@ def _register_backbone(models: argparse._SubParsersAction) -> None:
         "its state dict in the torchvision/timm ResNet format (OUT.pth, for "
         "backbone_weights) and the config, training log and held-out accuracy (OUT.json).",
     )
-    p.add_argument(
-        "corpus_dir",
-        type=Path,
-        metavar="CORPUS_DIR",
-        help="captioned corpus (WORLD/corpora/captioned)",
-    )
-    p.add_argument("out", type=Path, metavar="OUT.pth", help="state dict to write (+ OUT.json)")
-    p.add_argument("--preset", default="default", help="smoke (seconds) or default")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a BackboneTrainConfig field, e.g. --set epochs=4",
+    add_stand_in_arguments(
+        p,
+        corpus_help="captioned corpus (WORLD/corpora/captioned)",
+        out_help="state dict to write (+ OUT.json)",
+        settings="BackboneTrainConfig",
+        example="--set epochs=4",
     )
     p.add_argument(
         "--threads",
