@@ -23,7 +23,7 @@ from uvis import masks
 from uvis.cli import main
 from uvis.data.frames import Category
 from uvis.errors import DataError
-from uvis.inference import frame_index_videos, track_frame_index
+from uvis.inference import frame_index_videos, track_videos
 from uvis.inference.overlay import draw_frame
 from uvis.model import create_vis_model, load_vis_model
 from uvis.model.checkpoint import checkpoint_dict, save_checkpoint
@@ -70,9 +70,9 @@ def test_results_have_one_entry_per_frame_and_the_vocabulary(
     index = _frame_index(tmp_path, {5: 3, 2: 1})
     model, meta = load_vis_model(checkpoint)
     out = tmp_path / "results.json"
-    n = track_frame_index(
+    n = track_videos(
         model,
-        index,
+        frame_index_videos(index),
         out,
         category_ids=meta.category_ids,
         lam=0.5,
@@ -99,9 +99,9 @@ def test_windowing_does_not_change_the_results(tmp_path: Path, checkpoint: Path)
     outs = []
     for batch in (1, 4):
         out = tmp_path / f"r{batch}.json"
-        track_frame_index(
+        track_videos(
             model,
-            index,
+            frame_index_videos(index),
             out,
             category_ids=meta.category_ids,
             lam=0.5,

@@ -9,15 +9,15 @@ from pathlib import Path
 def _segment(args: argparse.Namespace) -> int:
     import torch
 
-    from uvis.cli.track import resolve_device
     from uvis.data.videos import vocabulary_option
+    from uvis.devices import resolve_device
     from uvis.inference.segment import segment_video
     from uvis.model import load_vis_model
 
     torch.set_num_threads(args.threads)
     vocab = [c.name for c in vocabulary_option(args.vocab)] if args.vocab else None
     model, meta = load_vis_model(
-        args.checkpoint, vocabulary=vocab, device=resolve_device(args.device)
+        args.checkpoint, vocabulary=vocab, device=resolve_device(args.device, "segment")
     )
     out_dir = args.out or Path(args.video).with_suffix("")
     out = segment_video(

@@ -60,26 +60,18 @@ def _deepsort(args: argparse.Namespace) -> int:
     return 0
 
 
-def resolve_device(name: str) -> str:
-    """``auto``: CUDA when there is a GPU, else CPU."""
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
-
-
 def _vis(args: argparse.Namespace) -> int:
     import torch
 
-    from uvis.inference import track_frame_index
+    from uvis.devices import resolve_device
+    from uvis.inference import frame_index_videos, track_videos
     from uvis.model import load_vis_model
 
     torch.set_num_threads(args.threads)
-    model, meta = load_vis_model(args.checkpoint, device=resolve_device(args.device))
-    n = track_frame_index(
+    model, meta = load_vis_model(args.checkpoint, device=resolve_device(args.device, "track"))
+    n = track_videos(
         model,
-        args.frames,
+        frame_index_videos(args.frames),
         args.out,
         category_ids=meta.category_ids,
         lam=args.lam,

@@ -18,6 +18,7 @@ from uvis.data.frames import extract_frames, read_frame
 from uvis.errors import DataError
 from uvis.inference.overlay import write_overlay_video
 from uvis.inference.videos import VideoFrames, track_videos
+from uvis.io import atomic_write_json
 from uvis.model import VisModel, VisModelMeta
 
 
@@ -81,7 +82,7 @@ def segment_video(
     )
     names = dict(zip(meta.category_ids, meta.category_names, strict=True))
     categories = [{"id": i, "name": name} for i, name in names.items()]
-    (out_dir / "categories.json").write_text(json.dumps(categories, indent=1) + "\n")
+    atomic_write_json(out_dir / "categories.json", categories, indent=1)
     overlay_path = None
     if overlay:
         overlay_path = out_dir / "overlay.mp4"

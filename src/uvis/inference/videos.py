@@ -6,7 +6,6 @@ import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from tqdm import tqdm
 
@@ -116,31 +115,3 @@ def track_videos(
         )
     logger.info("%d videos, %d results -> %s", len(videos), n, results_path)
     return n
-
-
-def track_frame_index(
-    model: VisModel,
-    frame_index: str | os.PathLike[str],
-    results_path: str | os.PathLike[str],
-    *,
-    category_ids: Sequence[int],
-    lam: float,
-    top_k: int,
-    batch_size: int = 8,
-    tracks_path: str | os.PathLike[str] | None = None,
-    zip_path: str | os.PathLike[str] | None = None,
-    progress: bool = True,
-) -> int:
-    """:func:`track_videos` over every video of a frame index Parquet (the ``track`` rule)."""
-    return track_videos(
-        model,
-        frame_index_videos(Path(frame_index)),
-        results_path,
-        category_ids=category_ids,
-        lam=lam,
-        top_k=top_k,
-        batch_size=batch_size,
-        tracks_path=tracks_path,
-        zip_path=zip_path,
-        progress=progress,
-    )

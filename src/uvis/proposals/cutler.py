@@ -51,6 +51,7 @@ from tqdm import tqdm
 
 from uvis.data.frames import read_frame
 from uvis.data.shards import select_shard
+from uvis.devices import resolve_device
 from uvis.errors import ConfigError, DataError, UvisError
 from uvis.foundation.checkpoints import mismatch_parts, state_dict_mismatch
 from uvis.foundation.weights import resolve_weights
@@ -115,11 +116,7 @@ class CutlerSettings:
 
     def resolved_device(self) -> str:
         """``device`` with ``auto`` resolved; ConfigError for ``cuda`` without a CUDA device."""
-        if self.device == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("cutler device 'cuda': no CUDA device is available")
-        return self.device
+        return resolve_device(self.device, "cutler")
 
 
 def detectron2_config(settings: CutlerSettings, device: str) -> dict[str, Any]:

@@ -79,6 +79,7 @@ from tqdm import tqdm
 
 from uvis import masks
 from uvis.data.frames import read_frame
+from uvis.devices import resolve_device as device_from_setting
 from uvis.errors import ConfigError, DataError
 from uvis.foundation.checkpoints import mismatch_parts, state_dict_mismatch
 from uvis.foundation.weights import resolve_weights
@@ -447,11 +448,7 @@ def build_detector(cfg: DetectorConfig) -> MaskRCNN:
 
 def resolve_device(cfg: DetectorConfig) -> torch.device:
     """``cfg.device`` as a torch device (``auto``: CUDA when available, else CPU)."""
-    if cfg.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("detector device 'cuda': no CUDA device is available")
-    return torch.device(cfg.device)
+    return torch.device(device_from_setting(cfg.device, "detector"))
 
 
 # --------------------------------------------------------------------------------------------
