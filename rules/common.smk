@@ -227,9 +227,27 @@ def backbone_weights():
     return f"{R}/models/backbone_cls.pth" if w == "embedded" else w
 
 
+#: UVIS runs besides `uvis` (the configured selection) that the ablation tables train:
+#: `uvis_<level>` at another pseudo-label level, `uvis_tau<tau>` at level pmf with another PMF
+#: threshold (Python's str(float(tau)), e.g. uvis_tau0.5).
+VIS_RUN_PATTERN = (
+    r"uvis|supervised|uvis_(none|objectness|clip|pmf)|uvis_tau[0-9]+\.[0-9]+"
+)
+
+
+def pseudo_selection(vis_run):
+    """(level, tau or None) of the pseudo-labels a UVIS run trains on."""
+    if vis_run == "uvis":
+        level = config["vis"]["pseudo_level"]
+        return level, None
+    if vis_run.startswith("uvis_tau"):
+        return "pmf", float(vis_run[len("uvis_tau") :])
+    return vis_run[len("uvis_") :], None
+
+
 def train_vis_inputs(wildcards):
     inputs = {"frames": f"{R}/frames/{TRAIN_SPLIT}.parquet"}
-    if wildcards.vis_run == "uvis":
+    if wildcards.vis_run != "supervised":
         inputs["labels"] = f"{R}/pseudo/labels/{TRAIN_SPLIT}.parquet"
     else:
         inputs["gt"] = ytvis_json(Namespace(split=TRAIN_SPLIT))
@@ -241,10 +259,11 @@ def train_vis_inputs(wildcards):
 
 def train_vis_targets(wildcards, input):
     """What the run trains on: a pseudo-label selection (and its vocabulary), or the GT."""
-    if wildcards.vis_run == "uvis":
-        level = config["vis"]["pseudo_level"]
+    if wildcards.vis_run != "supervised":
+        level, tau = pseudo_selection(wildcards.vis_run)
         vocab = vocabulary_args(Namespace(split=TRAIN_SPLIT))
-        return f"--labels {input.labels} --level {level} {vocab}"
+        tau_arg = "" if tau is None else f" --tau {tau}"
+        return f"--labels {input.labels} --level {level}{tau_arg} {vocab}"
     return f"--gt-json {input.gt} --images {ytvis_images(Namespace(split=TRAIN_SPLIT))}"
 
 

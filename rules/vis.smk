@@ -4,7 +4,8 @@
 
 
 wildcard_constraints:
-    vis_run="uvis|supervised",
+    vis_run=VIS_RUN_PATTERN,
+    split="[^./]+",
     tracker="minvis|memory",
 
 
