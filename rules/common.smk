@@ -24,14 +24,22 @@ SRC = os.path.join(workflow.basedir, "src")
 shell.prefix(f"export PYTHONPATH={SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
 
+#: dataset.holdout (format ytvis): two splits cut from an annotated one by video, `fit` and
+#: `holdout`, for local metrics where the official evaluation split has no public annotations.
+HOLDOUT = config["dataset"].get("holdout")
+HOLDOUT_SPLITS = ("fit", "holdout")
+
+
 def splits():
     """The dataset's splits: train/valid for the synthetic world, else those in config."""
     if FORMAT == "synth":
         return ["train", "valid"]
-    return list(config["dataset"]["splits"])
+    return list(config["dataset"]["splits"]) + (list(HOLDOUT_SPLITS) if HOLDOUT else [])
 
 
 def split_cfg(split):
+    if HOLDOUT and split in HOLDOUT_SPLITS:
+        return split_cfg(HOLDOUT["split"])
     try:
         return config["dataset"]["splits"][split]
     except KeyError:
@@ -41,9 +49,11 @@ def split_cfg(split):
 
 
 def ytvis_json(wildcards):
-    """YouTube-VIS JSON of a split (generated for the synthetic world)."""
+    """YouTube-VIS JSON of a split (generated for the synthetic world and held-out splits)."""
     if FORMAT == "synth":
         return f"{WORLD}/ytvis/{wildcards.split}.json"
+    if HOLDOUT and wildcards.split in HOLDOUT_SPLITS:
+        return f"{R}/splits/{wildcards.split}.json"
     return split_cfg(wildcards.split)["json"]
 
 
@@ -55,7 +65,9 @@ def ytvis_images(wildcards):
 
 
 def davis_root():
-    return f"{WORLD}/davis" if FORMAT == "synth" else config["dataset"]["root"]
+    """The DAVIS folder: generated for the synthetic world, dataset.root for format davis
+    (other formats have none; their DAVIS rules are never part of the DAG)."""
+    return f"{WORLD}/davis" if FORMAT == "synth" else config["dataset"].get("root", "")
 
 
 def davis_imageset(wildcards):
@@ -64,9 +76,13 @@ def davis_imageset(wildcards):
     return f"{davis_root()}/ImageSets/{name}.txt"
 
 
-def has_ytvis_gt():
-    """Whether YouTube-VIS-format ground truth with annotations exists for evaluation."""
-    return FORMAT in ("synth", "ytvis")
+def has_ytvis_gt(split=EVAL_SPLIT):
+    """Whether the split has YouTube-VIS-format ground truth (`annotated: false` in config for
+    the YouTube-VIS/OVIS validation splits, whose metrics come from the evaluation server).
+    """
+    if FORMAT == "synth" or (HOLDOUT and split in HOLDOUT_SPLITS):
+        return True
+    return FORMAT == "ytvis" and split_cfg(split).get("annotated", True)
 
 
 def has_davis_gt():
@@ -204,7 +220,7 @@ def pseudo_label_targets():
     out = []
     for split in config["pseudo_labels"]["splits"]:
         out.append(f"{R}/pseudo/labels/{split}.parquet")
-        if has_ytvis_gt():
+        if has_ytvis_gt(split):
             out.append(f"{R}/pseudo/quality/{split}.md")
     return out
 
@@ -217,7 +233,9 @@ TRAIN_SPLIT = config["dataset"]["train_split"]
 def vis_runs():
     """Trained models: UVIS on pseudo-labels, plus the supervised upper bound where GT exists."""
     return ["uvis"] + (
-        ["supervised"] if config["vis"]["supervised"] and has_ytvis_gt() else []
+        ["supervised"]
+        if config["vis"]["supervised"] and has_ytvis_gt(TRAIN_SPLIT)
+        else []
     )
 
 
@@ -310,6 +328,10 @@ def vis_compare_args(wildcards, input):
 def vis_targets():
     if has_ytvis_gt():
         return [f"{R}/metrics/vis.{EVAL_SPLIT}.md"]
+    if FORMAT == "ytvis":
+        # No public ground truth: the zipped results the evaluation server takes.
+        runs = [f"{run}-memory" for run in vis_runs()] + ["deepsort"]
+        return [f"{R}/submission/{run}.{EVAL_SPLIT}.zip" for run in runs]
     return [
         f"{R}/predictions/{run}-memory/{EVAL_SPLIT}/results.json" for run in vis_runs()
     ]

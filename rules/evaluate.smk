@@ -38,3 +38,24 @@ rule eval_davis:
     shell:
         "python -m uvis eval davis {params.gt} {input.pred} --imageset {params.imageset} "
         "--out {output} > {log} 2>&1"
+
+
+rule submission:
+    """Splits without public ground truth: results checked against the split's videos and
+    zipped as the YouTube-VIS/OVIS evaluation servers take them."""
+    input:
+        videos=ytvis_json,
+        results=f"{R}/predictions/{{run}}/{{split}}/results.json",
+    output:
+        f"{R}/submission/{{run}}.{{split}}.zip",
+    log:
+        f"{R}/logs/submission/{{run}}.{{split}}.log",
+    conda:
+        "../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        "python -m uvis eval submission {input.videos} {input.results} --out {output} "
+        "> {log} 2>&1"

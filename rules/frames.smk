@@ -47,3 +47,26 @@ rule frames_from_video:
     shell:
         "python -m uvis {params.args} --stride {params.stride} --on-error {params.on_error} "
         "--out {output} > {log} 2>&1"
+
+
+rule holdout_split:
+    """dataset.holdout: the `fit` and `holdout` splits, cut by video from an annotated split."""
+    input:
+        lambda wildcards: split_cfg(HOLDOUT["split"])["json"],
+    output:
+        fit=f"{R}/splits/fit.json",
+        holdout=f"{R}/splits/holdout.json",
+    log:
+        f"{R}/logs/holdout_split.log",
+    conda:
+        "../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    params:
+        fraction=HOLDOUT["fraction"] if HOLDOUT else None,
+        seed=HOLDOUT["seed"] if HOLDOUT else None,
+    shell:
+        "python -m uvis data holdout {input} --fraction {params.fraction} --seed {params.seed} "
+        "--fit-out {output.fit} --holdout-out {output.holdout} > {log} 2>&1"

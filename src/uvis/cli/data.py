@@ -135,6 +135,16 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _holdout(args: argparse.Namespace) -> int:
+    from uvis.data.holdout import split_holdout
+
+    fit, held = split_holdout(
+        args.json, args.fit_out, args.holdout_out, args.fraction, seed=args.seed
+    )
+    print(f"{fit} videos in {args.fit_out}, {held} held out in {args.holdout_out}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``uvis data index | extract | info``."""
     parser = sub.add_parser("data", help="frame indexes, frame extraction, dataset summaries")
@@ -202,6 +212,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jpeg-quality", type=int, default=95, help="JPEG quality 1-100 (default 95)")
     add_common(p)
     p.set_defaults(func=_extract)
+
+    p = actions.add_parser(
+        "holdout",
+        help="cut an annotated YouTube-VIS split into fit and held-out JSONs, by video",
+    )
+    p.add_argument("json", type=Path, help="annotated YouTube-VIS/OVIS JSON (e.g. train.json)")
+    p.add_argument("--fraction", type=float, default=0.1, help="share of videos held out")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fit-out", type=Path, required=True, help="JSON of the remaining videos")
+    p.add_argument("--holdout-out", type=Path, required=True, help="JSON of the held-out videos")
+    p.set_defaults(func=_holdout)
 
     p = actions.add_parser(
         "info", help="summarise a dataset (.json, DAVIS folder or .parquet index)"

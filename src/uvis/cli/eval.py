@@ -75,6 +75,14 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _submission(args: argparse.Namespace) -> int:
+    from uvis.evaluation.submission import write_submission
+
+    count = write_submission(args.videos_json, args.results_json, args.out)
+    print(f"{count} results checked and written to {args.out}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate predictions (YouTube-VIS AP/AR, DAVIS J&F)")
     ev = p.add_subparsers(dest="benchmark", metavar="BENCHMARK")
@@ -117,6 +125,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--out", type=Path, help="also write the metrics JSON here (atomically)")
     d.add_argument("-q", "--quiet", action="store_true", help="print only the JSON line")
     d.set_defaults(func=_davis)
+
+    s = ev.add_parser(
+        "submission",
+        help="check a results JSON against the split's videos and zip it for an eval server",
+    )
+    s.add_argument("videos_json", type=Path, help="the split's YouTube-VIS JSON (no GT needed)")
+    s.add_argument("results_json", type=Path, help="results JSON (list, or a .zip)")
+    s.add_argument("--out", type=Path, required=True, help="zip to write (results.json inside)")
+    s.set_defaults(func=_submission)
 
     c = ev.add_parser(
         "compare",

@@ -1,0 +1,94 @@
+"""The shipped real-dataset configs: valid, and their DAGs built on tiny stand-in datasets.
+
+Each config file is used as users will (``--configfile config.yaml config/<name>.yaml``) with
+its placeholder paths pointed at fixture datasets, and the dry run's job list is checked:
+YouTube-VIS/OVIS validation splits without ground truth give server zips and no local metrics;
+``dataset.holdout`` gives local metrics on a held-out part of the training split; DAVIS runs
+are evaluated with J&F.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from test_workflow import ROOT, snakemake
+
+YTVIS_CONFIGS = ["ytvis2019", "ytvis2021", "ovis"]
+
+
+def _jobs(proc_stdout: str) -> dict[str, int]:
+    """Job counts of a dry run's 'Job stats' table."""
+    stats = proc_stdout.split("Job stats:")[1].split("\n\n")[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)}
+
+
+def _with_paths(name: str, tmp: Path, splits: dict, **dataset) -> list[str]:
+    cfg = yaml.safe_load((ROOT / "config" / f"{name}.yaml").read_text())
+    cfg["dataset"]["splits"] = splits
+    cfg["dataset"].update(dataset)
+    cfg["results"] = str(tmp / "results")
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return ["--configfile", "config.yaml", str(path)]
+
+
+def _ytvis_splits(tiny_ytvis, tmp: Path) -> dict:
+    valid = tmp / "valid.json"
+    valid.write_text(json.dumps({k: v for k, v in tiny_ytvis.doc.items() if k != "annotations"}))
+    images = str(tiny_ytvis.image_root)
+    return {
+        "train": {"json": str(tiny_ytvis.json_path), "images": images},
+        "valid": {"json": str(valid), "images": images, "annotated": False},
+    }
+
+
+@pytest.mark.parametrize("name", YTVIS_CONFIGS)
+def test_ytvis_config_without_valid_ground_truth_makes_server_zips(name, tiny_ytvis, tmp_path):
+    cfg = yaml.safe_load((ROOT / "config" / f"{name}.yaml").read_text())
+    assert cfg["filter"]["tau"] == cfg["filter"]["clip_threshold"] == 0.7
+    assert cfg["tracking"]["lam"] == 0.5 and cfg["vis"]["model"] == "minvis_r50"
+    assert cfg["dataset"]["splits"]["valid"]["annotated"] is False
+    args = _with_paths(name, tmp_path, _ytvis_splits(tiny_ytvis, tmp_path))
+    proc = snakemake("-n", "-p", *args)
+    jobs = _jobs(proc.stdout)
+    # UVIS with memory, the upper bound (trained on the annotated train split), DeepSORT.
+    assert jobs["submission"] == 3 and jobs["train_vis"] == 2
+    assert "eval_ytvis" not in jobs and "compare_vis" not in jobs
+    assert jobs["pseudo_quality"] == 1  # the train split only: valid has no ground truth
+    assert proc.stdout.count("--preset paper") == 2
+
+
+def test_holdout_gives_local_metrics(tiny_ytvis, tmp_path):
+    args = _with_paths(
+        "ytvis2019",
+        tmp_path,
+        _ytvis_splits(tiny_ytvis, tmp_path),
+        holdout={"split": "train", "fraction": 0.5},
+        train_split="fit",
+        eval_split="holdout",
+    )
+    proc = snakemake("-n", "-p", *args)
+    jobs = _jobs(proc.stdout)
+    assert jobs["holdout_split"] == 1 and jobs["compare_vis"] == 1
+    assert "submission" not in jobs
+    # Both trainings read the fit split; the side-by-side table evaluates on the holdout.
+    fit_frames = "train vis --frames " + str(tmp_path / "results/ytvis2019/frames/fit.parquet")
+    assert proc.stdout.count(fit_frames) == 2
+    assert "metrics/vis.holdout.md" in proc.stdout
+
+
+def test_davis_config_evaluates_with_j_and_f(tiny_davis, tmp_path):
+    args = _with_paths(
+        "davis2019",
+        tmp_path,
+        {"train": {"imageset": "2019/val"}, "valid": {"imageset": "2019/val"}},
+        root=str(tiny_davis.root),
+    )
+    jobs = _jobs(snakemake("-n", *args).stdout)
+    assert jobs["eval_davis"] >= 1 and "eval_ytvis" not in jobs and "submission" not in jobs
+    assert jobs["train_vis"] == 1  # no YouTube-VIS ground truth: no upper bound
