@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 import socket
 from pathlib import Path
@@ -20,7 +21,7 @@ from uvis.data.frames import Category
 from uvis.errors import ConfigError, DataError, UvisError
 from uvis.model import VisModel, create_vis_model, load_vis_model
 from uvis.train import FrameTargets, TrainConfig, TrainingSet, minvis_param_groups, train_vis
-from uvis.train.data import PositionBatches, augment
+from uvis.train.data import FrameSamples, PositionBatches, augment
 from uvis.train.loop import checkpoints, lr_factor
 
 torch.set_num_threads(1)
@@ -208,6 +209,37 @@ def test_augment_resizes_and_flips_by_hand() -> None:
     assert (out_image[:, :5] == 0).all() and (out_image[:, 7:] == 200).all()
     empty_image, empty_masks = augment(image, mask[:0], short_side=2, max_size=100, flip=False)
     assert empty_image.shape == (2, 3, 3) and empty_masks.shape == (0, 2, 3)
+
+
+def test_augment_reorders_colour_channels_only() -> None:
+    image = np.zeros((2, 2, 3), np.uint8)
+    image[..., 0], image[..., 1], image[..., 2] = 10, 20, 30
+    mask = np.eye(2, dtype=np.uint8)[None]
+    out_image, out_masks = augment(
+        image, mask, short_side=2, max_size=100, flip=False, channels=(2, 0, 1)
+    )
+    assert out_image[0, 0].tolist() == [30, 10, 20]
+    np.testing.assert_array_equal(out_masks, mask)
+
+
+def test_channel_shuffle_draws_a_permutation_per_position(tmp_path: Path) -> None:
+    pixels = np.zeros((8, 8, 3), np.uint8)
+    pixels[..., 0], pixels[..., 1], pixels[..., 2] = 50, 100, 150
+    Image.fromarray(pixels).save(tmp_path / "f.png")
+    frame = FrameTargets(
+        video_id=1, frame_index=0, path=tmp_path / "f.png", height=8, width=8, rles=(), labels=()
+    )
+
+    def colours(shuffle: bool) -> list[tuple[int, ...]]:
+        samples = FrameSamples(
+            [frame], seed=3, short_sides=[8], max_size=100, flip=False, channel_shuffle=shuffle
+        )
+        return [tuple(samples[p].image[:, 0, 0].tolist()) for p in range(24)]
+
+    shuffled = colours(True)
+    assert set(colours(False)) == {(50, 100, 150)}
+    assert sorted(set(shuffled)) == sorted(set(itertools.permutations((50, 100, 150))))
+    assert colours(True) == shuffled  # a function of the seed and the position
 
 
 def test_config_presets_and_errors() -> None:

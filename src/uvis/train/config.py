@@ -81,6 +81,10 @@ class TrainConfig:
         scales: each training image is resized so its short side is ``s * test_short_side`` of
             the model, ``s`` drawn uniformly from these (scale jitter, MinVIS's choice of sizes).
         flip: mirror half of the training images left-right.
+        channel_shuffle: put each training image's colour channels in a random order. Not in
+            MinVIS. The synthetic world draws an object's colour independently of its category;
+            with its few training objects a model can learn the category of each object from
+            its colour instead of its shape, which does not carry over to new objects.
         empty_frames: ``keep`` or ``drop`` frames without target masks (see
             :data:`EMPTY_FRAME_POLICIES`).
         checkpoint_period: a checkpoint every this many iterations (and at the end).
@@ -108,6 +112,7 @@ class TrainConfig:
     lr_drop_factor: float = 0.1
     scales: tuple[float, ...] = (1.0, 4 / 3)
     flip: bool = True
+    channel_shuffle: bool = False
     empty_frames: str = "keep"
     checkpoint_period: int = 100
     keep_checkpoints: int = 2

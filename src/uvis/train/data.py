@@ -39,13 +39,21 @@ class TrainingSample:
 
 
 def augment(
-    image: np.ndarray, masks: np.ndarray, *, short_side: int, max_size: int, flip: bool
+    image: np.ndarray,
+    masks: np.ndarray,
+    *,
+    short_side: int,
+    max_size: int,
+    flip: bool,
+    channels: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """MinVIS's training augmentation of one frame: resize, then optionally mirror.
 
     ``image`` ``(H, W, 3)`` is resized by :func:`~uvis.model.mask2former.shortest_edge_size`
     with bilinear interpolation, ``masks`` ``(N, H, W)`` with nearest-neighbour (detectron2's
-    ``ResizeShortestEdge``); ``flip`` mirrors both left-right (``RandomFlip``).
+    ``ResizeShortestEdge``); ``flip`` mirrors both left-right (``RandomFlip``). ``channels``, a
+    permutation of (0, 1, 2), reorders the colour channels (not MinVIS's: see
+    :attr:`~uvis.train.config.TrainConfig.channel_shuffle`).
     """
     height, width = shortest_edge_size(image.shape[0], image.shape[1], short_side, max_size)
     image = resize_rgb(image, height, width)
@@ -58,6 +66,8 @@ def augment(
         masks = resized[0].to(torch.uint8).numpy()
     if flip:
         image, masks = image[:, ::-1], masks[:, :, ::-1]
+    if channels is not None:
+        image = image[..., list(channels)]
     return np.ascontiguousarray(image), np.ascontiguousarray(masks)
 
 
@@ -70,7 +80,8 @@ class FrameSamples(Dataset):
     """Augmented training samples by position (see the module docstring).
 
     ``short_sides`` are the sizes the short side is drawn from (uniformly), ``max_size`` the cap
-    of the long side, ``flip`` whether half of the samples are mirrored.
+    of the long side, ``flip`` whether half of the samples are mirrored, ``channel_shuffle``
+    whether each sample's colour channels are put in a random order.
     """
 
     def __init__(
@@ -81,6 +92,7 @@ class FrameSamples(Dataset):
         short_sides: Sequence[int],
         max_size: int,
         flip: bool,
+        channel_shuffle: bool = False,
     ) -> None:
         if not frames:
             raise ValueError("no frames to sample from")
@@ -89,6 +101,7 @@ class FrameSamples(Dataset):
         self.short_sides = tuple(short_sides)
         self.max_size = max_size
         self.flip = flip
+        self.channel_shuffle = channel_shuffle
         self._order_epoch = -1
         self._order = np.zeros(0, dtype=np.int64)
 
@@ -105,12 +118,14 @@ class FrameSamples(Dataset):
         rng = np.random.default_rng([self.seed, 1, position])
         short_side = int(rng.choice(self.short_sides))
         flip = bool(self.flip and rng.random() < 0.5)
+        channels = rng.permutation(3).tolist() if self.channel_shuffle else None
         image, masks = augment(
             read_frame(frame.path, frame.height, frame.width),
             frame.masks(),
             short_side=short_side,
             max_size=self.max_size,
             flip=flip,
+            channels=channels,
         )
         # Masks too small to survive the resize are no longer targets.
         present = masks.any(axis=(1, 2))

@@ -452,6 +452,7 @@ def _train(
         short_sides=training_short_sides(cfg, model.config.test_short_side),
         max_size=model.config.max_size,
         flip=cfg.flip,
+        channel_shuffle=cfg.channel_shuffle,
     )
     positions = PositionBatches(
         start=start,
