@@ -36,8 +36,9 @@ NEEDS_PLUGIN = pytest.mark.skipif(
 )
 
 #: Settings a cluster without an accounting database needs: job states from squeue (the
-#: cluster keeps finished jobs there for MinJobAge = 300 s), no account, and a first status
-#: check after 2 s rather than 40.
+#: cluster keeps finished jobs there for MinJobAge = 300 s) and a first status check after 2 s
+#: rather than 40. (Plugin 2.8 accepts --slurm-no-account but does not read it: it tries to
+#: guess an account with sacct, fails, and submits without one.)
 NO_ACCOUNTING = {
     "slurm-status-command": "squeue",
     "slurm-no-account": True,
