@@ -59,8 +59,9 @@ rule train_vis:
         preset=config["vis"]["train"]["preset"],
         sets=preset_sets(config["vis"]["train"]["overrides"]),
         out_dir=lambda wildcards, output: os.path.dirname(output[0]),
+        launcher=lambda wildcards, resources: torch_launcher(resources.gpu),
     shell:
-        "python -m uvis train vis --frames {input.frames} {params.targets} "
+        "{params.launcher} uvis train vis --frames {input.frames} {params.targets} "
         "--model {params.model} {params.backbone} --preset {params.preset} {params.sets} "
         "--threads {threads} --restart-stale --out {params.out_dir} > {log} 2>&1"
 
