@@ -135,14 +135,14 @@ def _band(width: int, text: str, *, size: int = 12) -> Image.Image:
 
 
 def compose(
-    title: str, rows: Sequence[tuple[str, Sequence[np.ndarray]]], captions: Sequence[str]
+    title: str, rows: Sequence[tuple[str, Sequence[np.ndarray]]], captions: Sequence[str] = ()
 ) -> Image.Image:
     """A white canvas: a title band, then per row a label band and its panels side by side
-    (``GAP`` pixels apart), each column captioned under the last row."""
+    (``GAP`` pixels apart), and a band of column ``captions`` if given."""
     panel_h, panel_w = rows[0][1][0].shape[:2]
     n = len(rows[0][1])
     width = n * panel_w + (n - 1) * GAP
-    height = BAND + len(rows) * (BAND + panel_h) + BAND
+    height = BAND + len(rows) * (BAND + panel_h) + (BAND if captions else 0)
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
     canvas.paste(_band(width, title, size=13), (0, 0))
     y = BAND
@@ -250,7 +250,7 @@ def write_gif(scene: VideoScene, out: Path, settings: StripSettings) -> None:
         img = read_frame(frames.paths[t], frames.height, frames.width)
         panels = [panel(img, scene.drawn(t, which), settings.height) for which in ("gt", "pred")]
         pictures.append(
-            compose(f"{frames.name}  frame {t}", [("ground truth | prediction", panels)], [])
+            compose(f"{frames.name}  frame {t}", [("ground truth | prediction", panels)])
         )
     # 64 colours without dithering: masks stay flat, textured frames do not bloat the file.
     pictures = [p.quantize(colors=64, dither=Image.Dither.NONE) for p in pictures]
