@@ -24,7 +24,10 @@ ABLATION_LEVELS = ["none", "objectness", "clip", "pmf"]
 
 #: What the tables say produced them: the config file(s), and a digest of the resolved config
 #: (files and --config overrides together).
-CONFIG_NAME = " + ".join(os.path.basename(f) for f in workflow.configfiles) or "config"
+CONFIG_NAME = (
+    " + ".join(dict.fromkeys(os.path.basename(f) for f in workflow.configfiles))
+    or "config"
+)
 CONFIG_DIGEST = hashlib.sha256(
     json.dumps(config, sort_keys=True, default=str).encode()
 ).hexdigest()[:12]
