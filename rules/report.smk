@@ -171,6 +171,7 @@ rule strips:
             caption="../workflow/report/strips.rst",
             category="Qualitative",
             subcategory="{run}",
+            labels={"run": "{run}", "picture": "{name}"},
         ),
     log:
         f"{R}/logs/report/strips.{{run}}.{{split}}.log",

@@ -148,10 +148,11 @@ def test_failed_baseline_fails_every_delta(tmp_path):
     [
         ({"error": "no ground truth"}, "records an error: no ground truth"),
         ({"AP50": 1.0}, "has no metric 'AP'"),
+        ({"AP": "12.5"}, "metric 'AP' is not a number: '12.5'"),
         ("[1, 2]", "is not a JSON object"),
         ("{not json", "unreadable"),
     ],
-    ids=["error-key", "missing-metric", "not-object", "corrupt"],
+    ids=["error-key", "missing-metric", "text-metric", "not-object", "corrupt"],
 )
 def test_metrics_that_record_a_failure(tmp_path, content, reason):
     path = tmp_path / "uvis-minvis.valid.ytvis.json"

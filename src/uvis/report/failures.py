@@ -22,6 +22,7 @@ AP measures). :func:`pick_failures` ranks videos by each kind's count, as candid
 
 from __future__ import annotations
 
+import json
 import os
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -423,4 +424,17 @@ def write_failures(
     document = failures_document(errors, pick_failures(errors, per_kind), settings)
     atomic_write_json(out_json, document, indent=1)
     atomic_write_text(Path(out_json).with_suffix(".md"), failures_markdown(title, document))
+    return document
+
+
+def read_failures(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A document written by :func:`write_failures` (DataError naming the file otherwise)."""
+    try:
+        document = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise DataError(path, "failure analysis file does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(path, f"cannot read the failure analysis: {exc}") from None
+    if not isinstance(document, dict) or not {"picks", "settings"} <= set(document):
+        raise DataError(path, "not a failure analysis (no 'picks' or 'settings')")
     return document

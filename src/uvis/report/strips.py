@@ -31,7 +31,6 @@ from tqdm import tqdm
 from uvis import masks
 from uvis.data.frames import read_frame
 from uvis.errors import DataError
-from uvis.evaluation.compare import read_metrics
 from uvis.inference.overlay import draw_frame, track_colour
 from uvis.inference.videos import VideoFrames, frame_index_videos
 from uvis.report.failures import (
@@ -41,6 +40,7 @@ from uvis.report.failures import (
     VideoErrors,
     analyse_video,
     check_tracks,
+    read_failures,
     read_ground_truth,
     read_tracks,
 )
@@ -304,9 +304,7 @@ def write_run_strips(
     (:func:`uvis.report.failures.write_failures`).
     """
     settings = settings or StripSettings()
-    failures = read_metrics(failures_json)
-    if "picks" not in failures or "settings" not in failures:
-        raise DataError(failures_json, "not a failure analysis (no 'picks' or 'settings')")
+    failures = read_failures(failures_json)
     gt = read_ground_truth(gt_json)
     names = {c.id: c.name for c in gt.categories}
     videos = {v.video_id: v for v in frame_index_videos(frame_index)}

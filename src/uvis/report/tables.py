@@ -100,15 +100,18 @@ class TableSpec:
         return tuple(dict.fromkeys(run for row in self.rows for run in row_runs(row)))
 
 
+def cell_values(cell: Cell) -> tuple[Value, ...]:
+    """The run metrics a cell is computed from (none for text)."""
+    if isinstance(cell, Value):
+        return (cell,)
+    if isinstance(cell, Delta):
+        return (cell.value, cell.base)
+    return ()
+
+
 def row_runs(row: Sequence[Cell]) -> tuple[str, ...]:
     """The runs whose numbers a row shows, in cell order, without repeats."""
-    runs: list[str] = []
-    for cell in row:
-        if isinstance(cell, Value):
-            runs.append(cell.run)
-        elif isinstance(cell, Delta):
-            runs += [cell.value.run, cell.base.run]
-    return tuple(dict.fromkeys(runs))
+    return tuple(dict.fromkeys(v.run for cell in row for v in cell_values(cell)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -398,10 +401,14 @@ def _run_numbers(files: RunFiles) -> tuple[dict[str, Any] | None, str | None]:
     speed, problem = _read_json_object(files.speed)
     if speed is None:
         return None, problem
-    if isinstance(speed.get("fps"), bool) or not isinstance(speed.get("fps"), int | float):
+    if speed.get("fps") is None or not _is_number_or_null(speed["fps"]):
         return None, f"{files.speed} has no number 'fps'"
     device = speed.get("device", "an unknown device")
     return {**metrics, "fps": speed["fps"], "device": device}, None
+
+
+def _is_number_or_null(value: Any) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
 
 
 def read_run(
@@ -416,9 +423,13 @@ def read_run(
     metrics, problem = _run_numbers(files)
     if metrics is not None:
         missing = [m for m in needed if m not in metrics]
-        if not missing:
+        bad = [m for m in needed if m in metrics and not _is_number_or_null(metrics[m])]
+        if missing:
+            problem = f"{files.metrics} has no metric {missing[0]!r}"
+        elif bad:
+            problem = f"{files.metrics}: metric {bad[0]!r} is not a number: {metrics[bad[0]]!r}"
+        else:
             return RunOutcome(run=run, metrics=metrics)
-        problem = f"{files.metrics} has no metric {missing[0]!r}"
     return RunOutcome(run=run, failure=problem, log=newest_log(files.logs) or fallback_log)
 
 
@@ -449,20 +460,16 @@ def build_table(
     fallback_log: Path | None = None,
 ) -> BuiltTable:
     """Read every run of ``spec`` (ConfigError if a run has no files given)."""
-    needed: dict[str, list[str]] = {run: [] for run in spec.runs()}
+    needed: dict[str, dict[str, None]] = {run: {} for run in spec.runs()}
     for row in spec.rows:
         for cell in row:
-            values = [cell] if isinstance(cell, Value) else []
-            if isinstance(cell, Delta):
-                values = [cell.value, cell.base]
-            for v in values:
-                if v.metric not in needed[v.run]:
-                    needed[v.run].append(v.metric)
+            for v in cell_values(cell):
+                needed[v.run][v.metric] = None
     outcomes = {}
     for run, metrics in needed.items():
         if run not in files:
             raise ConfigError(f"table {spec.name}: no metrics file given for run {run!r}")
-        outcomes[run] = read_run(run, files[run], metrics, fallback_log)
+        outcomes[run] = read_run(run, files[run], list(metrics), fallback_log)
     return BuiltTable(spec=spec, outcomes=outcomes, provenance=provenance)
 
 
@@ -495,7 +502,7 @@ def resolve(cell: Cell, outcomes: Mapping[str, RunOutcome]) -> str | float | Fai
     """A cell's content: its text, its number (None if undefined), or :class:`Failed`."""
     if cell is None or isinstance(cell, str):
         return cell
-    values = [cell] if isinstance(cell, Value) else [cell.value, cell.base]
+    values = cell_values(cell)
     for v in values:
         if outcomes[v.run].failure is not None:
             return Failed(v.run)
