@@ -152,8 +152,8 @@ rule failures:
     shell:
         "python -m uvis report failures --gt-json {input.gt} --tracks {input.tracks} "
         "--per-kind {params.per_kind} --iou {params.iou} --cover {params.cover} "
-        "--title 'Failure cases: {wildcards.run} on {wildcards.split}' --out {output.json} "
-        "> {log} 2>&1"
+        "--title 'Failure cases: {wildcards.run} on {wildcards.split}' --no-progress "
+        "--out {output.json} > {log} 2>&1"
 
 
 rule strips:

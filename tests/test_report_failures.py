@@ -187,7 +187,7 @@ def test_write_failures_from_files(tmp_path):
     gt = write_gt(tmp_path / "valid.json", 3)
     tracks = write_tracks(tmp_path / "tracks.parquet", [(1, 0, 4, 0.7, [LEFT, None, LEFT])])
     assert [t.masks[1] for t in read_tracks(tracks)[1]] == [None]
-    doc = write_failures(gt, tracks, tmp_path / "f" / "run.valid.json", per_kind=1)
+    doc = write_failures(gt, tracks, tmp_path / "f" / "run.valid.json", per_kind=1, progress=False)
     assert doc["totals"] == {"wrong_class": 0, "merged": 0, "flicker": 1}
     assert doc["picks"] == {"wrong_class": [], "merged": [], "flicker": [1]}
     saved = json.loads((tmp_path / "f" / "run.valid.json").read_text())

@@ -108,6 +108,7 @@ def _failures(args: argparse.Namespace) -> int:
         iou_threshold=args.iou,
         cover=args.cover,
         title=args.title,
+        progress=not args.no_progress,
     )
     print(f"totals {document['totals']}, picks {document['picks']} -> {args.out}")
     return 0
@@ -213,6 +214,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--iou", type=_fraction, default=0.5, help="IoU to count as found")
     f.add_argument("--cover", type=_fraction, default=0.5, help="object fraction a merge covers")
     f.add_argument("--title", default="Failure cases")
+    f.add_argument("--no-progress", action="store_true")
     f.add_argument("--out", type=Path, required=True, help="JSON (+ .md summary beside)")
     f.set_defaults(func=_failures)
 

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+from tqdm import tqdm
 
 from uvis import masks
 from uvis.data.frames import Category, VideoRecord
@@ -408,17 +409,16 @@ def write_failures(
     iou_threshold: float = 0.5,
     cover: float = 0.5,
     title: str = "Failure cases",
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Analyse a run, pick its failure cases, write the JSON and a Markdown summary beside it
     (same name, ``.md``); returns the JSON document."""
+    gt = read_ground_truth(gt_json)
+    videos = analyse_run(
+        gt, read_tracks(tracks_path), tracks_path, iou_threshold=iou_threshold, cover=cover
+    )
     errors = list(
-        analyse_run(
-            read_ground_truth(gt_json),
-            read_tracks(tracks_path),
-            tracks_path,
-            iou_threshold=iou_threshold,
-            cover=cover,
-        )
+        tqdm(videos, total=len(gt.videos), desc="failures", unit="video", disable=not progress)
     )
     settings = {"iou_threshold": iou_threshold, "cover": cover, "per_kind": per_kind}
     document = failures_document(errors, pick_failures(errors, per_kind), settings)
