@@ -3,10 +3,10 @@
 #   snakemake --cores N                       # builds results/<dataset>/tables/ and report/
 #   snakemake --report report.html            # the report a person reads (tables, plots, strips)
 #
-# Each table row is one run (its own cached targets, named by the conventions below); a table
-# is rebuilt whenever one of its runs' metrics changes. When a run fails, the default profile
-# keeps going and the `onerror` handler at the end builds every table from the metrics that
-# exist, the failed rows marked with the log to read.
+# Each table row is one run (its own cached targets, named by the conventions in
+# report_common.smk); a table is rebuilt whenever one of its runs' metrics changes. When a run
+# fails, the default profile keeps going and the `onerror` handler at the end builds each table
+# with a failed run as tables/<name>.partial.md, the failed rows marked with the log to read.
 
 
 include: "report_common.smk"

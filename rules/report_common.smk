@@ -251,21 +251,19 @@ def report_targets():
 
 
 def build_tables_after_error(snakemake_log):
-    """Build every table from the metrics that exist; a failed row cites its newest stage log,
-    or this Snakemake log when none of its stages started (an upstream stage failed)."""
+    """After a failed run (the default profile keeps going), build every table that has a failed
+    run from the metrics that exist, as tables/<name>.partial.{md,csv,html}: a failed row cites
+    its newest stage log, or this Snakemake log when none of its stages started."""
     os.makedirs(f"{R}/logs/report", exist_ok=True)
     for name in built_tables():
-        out = f"{R}/tables/{name}.md"
-        log = f"{R}/logs/report/table_{name}.log"
+        log = f"{R}/logs/report/table_{name}.partial.log"
         try:
             shell(
                 f"python -m uvis report table {name} {table_args(name, snakemake_log)} "
-                f"--out {out} > {log} 2>&1"
+                f"--out {R}/tables/{name}.md --partial > {log} 2>&1"
             )
         except subprocess.CalledProcessError:
             print(f"table {name} could not be built, see {log}", file=sys.stderr)
         else:
-            print(
-                f"table {name} built with the runs that finished: {out}",
-                file=sys.stderr,
-            )
+            with open(log) as f:
+                print(f.read().strip(), file=sys.stderr)

@@ -398,3 +398,49 @@ def test_markdown_html_renders_headings_tables_lists_and_escapes():
     assert "a &lt;b&gt;" in page
     assert "<p>Some <code>code</code> and <strong>bold</strong> text.</p>" in page
     assert "<ul>\n<li>one</li>\n<li>two</li>\n</ul>" in page
+
+
+def test_partial_tables_only_when_a_run_failed_and_removed_by_the_complete_one(tmp_path):
+    metrics = tmp_path / "uvis-minvis.valid.ytvis.json"
+    out = tmp_path / "tables" / "uvis_table3.md"
+
+    def run(*extra: str) -> int:
+        return main(
+            [
+                "report",
+                "table",
+                "uvis_table3",
+                "--row",
+                "0.7=uvis-minvis",
+                "--metrics",
+                f"uvis-minvis={metrics}",
+                "--dataset",
+                "synth",
+                "--split",
+                "valid",
+                "--config-name",
+                "config.yaml",
+                "--config-digest",
+                "0",
+                "--out",
+                str(out),
+                *extra,
+            ]
+        )
+
+    def files() -> list[str]:
+        return sorted(p.name for p in out.parent.iterdir()) if out.parent.exists() else []
+
+    assert run("--partial") == 0  # the metrics file is missing: a partial table
+    assert files() == [
+        "uvis_table3.partial.csv",
+        "uvis_table3.partial.html",
+        "uvis_table3.partial.md",
+    ]
+    assert "| AP | failed |" in (out.parent / "uvis_table3.partial.md").read_text()
+    write_metrics(tmp_path, "uvis-minvis", AP=20.7)
+    assert run("--partial") == 0  # every run finished: no partial table is written
+    assert (out.parent / "uvis_table3.partial.md").read_text().count("failed") > 0  # untouched
+    assert run() == 0  # the complete table replaces the partial one
+    assert files() == ["uvis_table3.csv", "uvis_table3.html", "uvis_table3.md"]
+    assert "| AP | 20.7 |" in out.read_text()

@@ -66,9 +66,11 @@ def test_run_names_of_table_rows(level, tau, expected_levels, expected_taus):
     assert {t: fns["tau_run"](t) for t in expected_taus} == expected_taus
 
 
-def test_a_failed_row_still_gets_its_table(tmp_path):
-    """uvis-memory's evaluation fails (corrupt results): the run keeps going, and the onerror
-    handler writes UVIS Table 4 with that row marked failed, citing the evaluation's log."""
+def test_a_failed_row_still_gets_its_table_and_is_retried(tmp_path):
+    """uvis-memory's evaluation fails (corrupt results): the workflow keeps going and the
+    onerror handler writes UVIS Table 4 as uvis_table4.partial.md with that row marked failed,
+    citing the evaluation's log. The next run retries the failed evaluation; once it passes,
+    the complete table replaces the partial one."""
     res = tmp_path / "results" / "synth"
     obj = np.zeros((8, 10), np.uint8)
     obj[2:5, 3:7] = 1
@@ -77,19 +79,27 @@ def test_a_failed_row_still_gets_its_table(tmp_path):
         "videos": [{"id": 1, "width": 10, "height": 8, "file_names": ["v/0.jpg", "v/1.jpg"]}],
         "categories": [{"id": 1, "name": "circle"}],
         "annotations": [
-            {"id": 1, "video_id": 1, "category_id": 1, "iscrowd": 0, "segmentations": [rle] * 2}
+            {
+                "id": 1,
+                "video_id": 1,
+                "category_id": 1,
+                "iscrowd": 0,
+                "segmentations": [rle] * 2,
+                "areas": [12, 12],
+            }
         ],
     }
     (res / "world" / "ytvis").mkdir(parents=True)
     (res / "world" / "ytvis" / "valid.json").write_text(json.dumps(gt))
-    results = [{"video_id": 1, "category_id": 1, "score": 0.9, "segmentations": [rle] * 2}]
+    results = json.dumps(
+        [{"video_id": 1, "category_id": 1, "score": 0.9, "segmentations": [rle] * 2}]
+    )
     runs = {"uvis-minvis": 10.0, "uvis-memory": None, "supervised-minvis": 30.0}
     runs["supervised-memory"] = 31.5
     for run in runs:
         folder = res / "predictions" / run / "valid"
         folder.mkdir(parents=True)
-        corrupt = runs[run] is None
-        (folder / "results.json").write_text("not json" if corrupt else json.dumps(results))
+        (folder / "results.json").write_text(results if runs[run] else "not json")
     time.sleep(0.05)  # metrics newer than their inputs: up to date for Snakemake
     (res / "metrics").mkdir()
     for run, ap in runs.items():
@@ -100,24 +110,47 @@ def test_a_failed_row_still_gets_its_table(tmp_path):
     overlay.write_text(
         yaml.safe_dump({"results": str(tmp_path / "results"), "tables": {"build": ["uvis_table4"]}})
     )
-    target = res / "tables" / "uvis_table4.md"
-    # Only the evaluation and the table may run: everything upstream is given above.
-    args = ["--cores", "1", "--configfile", "config.yaml", str(overlay)]
-    args += ["--allowed-rules", "eval_ytvis", "table", "--", str(target)]
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    tables = res / "tables"
+
+    def snakemake(*extra: str) -> subprocess.CompletedProcess:
+        # Only the evaluation and the table may run: everything upstream is given above.
+        args = ["--cores", "1", "--configfile", "config.yaml", str(overlay), *extra]
+        args += ["--allowed-rules", "eval_ytvis", "table", "--", str(tables / "uvis_table4.md")]
+        return subprocess.run(
+            [sys.executable, "-m", "snakemake", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    proc = snakemake()
     assert proc.returncode != 0, proc.stdout + proc.stderr  # the failure is still reported
-    assert "table uvis_table4 built with the runs that finished" in proc.stderr
-    table = target.read_text()
+    assert "uvis_table4: 1 run(s) failed (uvis-memory)" in proc.stderr
+    assert not (tables / "uvis_table4.md").exists()
+    partial = (tables / "uvis_table4.partial.md").read_text()
     log = res / "logs" / "eval_ytvis" / "uvis-memory.valid.log"
-    assert "| C0 (UVIS) | – | synth | 10.0 | failed | failed |" in table
-    assert "| C2 (supervised) | V-M | synth | 30.0 | 31.5 | +1.5 |" in table
-    assert f"- `uvis-memory` failed — see `{log}`" in table
+    assert "| C0 (UVIS) | – | synth | 10.0 | failed | failed |" in partial
+    assert "| C2 (supervised) | V-M | synth | 30.0 | 31.5 | +1.5 |" in partial
+    assert f"- `uvis-memory` failed — see `{log}`" in partial
     assert "not valid JSON" in log.read_text()
-    assert (res / "tables" / "uvis_table4.csv").is_file()
-    assert (res / "tables" / "uvis_table4.html").is_file()
+    assert (tables / "uvis_table4.partial.csv").is_file()
+    assert (tables / "uvis_table4.partial.html").is_file()
+
+    # Nothing changed: a new run retries the failed evaluation.
+    dry = snakemake("-n")
+    assert "rule eval_ytvis:" in dry.stdout + dry.stderr
+
+    # Fixed: the complete table replaces the partial one.
+    (res / "predictions" / "uvis-memory" / "valid" / "results.json").write_text(results)
+    proc = snakemake()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (
+        "| C0 (UVIS) | – | synth | 10.0 | 100.0 | +90.0 |"
+        in (tables / "uvis_table4.md").read_text()
+    )
+    assert sorted(p.name for p in tables.iterdir()) == [
+        "uvis_table4.csv",
+        "uvis_table4.html",
+        "uvis_table4.md",
+    ]

@@ -23,15 +23,15 @@ def _table(args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
 
     from uvis.errors import ConfigError
-    from uvis.io import atomic_write_text
-    from uvis.report.html import markdown_html
     from uvis.report.tables import (
         Provenance,
         RunFiles,
         build_table,
-        table_csv,
+        failed_runs,
+        partial_path,
         table_markdown,
         table_spec,
+        write_table,
     )
 
     if args.out.suffix != ".md":
@@ -58,12 +58,19 @@ def _table(args: argparse.Namespace) -> int:
         split=args.split,
     )
     table = build_table(spec, files, provenance, fallback_log=args.fallback_log)
-    markdown = table_markdown(table)
-    atomic_write_text(args.out.with_suffix(".csv"), table_csv(table))
-    atomic_write_text(args.out.with_suffix(".html"), markdown_html(markdown))
-    atomic_write_text(args.out, markdown)
-    failed = [o.run for o in table.outcomes.values() if o.failure is not None]
-    print(markdown, end="")
+    failed = failed_runs(table)
+    partial = partial_path(args.out)
+    if args.partial:
+        if failed:
+            write_table(table, partial)
+            print(f"{args.table}: {len(failed)} run(s) failed ({', '.join(failed)}): {partial}")
+        else:
+            print(f"{args.table}: every run finished, no partial table written")
+        return 0
+    write_table(table, args.out)
+    for stale in (partial, partial.with_suffix(".csv"), partial.with_suffix(".html")):
+        stale.unlink(missing_ok=True)
+    print(table_markdown(table), end="")
     if failed:
         print(f"{len(failed)} run(s) failed: {', '.join(failed)}")
     return 0
@@ -183,6 +190,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--config-digest", required=True, help="digest of the resolved config")
     t.add_argument(
         "--out", type=Path, required=True, help="the .md file; .csv and .html are written beside"
+    )
+    t.add_argument(
+        "--partial",
+        action="store_true",
+        help="after a failed workflow run: write <name>.partial.{md,csv,html} instead, and only "
+        "if a run failed (writing the complete table removes them)",
     )
     t.set_defaults(func=_table)
 

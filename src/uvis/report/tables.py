@@ -42,6 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from uvis.errors import ConfigError
+from uvis.io import atomic_write_text
+from uvis.report.html import markdown_html
 
 YTVIS_METRICS = ("AP", "AP50", "AP75", "AR1", "AR10")
 """The YouTube-VIS columns of UVIS Table 1 (and, renamed, of tag-based Table I)."""
@@ -609,3 +611,32 @@ def table_csv(table: BuiltTable) -> str:
             ]
         )
     return out.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+
+
+def partial_path(md_path: Path) -> Path:
+    """Where a table with failed runs goes when it is built outside its Snakemake rule:
+    ``<name>.partial.md`` beside ``<name>.md``.
+
+    (A file at the rule's own output path would look up to date to Snakemake, which would then
+    never retry the failed run.)
+    """
+    return md_path.with_name(f"{md_path.stem}.partial.md")
+
+
+def failed_runs(table: BuiltTable) -> list[str]:
+    """Runs of the table whose numbers could not be read."""
+    return [o.run for o in table.outcomes.values() if o.failure is not None]
+
+
+def write_table(table: BuiltTable, md_path: Path) -> list[Path]:
+    """Write the table as ``.md``, ``.csv`` and ``.html`` (same stem); returns the paths."""
+    markdown = table_markdown(table)
+    paths = [md_path.with_suffix(".csv"), md_path.with_suffix(".html"), md_path]
+    atomic_write_text(paths[0], table_csv(table))
+    atomic_write_text(paths[1], markdown_html(markdown))
+    atomic_write_text(paths[2], markdown)
+    return paths
