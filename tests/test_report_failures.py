@@ -102,6 +102,21 @@ def test_flicker_counts_dropouts_and_identity_switches():
     assert errors.flicker_frames == (3,)
 
 
+def test_two_tracks_on_one_object_are_no_identity_switch():
+    # Both tracks hold the object in every frame (IoU 1 or 30/36); which one fits best
+    # alternates, but neither ever loses it.
+    smaller = box_mask(H, W, 2, 7, 2, 8)
+    gt = [obj(1, 1, [LEFT] * 4)]
+    tracks = [
+        obj(10, 1, [LEFT, smaller, LEFT, smaller], 0.9),
+        obj(11, 1, [smaller, LEFT, smaller, LEFT], 0.8),
+    ]
+    # (A second object, so that both tracks are analysed: as many tracks as objects.)
+    errors, shown, _ = analyse_video(video(4), [*gt, obj(2, 1, [RIGHT] * 4)], tracks)
+    assert len(shown) == 2
+    assert errors.id_switches == 0
+
+
 def test_object_absent_while_track_is_absent_is_no_dropout():
     # Occlusion: the object is not visible in frame 2, the track rightly has no mask there.
     gt = [obj(1, 1, [LEFT, LEFT, None, LEFT])]

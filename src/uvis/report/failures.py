@@ -10,8 +10,8 @@ UVIS Figure 4 shows three kinds of failure; :func:`analyse_video` counts each pe
   (track, frame);
 * **flicker** (temporal inconsistency): *dropouts*, frames where a matched track loses its
   object (no mask) while the object is visible, between the track's first and last mask; plus
-  *identity switches*, changes of the track that best covers an object (frame IoU >=
-  ``iou_threshold``) from one covered frame to the next.
+  *identity switches*, frames where the track holding an object (frame IoU >=
+  ``iou_threshold``) loses it to another track.
 
 Which tracks are analysed: a tracker may report one track several times with different classes
 (MinVIS-style top-k (query, class) pairs), so each track keeps its best-scoring result; then the
@@ -257,8 +257,10 @@ def dropout_frames(ov: Overlaps, pairs: Sequence[tuple[int, int]]) -> list[int]:
 
 
 def identity_switch_frames(ov: Overlaps, threshold: float) -> list[int]:
-    """Frames where the track covering an object best (frame IoU >= threshold) differs from the
-    one that did in the object's previous covered frame."""
+    """Frames where an object changes track: the track that held it (frame IoU >= threshold)
+    no longer does, and another one does. An object seen by two overlapping tracks at once is
+    no switch however their IoUs alternate; a frame where no track holds it is a gap, not a
+    switch (the holder may come back)."""
     iou = frame_iou(ov)
     frames: list[int] = []
     if iou.shape[2] == 0:
@@ -266,12 +268,12 @@ def identity_switch_frames(ov: Overlaps, threshold: float) -> list[int]:
     for g in range(iou.shape[1]):
         holder = None
         for t in range(iou.shape[0]):
-            if ov.gt_area[t, g] == 0:
+            if ov.gt_area[t, g] == 0 or (holder is not None and iou[t, g, holder] >= threshold):
                 continue
             p = int(np.argmax(iou[t, g]))
             if iou[t, g, p] < threshold:
                 continue
-            if holder is not None and p != holder:
+            if holder is not None:
                 frames.append(t)
             holder = p
     return frames
