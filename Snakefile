@@ -20,6 +20,7 @@ include: "rules/pseudo_labels.smk"
 include: "rules/baseline.smk"
 include: "rules/vis.smk"
 include: "rules/evaluate.smk"
+include: "rules/report.smk"
 
 
 rule all:

@@ -99,7 +99,7 @@ def all_targets():
         targets.append(f"{R}/metrics/baseline.{EVAL_SPLIT}.ytvis.json")
     if has_davis_gt():
         targets.append(f"{R}/metrics/baseline.{EVAL_SPLIT}.davis.json")
-    return targets + pseudo_label_targets() + vis_targets()
+    return targets + pseudo_label_targets() + vis_targets() + report_targets()
 
 
 # Frames

@@ -29,6 +29,7 @@ _MODULES = (
     "segment",
     "baseline",
     "eval",
+    "report",
     "misc",
 )
 
