@@ -71,11 +71,11 @@ def test_bad_tags_are_errors() -> None:
 
 
 def two_objects() -> tuple[np.ndarray, np.ndarray]:
-    """Three frames 8x8: object A (tag 3) a 2x2 square moving right by 2 per frame, object B
+    """Three frames 8x8: object A (tag 3) a 2x2 square moving right by 1 per frame, object B
     (tag -3) a 3x3 square fixed at the bottom right; background tag 0. Returns (tags, ids)."""
     ids = np.zeros((3, 8, 8), dtype=np.int64)
     for t in range(3):
-        ids[t, 1:3, 2 * t : 2 * t + 2] = 1
+        ids[t, 1:3, t : t + 2] = 1
     ids[:, 5:8, 5:8] = 2
     tags = np.choose(ids, [0.0, 3.0, -3.0])
     return tags, ids
@@ -110,6 +110,22 @@ def test_without_semantic_branch_the_border_cluster_is_background() -> None:
     # Object B touches the border too, but the background holds most border pixels.
     assert sorted(int(inst.masks.sum()) for inst in found) == [12, 27]
     assert all(inst.classes == ((2, 1.0),) for inst in found)  # prior class, compact tags
+
+
+def test_objects_with_the_same_tag_are_split_where_apart_in_space_time() -> None:
+    tags, ids = two_objects()
+    tags = np.where(ids == 2, 3.0, tags)  # B now has A's tag
+    probs = np.stack([ids == 0, ids > 0]).astype(float)  # background, one class
+    prediction = ClipPrediction(tags=tags, probs=probs)
+    split = clip_instances(prediction, InferenceConfig(min_area=0.0), prior_class=0)
+    assert sorted(int(inst.masks.sum()) for inst in split) == [4 * 3, 9 * 3]
+    merged = clip_instances(
+        prediction, InferenceConfig(min_area=0.0, split_components=False), prior_class=0
+    )
+    assert len(merged) == 1 and merged[0].masks.sum() == 12 + 27
+    # A part smaller than min_area (here: A, 12 pixels < 0.25 * 64) is dropped.
+    small = clip_instances(prediction, InferenceConfig(min_area=0.25), prior_class=0)
+    assert len(small) == 1 and small[0].masks.sum() == 27
 
 
 def test_max_instances_keeps_the_best_scored() -> None:

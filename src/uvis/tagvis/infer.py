@@ -8,9 +8,13 @@ For each video (Kini & Shah, §IV "Inference"):
 2. **Instances from tags** (:func:`clip_instances`). The semantic branch gives the foreground
    (pixels whose most probable class is not background); the tags of the foreground pixels of
    all ``T`` frames are clustered together by 1-D mean-shift (:mod:`uvis.tagvis.clustering`;
-   ``bandwidth``; clusters under ``min_area`` of a frame are dropped), so one cluster is one
-   instance in every frame: no separate tracking. Without the semantic branch every pixel is
-   clustered and the cluster holding most of the frames' border pixels is the background.
+   ``bandwidth``), so one cluster is one instance in every frame: no separate tracking. Tags
+   alone cannot tell apart two objects whose tags came out alike; where they lie apart in
+   space-time, ``split_components`` makes each connected part of a cluster (6-connectivity
+   over the clip's frames) an instance of its own, as STEm-Seg's embeddings, which carry
+   space-time coordinates, separate such objects. Clusters and parts under ``min_area`` of a
+   frame are dropped. Without the semantic branch every pixel is clustered and the cluster
+   holding most of the frames' border pixels is the background.
 3. **Class and score.** With the semantic branch an instance's class is the class of highest
    mean probability over its pixels, and its **score is that mean probability** (in [0, 1];
    ``classes_per_instance`` > 1 reports the next classes too, as separate results with their
@@ -73,15 +77,18 @@ class InferenceConfig:
     Attributes:
         bandwidth: standard deviation of mean-shift's Gaussian kernel, in tag units (the
             tagging loss keeps instances ``margin`` = 3 apart).
-        min_area: clusters with fewer pixels than this fraction of one frame (at the model's
-            input size, summed over the clip) are dropped.
+        min_area: clusters (and parts) with fewer pixels than this fraction of one frame (at
+            the model's input size, summed over the clip) are dropped.
+        split_components: a cluster whose pixels form several space-time connected parts
+            becomes one instance per part.
         max_instances: instances kept per video, by score (DAVIS allows 20).
         classes_per_instance: results per instance in the YouTube-VIS output, one per class,
             the most probable first.
     """
 
-    bandwidth: float = 0.5
+    bandwidth: float = 0.25
     min_area: float = 0.002
+    split_components: bool = True
     max_instances: int = DAVIS_MAX_OBJECTS
     classes_per_instance: int = 1
 
@@ -140,6 +147,14 @@ def predict_clip(model: TagVisNet, clip: torch.Tensor) -> ClipPrediction:
     return ClipPrediction(tags=output.tags[0].float().cpu().numpy(), probs=probs)
 
 
+def space_time_components(region: np.ndarray, min_pixels: int) -> list[np.ndarray]:
+    """The connected parts of a ``(T, H, W)`` region (6-connectivity: 4 neighbours in a frame,
+    the same pixel in the neighbouring frames) with at least ``min_pixels`` pixels."""
+    labels, count = ndimage.label(region)
+    sizes = np.bincount(labels.reshape(-1), minlength=count + 1)
+    return [labels == k for k in range(1, count + 1) if sizes[k] >= min_pixels]
+
+
 def clip_instances(
     prediction: ClipPrediction, cfg: InferenceConfig, prior_class: int
 ) -> list[ClipInstance]:
@@ -148,27 +163,28 @@ def clip_instances(
     tags, probs = prediction.tags, prediction.probs
     _, height, width = tags.shape
     min_pixels = max(1, round(cfg.min_area * height * width))
-    found = []
-    if probs is not None:
-        foreground = probs.argmax(axis=0) != 0
-        clusters = cluster_tags(tags, foreground, bandwidth=cfg.bandwidth, min_pixels=min_pixels)
-        for k in range(1, clusters.count + 1):
-            region = clusters.labels == k
-            mean = probs[1:, region].mean(axis=1)
-            best = np.argsort(-mean, kind="stable")[: cfg.classes_per_instance]
-            found.append(ClipInstance(region, tuple((int(c), float(mean[c])) for c in best)))
-    else:
-        everything = np.ones(tags.shape, dtype=bool)
-        clusters = cluster_tags(tags, everything, bandwidth=cfg.bandwidth, min_pixels=min_pixels)
+    foreground = probs.argmax(axis=0) != 0 if probs is not None else np.ones(tags.shape, bool)
+    clusters = cluster_tags(tags, foreground, bandwidth=cfg.bandwidth, min_pixels=min_pixels)
+    background = 0
+    if probs is None:
         on_border = np.bincount(
             clusters.labels[border_pixels(tags.shape)], minlength=clusters.count + 1
         )
         background = int(np.argmax(on_border[1:])) + 1 if clusters.count else 0
-        for k in range(1, clusters.count + 1):
-            if k != background:
-                region = clusters.labels == k
-                near = np.abs(tags[region] - clusters.modes[k - 1]) <= cfg.bandwidth
-                found.append(ClipInstance(region, ((prior_class, float(near.mean())),)))
+    regions = [(k, clusters.labels == k) for k in range(1, clusters.count + 1) if k != background]
+    if cfg.split_components:
+        regions = [
+            (k, part) for k, region in regions for part in space_time_components(region, min_pixels)
+        ]
+    found = []
+    for k, region in regions:
+        if probs is not None:
+            mean = probs[1:, region].mean(axis=1)
+            best = np.argsort(-mean, kind="stable")[: cfg.classes_per_instance]
+            found.append(ClipInstance(region, tuple((int(c), float(mean[c])) for c in best)))
+        else:
+            near = np.abs(tags[region] - clusters.modes[k - 1]) <= cfg.bandwidth
+            found.append(ClipInstance(region, ((prior_class, float(near.mean())),)))
     found.sort(key=lambda inst: -inst.score)
     return found[: cfg.max_instances]
 
