@@ -115,8 +115,8 @@ class TagVisConfig:
         max_drop: clips are made by dropping runs of 1 to ``max_drop`` consecutive frames.
         min_crop: random crops keep a ``U(min_crop, 1)`` fraction of each side (1: no crop).
         flip, temporal_flip: mirror half of the clips left-right / reverse half in time.
-        link_iou: pseudo-labels (per frame) are linked into tracks between consecutive frames
-            at this mask IoU or more.
+        link_iou, link_gap: pseudo-labels (per frame) are linked into tracks at this mask IoU
+            or more, a track surviving up to ``link_gap`` frames without a mask.
 
     Optimisation (:mod:`uvis.tagvis.train`):
         epochs: passes over the training videos, one clip per video each.
@@ -155,6 +155,7 @@ class TagVisConfig:
     flip: bool = True
     temporal_flip: bool = True
     link_iou: float = 0.5
+    link_gap: int = 2
     epochs: int = 15
     batch_size: int = 2
     lr: float = 1e-3
@@ -192,6 +193,7 @@ class TagVisConfig:
             "max_drop": self.max_drop >= 1,
             "min_crop": 0 < self.min_crop <= 1,
             "link_iou": 0 < self.link_iou <= 1,
+            "link_gap": self.link_gap >= 0,
             "epochs": self.epochs >= 1,
             "batch_size": self.batch_size >= 1,
             "lr": self.lr > 0,

@@ -3,7 +3,7 @@
 Targets come from :mod:`uvis.train.targets` (ground truth, or UVIS pseudo-labels at a filter
 level), frame by frame; :func:`video_targets` groups them into videos and gives every mask a
 track: the annotation id for ground truth; for pseudo-labels, which are per frame (UVIS §3.1),
-a track made by linking masks between consecutive frames (:func:`link_tracks`), since the
+a track made by linking masks from frame to frame by mask IoU (:func:`link_tracks`), since the
 tagging loss needs to know which masks are one instance across frames.
 
 Training clips (:class:`ClipSamples`) follow the paper's recipe: ``T`` frames made by dropping
@@ -48,32 +48,35 @@ class VideoTargets:
         return len(self.frames)
 
 
-def link_tracks(frames: Sequence[FrameTargets], min_iou: float) -> tuple[tuple[int, ...], ...]:
-    """Tracks of per-frame masks: a mask continues the track of the mask of the previous frame
-    it is matched to (Hungarian matching on mask IoU, pairs at ``min_iou`` or more); unmatched
-    masks start new tracks. Returns ``tracks[t][i]`` as :class:`VideoTargets` keeps them."""
+def link_tracks(
+    frames: Sequence[FrameTargets], min_iou: float, max_gap: int
+) -> tuple[tuple[int, ...], ...]:
+    """Tracks of per-frame masks: a mask continues the track whose latest mask it matches
+    (Hungarian matching on mask IoU, pairs at ``min_iou`` or more), among the tracks seen in
+    the last ``max_gap + 1`` frames (so a track survives ``max_gap`` frames without a mask);
+    unmatched masks start new tracks. Returns ``tracks[t][i]`` as :class:`VideoTargets` keeps
+    them."""
     tracks: list[tuple[int, ...]] = []
-    previous: list[dict] = []
-    previous_tracks: tuple[int, ...] = ()
-    next_track = 0
-    for frame in frames:
+    latest: dict[int, tuple[int, dict]] = {}  # track -> (frame of its latest mask, that mask)
+    for t, frame in enumerate(frames):
         current = [to_coco(rle) for rle in frame.rles]
         ids = [-1] * len(current)
-        if previous and current:
-            iou = mask_utils.iou(current, previous, [0] * len(previous))
+        alive = [k for k, (seen, _) in latest.items() if t - seen <= max_gap + 1]
+        if alive and current:
+            iou = mask_utils.iou(current, [latest[k][1] for k in alive], [0] * len(alive))
             rows, cols = linear_sum_assignment(iou, maximize=True)
             for r, c in zip(rows, cols, strict=True):
                 if iou[r, c] >= min_iou:
-                    ids[r] = previous_tracks[c]
-        for i, track in enumerate(ids):
-            if track < 0:
-                ids[i], next_track = next_track, next_track + 1
+                    ids[r] = alive[c]
+        for i, mask in enumerate(current):
+            if ids[i] < 0:
+                ids[i] = len(latest)
+            latest[ids[i]] = (t, mask)
         tracks.append(tuple(ids))
-        previous, previous_tracks = current, tuple(ids)
     return tuple(tracks)
 
 
-def video_targets(data: TrainingSet, link_iou: float) -> list[VideoTargets]:
+def video_targets(data: TrainingSet, link_iou: float, link_gap: int) -> list[VideoTargets]:
     """The videos of ``data`` in video-id order, each mask with its track (see the module
     docstring); frames must be ``0 .. n-1`` in every video.
 
@@ -95,7 +98,7 @@ def video_targets(data: TrainingSet, link_iou: float) -> list[VideoTargets]:
                 tuple(dense.setdefault(i, len(dense)) for i in f.track_ids) for f in frames
             )
         else:
-            tracks = link_tracks(frames, link_iou)
+            tracks = link_tracks(frames, link_iou, link_gap)
         videos.append(VideoTargets(video_id=vid, frames=tuple(frames), tracks=tracks))
     return videos
 

@@ -208,7 +208,7 @@ def train_tagvis(
     if stale not in STALE_POLICIES:
         raise ConfigError(f"stale must be one of {STALE_POLICIES}, got {stale!r}")
     out = Path(out_dir)
-    videos = video_targets(data, cfg.link_iou)
+    videos = video_targets(data, cfg.link_iou, cfg.link_gap)
     counts = class_counts(videos, len(data.categories))
     device = torch.device(resolve_device(cfg.device, "tagvis"))
     if device.type == "cpu":
