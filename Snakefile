@@ -19,6 +19,7 @@ include: "rules/frames.smk"
 include: "rules/pseudo_labels.smk"
 include: "rules/baseline.smk"
 include: "rules/vis.smk"
+include: "rules/tagvis.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
 

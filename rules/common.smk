@@ -99,7 +99,12 @@ def all_targets():
         targets.append(f"{R}/metrics/baseline.{EVAL_SPLIT}.ytvis.json")
     if has_davis_gt():
         targets.append(f"{R}/metrics/baseline.{EVAL_SPLIT}.davis.json")
-    return targets + pseudo_label_targets() + vis_targets() + report_targets()
+    targets += pseudo_label_targets()
+    if config["vis"]["enabled"]:
+        targets += vis_targets()
+    if config["tagvis"]["enabled"]:
+        targets += tagvis_targets()
+    return targets + report_targets()
 
 
 # Frames
@@ -349,3 +354,79 @@ def torch_launcher(gpus):
     if gpus > 1:
         return f"torchrun --standalone --nproc_per_node={gpus} -m"
     return "python -m"
+
+
+# Tag-based bottom-up model (Kini & Shah)
+
+
+def tagvis_variants():
+    """The variants the workflow runs: tagvis.run_variants, or every one of tagvis.variants."""
+    known = config["tagvis"]["variants"]
+    names = config["tagvis"]["run_variants"] or list(known)
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(
+            f"tagvis.run_variants names {unknown}, not in tagvis.variants ({', '.join(known)})"
+        )
+    if config["tagvis"]["targets"] == "gt" and not has_ytvis_gt():
+        raise ValueError(
+            "tagvis.targets is gt but the dataset has no YouTube-VIS ground truth to train on "
+            "(set tagvis.targets: pseudo, or tagvis.enabled: false)"
+        )
+    return names
+
+
+def tagvis_targets():
+    """Metrics of every tag-based variant on EVAL_SPLIT (YouTube-VIS AP, DAVIS J&F) and their
+    side-by-side tables; the results alone where the dataset has no ground truth."""
+    out = []
+    for bench, has_gt in (("ytvis", has_ytvis_gt()), ("davis", has_davis_gt())):
+        if has_gt:
+            out += [
+                f"{R}/metrics/tagvis-{v}.{EVAL_SPLIT}.{bench}.json"
+                for v in tagvis_variants()
+            ]
+            out.append(f"{R}/metrics/tagvis.{EVAL_SPLIT}.{bench}.md")
+    if not out:
+        out = [
+            f"{R}/predictions/tagvis-{v}/{EVAL_SPLIT}/results.json"
+            for v in tagvis_variants()
+        ]
+    return out
+
+
+#: train_vis's run whose targets the tag-based model trains on: its pseudo-label run (uvis) or
+#: its ground-truth run (supervised).
+TAGVIS_TARGETS_RUN = Namespace(
+    vis_run="uvis" if config["tagvis"]["targets"] == "pseudo" else "supervised"
+)
+
+
+def train_tagvis_inputs(wildcards):
+    inputs = {"frames": f"{R}/frames/{TRAIN_SPLIT}.parquet"}
+    if TAGVIS_TARGETS_RUN.vis_run == "uvis":
+        inputs["labels"] = f"{R}/pseudo/labels/{TRAIN_SPLIT}.parquet"
+    else:
+        inputs["gt"] = ytvis_json(Namespace(split=TRAIN_SPLIT))
+    return inputs
+
+
+def tagvis_train_sets(wildcards):
+    """`--set` options: tagvis.train.overrides, then the variant's own settings."""
+    return preset_sets(
+        {
+            **config["tagvis"]["train"]["overrides"],
+            **config["tagvis"]["variants"][wildcards.variant],
+        }
+    )
+
+
+def tagvis_compare_inputs(wildcards):
+    return {
+        v: f"{R}/metrics/tagvis-{v}.{wildcards.split}.{wildcards.bench}.json"
+        for v in tagvis_variants()
+    }
+
+
+def tagvis_compare_args(wildcards, input):
+    return " ".join(f"'{v}={input[v]}'" for v in tagvis_variants())

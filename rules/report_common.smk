@@ -57,9 +57,9 @@ def tau_run(tau):
 
 
 def tagvis_settings():
-    """(enabled, variant names) of the tag-based model (config block tagvis)."""
-    cfg = config.get("tagvis") or {}
-    return bool(cfg.get("enabled", False)), list(cfg.get("variants") or {})
+    """(enabled, names of the variants the workflow runs) of the tag-based model."""
+    enabled = config["tagvis"]["enabled"]
+    return enabled, tagvis_variants() if enabled else []
 
 
 def table_kind(name):
@@ -236,11 +236,10 @@ def report_targets():
     targets = expand(
         f"{R}/tables/{{table}}.{{ext}}", table=tables, ext=["md", "csv", "html"]
     )
-    if has_ytvis_gt():
-        targets += expand(
-            f"{R}/report/pseudo_quality.{{split}}.html",
-            split=config["pseudo_labels"]["splits"],
-        )
+    targets += expand(
+        f"{R}/report/pseudo_quality.{{split}}.html",
+        split=[s for s in config["pseudo_labels"]["splits"] if has_ytvis_gt(s)],
+    )
     targets += expand(f"{R}/report/loss/{{run}}.png", run=training_runs())
     targets += expand(
         f"{R}/report/per_category_ap/{{table}}.png",

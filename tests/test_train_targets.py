@@ -146,6 +146,9 @@ def test_ground_truth_targets(tiny_ytvis) -> None:
     assert by_frame[7, 0].labels == (0,) and by_frame[7, 1].labels == (0,)
     assert by_frame[7, 0].path == tiny_ytvis.image_root / "bbb" / "00000.jpg"
     assert data.categories == dataset.categories
+    # Each mask keeps its annotation id, the instance across frames.
+    assert by_frame[3, 0].track_ids == (1,) and by_frame[3, 1].track_ids == ()
+    assert by_frame[7, 0].track_ids == (2,) and by_frame[7, 1].track_ids == (2,)
 
 
 def test_ground_truth_with_another_stride_is_an_error(tiny_ytvis) -> None:

@@ -50,6 +50,8 @@ SMOKE_MODELS = {
         "pseudo_level": "none",
     },
     "tracking": {"lam": 0.5, "top_k": 3},
+    # One tag-based variant, trained for seconds (the overlay cannot remove variants).
+    "tagvis": {"train": {"preset": "smoke", "overrides": {}}, "run_variants": ["full"]},
 }
 
 
@@ -91,6 +93,8 @@ def test_dry_run_builds_the_default_dag(tmp_path):
         ({"dataset": {"name": "x", "format": "davis", "splits": {}}}, ["root"]),
         ({"frames": {"stride": 0}}, ["stride", "minimum"]),
         ({"synth": {"preset": "huge"}}, ["preset", "huge"]),
+        ({"tagvis": {"targets": "labels"}}, ["targets", "labels"]),
+        ({"tagvis": {"variants": {"no.dots": {}}}}, ["no.dots"]),
     ],
     ids=[
         "unknown-key",
@@ -99,6 +103,8 @@ def test_dry_run_builds_the_default_dag(tmp_path):
         "davis-missing-root",
         "stride",
         "preset",
+        "tagvis-targets",
+        "tagvis-variant-name",
     ],
 )
 def test_bad_config_is_rejected_naming_the_key(tmp_path, override, names):
@@ -109,6 +115,13 @@ def test_bad_config_is_rejected_naming_the_key(tmp_path, override, names):
     assert "Error validating config file" in err
     for name in names:
         assert name in err, err
+
+
+def test_unknown_tagvis_variant_to_run_is_named(tmp_path):
+    cfg = {"results": str(tmp_path), "tagvis": {"run_variants": ["full", "nope"]}}
+    proc = snakemake("-n", *overlay(tmp_path / "bad.yaml", cfg), check=False)
+    assert proc.returncode != 0
+    assert "tagvis.run_variants names ['nope'], not in tagvis.variants" in proc.stdout + proc.stderr
 
 
 def test_lint_is_clean():
@@ -171,6 +184,13 @@ def test_smoke_run_end_to_end_and_param_reruns(tmp_path):
         results = json.loads((res / f"predictions/{run}/valid/results.json").read_text())
         assert sorted(r["video_id"] for r in results) == sorted(list(lengths) * 3)
         assert all(len(r["segmentations"]) == lengths[r["video_id"]] for r in results)
+
+    # The tag-based model, evaluated on both benchmarks, with its inference speed.
+    for bench, column in (("ytvis", "AP"), ("davis", "JF")):
+        table = (res / f"metrics/tagvis.valid.{bench}.md").read_text()
+        assert f"| {column} |" in table and "| full |" in table
+    speed = json.loads((res / "predictions/tagvis-full/valid/speed.json").read_text())
+    assert speed["frames"] == sum(lengths.values()) and speed["fps"] > 0
 
     # Changing tau re-runs filtering and what depends on it, never proposals or CLIP scoring.
     tau = {

@@ -25,6 +25,7 @@ _MODULES = (
     "proposals",
     "pseudo",
     "train",
+    "infer",
     "track",
     "segment",
     "baseline",

@@ -1,9 +1,11 @@
-"""``uvis train``: train the per-frame VIS model (UVIS §3.2).
+"""``uvis train``: train the per-frame VIS model (UVIS §3.2) or the tag-based model.
 
 ``uvis train vis`` trains a :mod:`uvis.model` configuration on pseudo-labels (a filter level of
 UVIS Table 2) or on ground truth (the supervised upper bound). It runs unchanged under
 ``torchrun --nproc_per_node N -m uvis train vis ...`` (DDP; only rank 0 writes and prints).
-torch is imported only when the command runs, so registering it keeps ``uvis --help`` fast.
+``uvis train tagvis`` trains the tag-based bottom-up model (:mod:`uvis.tagvis`) on the same
+targets. torch is imported only when a command runs, so registering them keeps ``uvis --help``
+fast.
 """
 
 from __future__ import annotations
@@ -91,9 +93,91 @@ def _vis(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tagvis(args: argparse.Namespace) -> int:
+    from uvis.tagvis.config import TagVisConfig
+    from uvis.tagvis.train import train_tagvis
+
+    overrides = parse_overrides(args.set)
+    for key, value in (
+        ("encoder_weights", args.encoder_weights),
+        ("num_threads", args.threads),
+        ("device", args.device),
+    ):
+        if value is not None:
+            overrides[key] = value
+    cfg = TagVisConfig.preset(args.preset, **overrides)
+    data = _training_set(args)
+    result = train_tagvis(
+        data,
+        cfg,
+        args.out,
+        progress=not args.no_progress,
+        stop_after=args.stop_after,
+        stale="restart" if args.restart_stale else "error",
+    )
+    done = result.iteration - result.start_iteration
+    if result.final is None:
+        print(f"train tagvis: stopped after step {result.iteration} (no final model)")
+        return 0
+    summary, curve = data.summary(), result.metrics
+    losses = f", loss {curve[0]['loss']:.3f} -> {curve[-1]['loss']:.3f}" if curve else ""
+    print(
+        f"train tagvis: {done} steps from {result.start_iteration} on {summary['frames']} "
+        f"frames ({summary['masks']} masks) in {result.seconds:.1f} s{losses}; wrote "
+        f"{result.final}"
+    )
+    return 0
+
+
+def _add_target_options(p: argparse.ArgumentParser) -> None:
+    """What a model trains on: pseudo-labels at a filter level, or ground truth."""
+    p.add_argument("--frames", type=Path, required=True, help="frame index Parquet of the split")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--labels", type=Path, help="pseudo-label Parquet (UVIS §3.1)")
+    source.add_argument("--gt-json", type=Path, help="YouTube-VIS JSON: train on ground truth")
+    p.add_argument("--images", type=Path, help="JPEG folder of --gt-json's split")
+    p.add_argument(
+        "--level",
+        choices=["none", "objectness", "clip", "pmf"],
+        help="pseudo-label filter level (UVIS Table 2; default pmf)",
+    )
+    p.add_argument("--tau", type=float, help="PMF threshold (level pmf; default: the file's)")
+    voc = p.add_mutually_exclusive_group()
+    voc.add_argument("--categories-json", type=Path, help="vocabulary of a YouTube-VIS JSON")
+    voc.add_argument("--vocabulary", help="file with one name per line, or a comma-separated list")
+
+
+def _add_run_options(p: argparse.ArgumentParser, settings: str) -> None:
+    """Preset, overrides, output folder and how the run is carried out."""
+    p.add_argument("--preset", default="default", help="default, smoke or paper")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a {settings} field (repeatable)",
+    )
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--threads", type=int, help="torch CPU threads per process (default 1)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: auto")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument(
+        "--restart-stale",
+        action="store_true",
+        help="when OUT's latest checkpoint is of another run (other settings or targets), move "
+        "it to OUT/superseded/ and train afresh instead of stopping with an error",
+    )
+    p.add_argument(
+        "--stop-after",
+        type=int,
+        metavar="N",
+        help="debugging: stop after N steps as an interrupted run would (no final model)",
+    )
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``uvis train vis ...``."""
-    p = sub.add_parser("train", help="train the per-frame VIS model (MinVIS-style Mask2Former)")
+    """Add ``uvis train vis ...`` and ``uvis train tagvis ...``."""
+    p = sub.add_parser("train", help="train a VIS model (MinVIS-style Mask2Former, tag-based)")
     models = p.add_subparsers(dest="model_kind", metavar="MODEL")
     models.required = True
     v = models.add_parser(
@@ -104,44 +188,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         "TensorBoard events and intermediate checkpoints; resumes from the latest checkpoint "
         "in OUT. Works under torchrun (DDP).",
     )
-    v.add_argument("--frames", type=Path, required=True, help="frame index Parquet of the split")
-    source = v.add_mutually_exclusive_group(required=True)
-    source.add_argument("--labels", type=Path, help="pseudo-label Parquet (UVIS §3.1)")
-    source.add_argument("--gt-json", type=Path, help="YouTube-VIS JSON: train on ground truth")
-    v.add_argument("--images", type=Path, help="JPEG folder of --gt-json's split")
-    v.add_argument(
-        "--level",
-        choices=["none", "objectness", "clip", "pmf"],
-        help="pseudo-label filter level (UVIS Table 2; default pmf)",
-    )
-    v.add_argument("--tau", type=float, help="PMF threshold (level pmf; default: the file's)")
-    voc = v.add_mutually_exclusive_group()
-    voc.add_argument("--categories-json", type=Path, help="vocabulary of a YouTube-VIS JSON")
-    voc.add_argument("--vocabulary", help="file with one name per line, or a comma-separated list")
+    _add_target_options(v)
     v.add_argument("--model", help="uvis-tiny (default preset), uvis-smoke or minvis_r50")
     v.add_argument("--backbone-weights", help="ImageNet ResNet weights: local file or known name")
-    v.add_argument("--preset", default="default", help="default, smoke or paper")
-    v.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a TrainConfig field, e.g. --set iterations=500 --set batch_size=8",
-    )
-    v.add_argument("--out", type=Path, required=True, help="output folder")
-    v.add_argument("--threads", type=int, help="torch CPU threads per process (default 1)")
-    v.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: auto")
-    v.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    v.add_argument(
-        "--restart-stale",
-        action="store_true",
-        help="when OUT's latest checkpoint is of another run (other settings or targets), move "
-        "it to OUT/superseded/ and train afresh instead of stopping with an error",
-    )
-    v.add_argument(
-        "--stop-after",
-        type=int,
-        metavar="N",
-        help="debugging: stop after N iterations as an interrupted run would (no final model)",
-    )
+    _add_run_options(v, "TrainConfig")
     v.set_defaults(func=_vis)
+    t = models.add_parser(
+        "tagvis",
+        help="train the tag-based bottom-up model on pseudo-labels or ground truth",
+        description="Train the tag-based model (Kini & Shah): clips of T frames, the "
+        "spatio-temporal tagging loss plus cross-entropy, Adam. Writes OUT/model_final.pth, "
+        "OUT/config.json, OUT/metrics.csv and intermediate checkpoints; resumes from the latest "
+        "checkpoint in OUT. Ablations (paper Table III) are --set switches, e.g. --set "
+        "tag_attention=false.",
+    )
+    _add_target_options(t)
+    t.add_argument(
+        "--encoder-weights",
+        help="R(2+1)D-18 Kinetics-400 weights (torchvision format): local file or known name",
+    )
+    _add_run_options(t, "TagVisConfig")
+    t.set_defaults(func=_tagvis)

@@ -41,7 +41,11 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, eq=False)
 class FrameTargets:
-    """One training frame: its file and size, and its target masks with class indices."""
+    """One training frame: its file and size, and its target masks with class indices.
+
+    ``track_ids[i]`` is the instance (annotation id) of mask ``i`` where the source follows
+    instances across frames (ground truth); it is empty for per-frame pseudo-labels.
+    """
 
     video_id: int
     frame_index: int
@@ -50,6 +54,7 @@ class FrameTargets:
     width: int
     rles: tuple[RLE, ...]
     labels: tuple[int, ...]
+    track_ids: tuple[int, ...] = ()
 
     def masks(self) -> np.ndarray:
         """The target masks as ``uint8`` ``(N, height, width)`` with values 0/1."""
@@ -117,6 +122,7 @@ def _training_set(
     targets: dict[tuple[int, int], list[tuple[RLE, int]]],
     categories: Sequence[Category],
     source: dict[str, Any],
+    track_ids: dict[tuple[int, int], list[int]] | None = None,
 ) -> TrainingSet:
     items = []
     for (vid, t), (path, h, w) in frames.items():
@@ -130,6 +136,7 @@ def _training_set(
                 width=w,
                 rles=tuple(rle for rle, _ in pairs),
                 labels=tuple(label for _, label in pairs),
+                track_ids=tuple(track_ids.get((vid, t), [])) if track_ids is not None else (),
             )
         )
     return TrainingSet(frames=tuple(items), categories=tuple(categories), source=source)
@@ -251,15 +258,17 @@ def targets_from_ground_truth(
             )
     index = class_indices(dataset.categories)
     targets: dict[tuple[int, int], list[tuple[RLE, int]]] = defaultdict(list)
+    track_ids: dict[tuple[int, int], list[int]] = defaultdict(list)
     for inst in dataset.instances:
         if inst.video_id not in lengths or inst.iscrowd:
             continue
         for t, seg in enumerate(inst.segmentations):
             if seg is not None and (inst.video_id, t) in frames and masks.area(seg) > 0:
                 targets[(inst.video_id, t)].append((seg, index[inst.category_id]))
+                track_ids[(inst.video_id, t)].append(inst.id)
     if not targets:
         raise DataError(
             where, "no frame of the frame index has a visible object: nothing to train on"
         )
     source = {"kind": "ground_truth", "annotations": annotations_path, "frame_index": frames_path}
-    return _training_set(frames, targets, dataset.categories, source)
+    return _training_set(frames, targets, dataset.categories, source, track_ids)

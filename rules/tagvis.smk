@@ -1,0 +1,89 @@
+# The tag-based bottom-up model (Kini & Shah): trained on ground truth (as the paper) or on the
+# UVIS pseudo-labels, once per variant of tagvis.variants (the paper's Table III ablations).
+# Each variant's predictions are run "tagvis-<variant>" for eval_ytvis and eval_davis.
+
+
+wildcard_constraints:
+    variant="|".join(config["tagvis"]["variants"]),
+    bench="ytvis|davis",
+
+
+rule train_tagvis:
+    """Clips of T frames, the spatio-temporal tagging loss + cross-entropy, Adam. An
+    interrupted run resumes from its latest checkpoint; checkpoints of another run (changed
+    settings or targets) go to superseded/."""
+    input:
+        unpack(train_tagvis_inputs),
+    output:
+        f"{R}/tagvis/{{variant}}/model_final.pth",
+    log:
+        f"{R}/logs/train_tagvis/{{variant}}.log",
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=24 * 60,
+        gpu=GPUS,
+    params:
+        targets=lambda wildcards, input: train_vis_targets(TAGVIS_TARGETS_RUN, input),
+        preset=config["tagvis"]["train"]["preset"],
+        sets=tagvis_train_sets,
+        out_dir=lambda wildcards, output: os.path.dirname(output[0]),
+    shell:
+        "python -m uvis train tagvis --frames {input.frames} {params.targets} "
+        "--preset {params.preset} {params.sets} --threads {threads} --restart-stale "
+        "--no-progress --out {params.out_dir} > {log} 2>&1"
+
+
+rule infer_tagvis:
+    """One clip per video, tags clustered into instances, masks interpolated to every frame:
+    YouTube-VIS results, DAVIS palette PNGs and frames per second."""
+    input:
+        ckpt=f"{R}/tagvis/{{variant}}/model_final.pth",
+        frames=f"{R}/frames/{{split}}.parquet",
+    output:
+        results=f"{R}/predictions/tagvis-{{variant}}/{{split}}/results.json",
+        davis=directory(f"{R}/predictions/tagvis-{{variant}}/{{split}}/davis"),
+        speed=f"{R}/predictions/tagvis-{{variant}}/{{split}}/speed.json",
+        tracks=f"{R}/predictions/tagvis-{{variant}}/{{split}}/tracks.parquet",
+    log:
+        f"{R}/logs/infer_tagvis/{{variant}}.{{split}}.log",
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=GPUS,
+    params:
+        sets=preset_sets(config["tagvis"]["inference"]),
+    shell:
+        "python -m uvis infer tagvis --checkpoint {input.ckpt} --frames {input.frames} "
+        "{params.sets} --threads {threads} --no-progress --out {output.results} "
+        "--davis {output.davis} --speed {output.speed} --tracks {output.tracks} > {log} 2>&1"
+
+
+rule compare_tagvis:
+    """The variants side by side (the paper's Table III): YouTube-VIS AP or DAVIS J&F."""
+    input:
+        unpack(tagvis_compare_inputs),
+    output:
+        f"{R}/metrics/tagvis.{{split}}.{{bench}}.md",
+    log:
+        f"{R}/logs/compare_tagvis/{{split}}.{{bench}}.log",
+    conda:
+        "../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        runs=tagvis_compare_args,
+        columns=lambda wildcards: (
+            "AP,AP50,AP75,AR1,AR10" if wildcards.bench == "ytvis" else "JF,J,F"
+        ),
+    shell:
+        "python -m uvis eval compare {params.runs} --columns {params.columns} "
+        "--title 'Tag-based variants on {wildcards.split} ({wildcards.bench})' "
+        "--out {output} > {log} 2>&1"

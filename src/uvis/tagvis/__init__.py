@@ -1,0 +1,1 @@
+"""Tag-based bottom-up video instance segmentation (Kini & Shah)."""

@@ -1,0 +1,150 @@
+"""Tag-based model checkpoints: the weights with everything needed to use them.
+
+A checkpoint is a ``torch.save``'d dict that ``torch.load(..., weights_only=True)`` reads:
+
+* ``format`` - :data:`CHECKPOINT_FORMAT`;
+* ``config`` - the :class:`~uvis.tagvis.config.TagVisConfig` fields (architecture, ablation
+  switches, clip length and input size: the model is rebuilt as trained);
+* ``categories`` - the vocabulary, ``[{"id", "name"}, ...]``: semantic class ``c + 1`` of the
+  model is category ``categories[c]``;
+* ``class_counts`` - target masks per class in the training data (the class prior, which labels
+  the instances of a model without semantic branch);
+* ``iteration`` - optimiser steps done; ``model`` - the state dict;
+* training checkpoints add ``training``: the optimizer state and a summary of the data.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from uvis.data.frames import Category
+from uvis.errors import ConfigError, DataError
+from uvis.foundation.checkpoints import mismatch_parts, state_dict_mismatch
+from uvis.io import atomic_path
+from uvis.tagvis.config import TagVisConfig
+from uvis.tagvis.model import TagVisNet
+
+#: ``format`` entry of tag-based model checkpoints.
+CHECKPOINT_FORMAT = "uvis-tagvis-model"
+
+
+@dataclass(frozen=True)
+class TagVisMeta:
+    """What a checkpoint says about its model besides the weights."""
+
+    config: TagVisConfig
+    categories: tuple[Category, ...]
+    class_counts: tuple[int, ...]
+    iteration: int
+
+    @property
+    def prior_class(self) -> int:
+        """Index of the most frequent training class (the first of equals)."""
+        return max(range(len(self.class_counts)), key=lambda c: (self.class_counts[c], -c))
+
+
+def checkpoint_dict(
+    model: TagVisNet,
+    categories: Sequence[Category],
+    class_counts: Sequence[int],
+    *,
+    iteration: int,
+    training: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The checkpoint of ``model`` (weights moved to the CPU); ``training`` is optional."""
+    if len(categories) != model.num_classes or len(class_counts) != model.num_classes:
+        raise ValueError(
+            f"{len(categories)} categories and {len(class_counts)} class counts for a model "
+            f"of {model.num_classes} classes"
+        )
+    obj: dict[str, Any] = {
+        "format": CHECKPOINT_FORMAT,
+        "config": model.config.to_dict(),
+        "categories": [{"id": c.id, "name": c.name} for c in categories],
+        "class_counts": [int(c) for c in class_counts],
+        "iteration": int(iteration),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    if training is not None:
+        obj["training"] = dict(training)
+    return obj
+
+
+def save_checkpoint(path: str | os.PathLike[str], checkpoint: Mapping[str, Any]) -> None:
+    """Write a checkpoint dict atomically (a reader never sees a half-written file)."""
+    with atomic_path(path) as tmp:
+        torch.save(dict(checkpoint), tmp)
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A tag-based model checkpoint dict, read on the CPU.
+
+    Raises:
+        DataError: naming ``path`` when it is missing, unreadable or not such a checkpoint.
+    """
+    if not Path(path).is_file():
+        raise DataError(path, "checkpoint file does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for files that are not checkpoints
+        raise DataError(path, f"cannot read as a PyTorch checkpoint: {exc}") from exc
+    if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
+        raise DataError(path, f"not a tag-based model checkpoint (no format {CHECKPOINT_FORMAT!r})")
+    for key in ("config", "categories", "class_counts", "model"):
+        if not isinstance(obj.get(key), dict | list):
+            raise DataError(path, f"tag-based model checkpoint has no {key!r} entry")
+    return obj
+
+
+def checkpoint_meta(obj: Mapping[str, Any], path: str | os.PathLike[str]) -> TagVisMeta:
+    """The :class:`TagVisMeta` of a checkpoint dict read from ``path``."""
+    try:
+        config = TagVisConfig.from_dict(obj["config"])
+        categories = tuple(Category(int(c["id"]), str(c["name"])) for c in obj["categories"])
+        counts = tuple(int(c) for c in obj["class_counts"])
+    except (KeyError, TypeError, ValueError, ConfigError) as exc:
+        raise DataError(path, f"tag-based model checkpoint has an invalid config: {exc}") from exc
+    if not categories or len(counts) != len(categories):
+        raise DataError(
+            path, f"{len(categories)} categories but {len(counts)} class counts in the checkpoint"
+        )
+    return TagVisMeta(
+        config=config,
+        categories=categories,
+        class_counts=counts,
+        iteration=int(obj.get("iteration", 0)),
+    )
+
+
+def model_from_checkpoint(obj: Mapping[str, Any], path: str | os.PathLike[str]) -> TagVisNet:
+    """The network of a checkpoint dict, its weights loaded (on the CPU, in training mode)."""
+    meta = checkpoint_meta(obj, path)
+    model = TagVisNet(meta.config, len(meta.categories))
+    problems = mismatch_parts(*state_dict_mismatch(obj["model"], model.state_dict()))
+    if problems:
+        raise DataError(path, f"weights do not fit the saved tagvis config: {', '.join(problems)}")
+    model.load_state_dict(obj["model"])
+    return model
+
+
+def load_tagvis_model(
+    checkpoint: str | os.PathLike[str], *, device: str | torch.device = "cpu"
+) -> tuple[TagVisNet, TagVisMeta]:
+    """A trained tag-based model in eval mode on ``device``, and its :class:`TagVisMeta`.
+
+    Reads final and intermediate training checkpoints alike.
+
+    Raises:
+        DataError: naming ``checkpoint`` when it is not a tag-based model checkpoint or its
+            weights do not fit its config.
+    """
+    obj = read_checkpoint(checkpoint)
+    meta = checkpoint_meta(obj, checkpoint)
+    model = model_from_checkpoint(obj, checkpoint)
+    return model.to(device).eval(), meta

@@ -1,0 +1,392 @@
+"""Training the tag-based model (Kini & Shah, §IV): Adam, clips, eq. 7's loss, resumable.
+
+:func:`train_tagvis` runs ``ceil(epochs * videos / batch_size)`` Adam steps (the paper's
+optimiser and learning rate 1e-4) on clips of a :class:`~uvis.train.targets.TrainingSet` and
+writes into its output folder:
+
+* ``checkpoint_<step>.pth`` every ``checkpoint_period`` steps and at the end (the latest
+  ``keep_checkpoints`` are kept): a full checkpoint (:mod:`uvis.tagvis.checkpoint`) plus the
+  optimizer state and a summary of the data;
+* ``model_final.pth``: the trained model without training state;
+* ``config.json`` (settings, vocabulary, data, environment) and ``metrics.csv`` (the loss
+  curve: eq. 7's total, the cross-entropy and the four tagging terms, means over ``log_period``
+  steps, with the learning rate and seconds per step).
+
+The loss of a batch is the mean over its clips of ``L_tag + L_crossentropy`` (eq. 7), the
+tagging terms on the sampled pixels of every instance (background included) and the
+cross-entropy over every pixel. Every file is written atomically. A run started in a folder
+holding checkpoints continues from the latest and ends with the weights of an uninterrupted
+run: clips are functions of the seed and their position (:mod:`uvis.tagvis.data`) and nothing
+else in a step is random.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from uvis import __version__
+from uvis.devices import resolve_device
+from uvis.errors import ConfigError, DataError, UvisError
+from uvis.io import atomic_write_json, atomic_write_text
+from uvis.tagvis.checkpoint import (
+    checkpoint_dict,
+    model_from_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
+from uvis.tagvis.config import TagVisConfig
+from uvis.tagvis.data import ClipSample, ClipSamples, VideoTargets, class_counts, video_targets
+from uvis.tagvis.losses import TERMS, gather_tags, tagging_loss
+from uvis.tagvis.model import TagVisNet, TagVisOutput, create_tagvis_model
+from uvis.train.data import PositionBatches
+from uvis.train.loop import checkpoint_path, checkpoints
+from uvis.train.targets import TrainingSet
+
+logger = logging.getLogger(__name__)
+
+FINAL_NAME = "model_final.pth"
+CONFIG_NAME = "config.json"
+METRICS_NAME = "metrics.csv"
+LOSS_COLUMNS = ("loss", "cross_entropy", *TERMS)
+METRIC_COLUMNS = ("iteration", *LOSS_COLUMNS, "lr", "seconds_per_iteration")
+#: What :func:`train_tagvis` does with a checkpoint of another run in its output folder.
+STALE_POLICIES = ("error", "restart")
+
+
+@dataclass(frozen=True, eq=False)
+class TagVisTrainResult:
+    """What :func:`train_tagvis` did: ``final`` is ``model_final.pth`` (``None`` when stopped
+    early by ``stop_after``), ``start_iteration`` the step resumed from, ``metrics`` the loss
+    curve rows (as in ``metrics.csv``), ``model`` the trained network."""
+
+    final: Path | None
+    start_iteration: int
+    iteration: int
+    seconds: float
+    metrics: list[dict[str, float]]
+    model: TagVisNet
+
+
+def total_iterations(cfg: TagVisConfig, num_videos: int) -> int:
+    """Adam steps of a run: ``epochs`` passes of one clip per video, ``batch_size`` per step."""
+    return math.ceil(cfg.epochs * num_videos / cfg.batch_size)
+
+
+def clip_losses(
+    output: TagVisOutput, batch: list[ClipSample], cfg: TagVisConfig
+) -> dict[str, torch.Tensor]:
+    """Eq. 7 for a batch: ``loss`` (the optimised total) and every term of
+    :data:`LOSS_COLUMNS`, each the mean over the batch's clips (disabled terms detached)."""
+    device = output.tags.device
+    enabled = frozenset(name for name in TERMS if getattr(cfg, name))
+    sums = dict.fromkeys(TERMS, torch.zeros((), device=device))
+    tag_total = torch.zeros((), device=device)
+    for i, sample in enumerate(batch):
+        tags = gather_tags(output.tags[i], sample.pixels.to(device))
+        result = tagging_loss(tags, sample.present.to(device), margin=cfg.margin, enabled=enabled)
+        tag_total = tag_total + result.total
+        sums = {name: sums[name] + result.terms[name] for name in TERMS}
+    n = len(batch)
+    losses = {name: value / n for name, value in sums.items()}
+    cross_entropy = torch.zeros((), device=device)
+    if output.logits is not None:
+        semantic = torch.stack([s.semantic for s in batch]).to(device)
+        cross_entropy = F.cross_entropy(output.logits, semantic)
+    return {"loss": tag_total / n + cross_entropy, "cross_entropy": cross_entropy, **losses}
+
+
+@dataclass(eq=False)
+class _State:
+    """The network and its optimiser, and where training stands."""
+
+    model: TagVisNet
+    optimizer: torch.optim.Optimizer
+    iteration: int
+    last_checkpoint: Path | None
+
+
+def _set_aside(out: Path, found: list[tuple[int, Path]]) -> None:
+    """Move another run's checkpoints and logs to ``out/superseded/`` (the last one only)."""
+    aside = out / "superseded"
+    if aside.exists():
+        shutil.rmtree(aside)
+    aside.mkdir(parents=True)
+    for _, path in found:
+        path.rename(aside / path.name)
+    for name in (METRICS_NAME, CONFIG_NAME):
+        if (out / name).exists():
+            (out / name).rename(aside / name)
+    logger.warning("%d checkpoints of another run moved to %s", len(found), aside)
+
+
+def _resume_problem(obj: dict[str, Any], cfg: TagVisConfig, data: TrainingSet) -> str | None:
+    """Why a checkpoint cannot be resumed by this run, or ``None``."""
+    conflicts = cfg.resume_conflicts(obj["config"])
+    if conflicts:
+        return f"tagvis settings {conflicts} differ from this run's"
+    categories = [{"id": c.id, "name": c.name} for c in data.categories]
+    training = obj.get("training")
+    if not isinstance(training, dict):
+        return "it has no training state"
+    if obj["categories"] != categories or training.get("data") != data.summary():
+        return "it was trained on other data or classes"
+    return None
+
+
+def _state(
+    cfg: TagVisConfig, data: TrainingSet, out: Path, device: torch.device, stale: str
+) -> _State:
+    """A fresh network and optimiser, or those of the latest checkpoint in ``out``."""
+    found = checkpoints(out)
+    resume = None
+    if found:
+        obj = read_checkpoint(found[-1][1])
+        problem = _resume_problem(obj, cfg, data)
+        if problem is None:
+            resume = obj
+        elif stale == "restart":
+            _set_aside(out, found)
+        else:
+            raise DataError(
+                found[-1][1],
+                f"cannot resume: {problem} (use another output folder for another run)",
+            )
+    torch.manual_seed(cfg.seed)
+    if resume is None:
+        model = create_tagvis_model(cfg, len(data.categories)).to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        return _State(model=model, optimizer=optimizer, iteration=0, last_checkpoint=None)
+    model = model_from_checkpoint(resume, found[-1][1]).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    optimizer.load_state_dict(resume["training"]["optimizer"])
+    logger.info("resuming from %s (step %d)", found[-1][1], resume["iteration"])
+    return _State(
+        model=model,
+        optimizer=optimizer,
+        iteration=int(resume["iteration"]),
+        last_checkpoint=found[-1][1],
+    )
+
+
+def train_tagvis(
+    data: TrainingSet,
+    cfg: TagVisConfig,
+    out_dir: str | os.PathLike[str],
+    *,
+    progress: bool = True,
+    stop_after: int | None = None,
+    stale: str = "error",
+) -> TagVisTrainResult:
+    """Train the tag-based model on ``data`` into ``out_dir``, resuming from its latest
+    checkpoint.
+
+    A latest checkpoint of another run (other settings or targets) is an error, or with
+    ``stale="restart"`` (what the ``train_tagvis`` rule uses) is set aside and training starts
+    afresh. ``stop_after`` (a debugging aid) stops after that many steps as an interrupted run
+    would: no final model.
+
+    Raises:
+        DataError: for unreadable frames, a video whose frames are not contiguous, or a
+            checkpoint of another run.
+        ConfigError: for an unknown ``stale`` policy or an unavailable device.
+        UvisError: when the loss becomes NaN or infinite.
+    """
+    if stale not in STALE_POLICIES:
+        raise ConfigError(f"stale must be one of {STALE_POLICIES}, got {stale!r}")
+    out = Path(out_dir)
+    videos = video_targets(data, cfg.link_iou, cfg.link_gap)
+    counts = class_counts(videos, len(data.categories))
+    device = torch.device(resolve_device(cfg.device, "tagvis"))
+    if device.type == "cpu":
+        torch.set_num_threads(cfg.num_threads)
+    state = _state(cfg, data, out, device, stale)
+    return _train(state, data, videos, counts, cfg, out, progress=progress, stop_after=stop_after)
+
+
+def _train(
+    state: _State,
+    data: TrainingSet,
+    videos: list[VideoTargets],
+    counts: list[int],
+    cfg: TagVisConfig,
+    out: Path,
+    *,
+    progress: bool,
+    stop_after: int | None,
+) -> TagVisTrainResult:
+    """The loop of :func:`train_tagvis`, from ``state.iteration`` on."""
+    model, start = state.model, state.iteration
+    device = next(model.parameters()).device
+    iterations = total_iterations(cfg, len(videos))
+    began = time.perf_counter()
+    positions = PositionBatches(
+        start=start, iterations=iterations, batch_size=cfg.batch_size, world_size=1, rank=0
+    )
+    loader = DataLoader(
+        ClipSamples(videos, cfg),
+        batch_sampler=positions,
+        num_workers=cfg.num_workers,
+        collate_fn=list,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(
+        out / CONFIG_NAME, _run_description(cfg, data, videos, device, start, iterations), indent=1
+    )
+    metrics = _read_metrics(out / METRICS_NAME, start)
+    bar = tqdm(
+        total=iterations, initial=start, desc="train tagvis", unit="step", disable=not progress
+    )
+    window: list[torch.Tensor] = []
+    window_start = time.perf_counter()
+    model.train()
+    try:
+        for iteration, batch in enumerate(loader, start + 1):
+            window.append(_step(state, batch, cfg, iteration))
+            bar.update()
+            if iteration % cfg.log_period == 0 or iteration == iterations:
+                row = _log_row(iteration, window, cfg.lr, time.perf_counter() - window_start)
+                metrics.append(row)
+                atomic_write_text(out / METRICS_NAME, _metrics_csv(metrics))
+                bar.set_postfix(loss=f"{row['loss']:.3f}")
+                logger.info(
+                    "step %d: %s",
+                    iteration,
+                    ", ".join(f"{k} {row[k]:.4f}" for k in LOSS_COLUMNS),
+                )
+                window, window_start = [], time.perf_counter()
+            if iteration % cfg.checkpoint_period == 0 or iteration == iterations:
+                state.last_checkpoint = _save(state, data, counts, cfg, out)
+            if stop_after is not None and iteration >= stop_after:
+                break
+    finally:
+        bar.close()
+    final = None
+    if state.iteration >= iterations:
+        final = out / FINAL_NAME
+        save_checkpoint(
+            final, checkpoint_dict(model, data.categories, counts, iteration=state.iteration)
+        )
+    return TagVisTrainResult(
+        final=final,
+        start_iteration=start,
+        iteration=state.iteration,
+        seconds=round(time.perf_counter() - began, 2),
+        metrics=metrics,
+        model=model,
+    )
+
+
+def _step(
+    state: _State, batch: list[ClipSample], cfg: TagVisConfig, iteration: int
+) -> torch.Tensor:
+    """One Adam step; returns the batch's :data:`LOSS_COLUMNS` (CPU).
+
+    Raises:
+        UvisError: when the loss is NaN or infinite.
+    """
+    device = next(state.model.parameters()).device
+    video = torch.stack([s.video for s in batch]).to(device)
+    losses = clip_losses(state.model(video), batch, cfg)
+    values = torch.stack([losses[k].detach() for k in LOSS_COLUMNS]).float().cpu()
+    if not torch.isfinite(values).all():
+        raise UvisError(
+            f"training diverged: the loss is {values[0].item()} at step {iteration}; last good "
+            f"checkpoint: {state.last_checkpoint or 'none written yet'}"
+        )
+    state.optimizer.zero_grad(set_to_none=True)
+    losses["loss"].backward()
+    state.optimizer.step()
+    state.iteration = iteration
+    return values
+
+
+def _save(
+    state: _State, data: TrainingSet, counts: list[int], cfg: TagVisConfig, out: Path
+) -> Path:
+    """Write ``checkpoint_<step>.pth`` atomically and prune old ones; returns its path."""
+    path = checkpoint_path(out, state.iteration)
+    training = {"optimizer": state.optimizer.state_dict(), "data": data.summary()}
+    save_checkpoint(
+        path,
+        checkpoint_dict(
+            state.model, data.categories, counts, iteration=state.iteration, training=training
+        ),
+    )
+    if cfg.keep_checkpoints:
+        for _, old in checkpoints(out)[: -cfg.keep_checkpoints]:
+            old.unlink(missing_ok=True)
+    return path
+
+
+def _run_description(
+    cfg: TagVisConfig,
+    data: TrainingSet,
+    videos: list[VideoTargets],
+    device: torch.device,
+    start: int,
+    iterations: int,
+) -> dict[str, Any]:
+    return {
+        "tagvis": cfg.to_dict(),
+        "categories": [{"id": c.id, "name": c.name} for c in data.categories],
+        "data": {
+            **data.source,
+            **data.summary(),
+            "videos": len(videos),
+            "tracks": sum(len({i for f in v.tracks for i in f}) for v in videos),
+        },
+        "iterations": iterations,
+        "device": str(device),
+        "resumed_from_iteration": start,
+        "versions": {"uvis": __version__, "torch": torch.__version__},
+    }
+
+
+def _log_row(
+    iteration: int, window: list[torch.Tensor], lr: float, seconds: float
+) -> dict[str, float]:
+    means = torch.stack(window).mean(dim=0).tolist()
+    return {
+        "iteration": iteration,
+        **dict(zip(LOSS_COLUMNS, means, strict=True)),
+        "lr": lr,
+        "seconds_per_iteration": seconds / len(window),
+    }
+
+
+def _metrics_csv(rows: list[dict[str, float]]) -> str:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue()
+
+
+def _read_metrics(path: Path, up_to: int) -> list[dict[str, float]]:
+    """Rows of an earlier run's ``metrics.csv`` up to step ``up_to`` (resumed runs)."""
+    if not path.is_file() or up_to == 0:
+        return []
+    try:
+        with path.open(newline="") as f:
+            rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    except (OSError, ValueError, TypeError) as exc:
+        raise DataError(
+            path, f"cannot read the loss curve of the run being resumed: {exc}"
+        ) from exc
+    for row in rows:
+        row["iteration"] = int(row["iteration"])
+    return [row for row in rows if row["iteration"] <= up_to]

@@ -1,0 +1,226 @@
+"""The tag-based network: shapes, the tag-based attention's maths, every ablation switch, and
+R(2+1)D-18 weights in torchvision's format."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torchvision.models.video import r2plus1d_18
+
+from uvis.errors import ConfigError, DataError
+from uvis.foundation.weights import KNOWN_WEIGHTS, MissingWeightsError
+from uvis.tagvis.config import R2PLUS1D_18_DEPTHS, R2PLUS1D_18_WIDTHS, TagVisConfig
+from uvis.tagvis.data import ClipSample
+from uvis.tagvis.losses import TERMS
+from uvis.tagvis.model import (
+    R2Plus1DEncoder,
+    TagAttention,
+    TagVisNet,
+    create_tagvis_model,
+    load_r2plus1d_weights,
+)
+from uvis.tagvis.train import clip_losses
+
+torch.set_num_threads(1)
+
+NUM_CLASSES = 3
+
+#: Table III of the paper as switches: row -> settings off.
+ABLATIONS = {
+    "location_embedding": {"location_embedding": False},
+    "spatio_temporal_attention": {"spatio_temporal_attention": False},
+    "tag_attention": {"tag_attention": False},
+    "self_attention": {"self_attention": False},
+    "tag_attention_connector": {"tag_attention": False, "tag_connector": False},
+    "self_attention_connector": {"self_attention": False, "self_connector": False},
+    "semantic_branch": {
+        "tag_attention": False,
+        "tag_connector": False,
+        "self_attention": False,
+        "self_connector": False,
+        "semantic": False,
+    },
+}
+#: The modules each row removes (attribute names of TagVisNet).
+REMOVED = {
+    "location_embedding": {"location"},
+    "spatio_temporal_attention": {"st_attention"},
+    "tag_attention": {"tag_attention"},
+    "self_attention": {"self_attention"},
+    "tag_attention_connector": {"tag_attention"},
+    "self_attention_connector": {"self_attention"},
+    "semantic_branch": {"tag_attention", "self_attention", "decoder"},
+}
+
+
+def smoke(**overrides) -> TagVisConfig:
+    return TagVisConfig.preset("smoke", **overrides)
+
+
+def clip(cfg: TagVisConfig, batch: int = 2) -> torch.Tensor:
+    h, w = cfg.input_size
+    return torch.randint(
+        0, 256, (batch, 3, cfg.clip_frames, h, w), generator=torch.Generator().manual_seed(0)
+    ).to(torch.uint8)
+
+
+def modules(model: TagVisNet) -> set[str]:
+    return {name for name, child in model.named_children() if child is not None}
+
+
+def test_output_shapes() -> None:
+    cfg = smoke()
+    out = TagVisNet(cfg, NUM_CLASSES)(clip(cfg))
+    h, w = cfg.input_size
+    assert out.tags.shape == (2, cfg.clip_frames, h, w)
+    assert out.logits is not None and out.logits.shape == (
+        2,
+        NUM_CLASSES + 1,
+        cfg.clip_frames,
+        h,
+        w,
+    )
+
+
+@pytest.mark.parametrize("row", list(ABLATIONS))
+def test_each_ablation_removes_its_modules_and_parameters(row: str) -> None:
+    full = TagVisNet(smoke(), NUM_CLASSES)
+    ablated = TagVisNet(smoke(**ABLATIONS[row]), NUM_CLASSES)
+    assert modules(full) - modules(ablated) == REMOVED[row]
+    names = {n for n, _ in ablated.named_parameters()}
+    assert not any(n.split(".")[0] in REMOVED[row] for n in names)
+    assert sum(p.numel() for p in ablated.parameters()) < sum(p.numel() for p in full.parameters())
+    out = ablated(clip(smoke()))
+    assert (out.logits is None) == (row == "semantic_branch")
+
+
+def cross_entropy_reaches_tags(cfg: TagVisConfig) -> bool:
+    """Whether the cross-entropy's gradient reaches the tag generator's parameters."""
+    model = TagVisNet(cfg, NUM_CLASSES)
+    out = model(clip(cfg))
+    target = torch.zeros(out.logits.shape[0], *out.logits.shape[2:], dtype=torch.long)
+    F.cross_entropy(out.logits, target).backward()
+    grads = [p.grad for p in model.tag_generator.parameters()]
+    return any(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_the_tag_connector_is_the_only_path_from_tags_to_the_decoder() -> None:
+    assert cross_entropy_reaches_tags(smoke())  # through the tag-based attention
+    assert cross_entropy_reaches_tags(smoke(tag_attention=False))  # the raw tags
+    assert not cross_entropy_reaches_tags(smoke(**ABLATIONS["tag_attention_connector"]))
+
+
+def test_location_embedding_makes_tags_depend_on_position() -> None:
+    # A uniform clip: away from the border (zero padding), only the coordinates can make the
+    # tags vary, so they vary with the embedding and (up to rounding) not without it.
+    def interior_spread(cfg: TagVisConfig) -> float:
+        torch.manual_seed(0)
+        model = TagVisNet(cfg, NUM_CLASSES).eval()
+        flat = torch.full((1, 3, cfg.clip_frames, *cfg.input_size), 128, dtype=torch.uint8)
+        with torch.no_grad():
+            return model(flat).tags[0, 0, 8:-8, 8:-8].std().item()
+
+    with_embedding = interior_spread(smoke(spatio_temporal_attention=False))
+    without = interior_spread(smoke(spatio_temporal_attention=False, location_embedding=False))
+    assert with_embedding > 1e-3 and without < 1e-4
+
+
+@pytest.mark.parametrize("term", TERMS)
+def test_each_loss_switch_removes_its_term_from_the_total(term: str) -> None:
+    cfg = smoke()
+    torch.manual_seed(0)
+    model = TagVisNet(cfg, NUM_CLASSES)
+    video = clip(cfg, batch=1)
+    frames, (h, w) = cfg.clip_frames, cfg.input_size
+    semantic = torch.zeros(frames, h, w, dtype=torch.long)
+    semantic[:, : h // 2] = 1
+    # Two instances (background, top half), 4 pixels each per frame.
+    pixels = torch.stack(
+        [
+            torch.arange(4).repeat(frames, 1) + (h - 1) * w,  # bottom row
+            torch.arange(4).repeat(frames, 1),  # top row
+        ]
+    )
+    batch = [ClipSample(video[0], semantic, pixels, torch.ones(2, frames, dtype=torch.bool))]
+    out = model(video)
+    full = clip_losses(out, batch, cfg)
+    without = clip_losses(out, batch, smoke(**{term: False}))
+    assert without[term].item() == pytest.approx(full[term].item())  # still logged
+    assert without["loss"].item() == pytest.approx(
+        full["loss"].item() - full[term].item(), rel=1e-5
+    )
+    assert full["loss"].item() == pytest.approx(
+        full["cross_entropy"].item() + sum(full[t].item() for t in TERMS), rel=1e-5
+    )
+    tags_only = smoke(**ABLATIONS["semantic_branch"])
+    semantic_off = clip_losses(TagVisNet(tags_only, NUM_CLASSES)(video), batch, tags_only)
+    assert semantic_off["cross_entropy"].item() == 0.0
+    assert semantic_off["loss"].item() == pytest.approx(
+        sum(semantic_off[t].item() for t in TERMS), rel=1e-5
+    )
+
+
+def test_tag_attention_is_a_softmax_over_negative_squared_tag_distance() -> None:
+    torch.manual_seed(0)
+    b, c, t, h, w = 1, 6, 2, 2, 3
+    attention = TagAttention(c, pool=1)
+    tags = torch.randn(b, t, h, w) * 2
+    features = torch.randn(b, c, t, h, w)
+    got = attention(tags, features)
+    p = tags.reshape(-1)
+    weights = torch.softmax(-((p[:, None] - p[None, :]) ** 2), dim=1)
+    values = attention.value(features).reshape(c, -1)  # (C, N)
+    mixed = (values @ weights.T).reshape(1, c, t, h, w)
+    torch.testing.assert_close(got, attention.out(mixed), rtol=1e-4, atol=1e-5)
+    # Pooled keys: 2x2 cells of mean tags and mean values (ceil mode: a 2x3 frame has 2 cells).
+    pooled = TagAttention(c, pool=2)
+    pooled.load_state_dict(attention.state_dict())
+    cells_p = F.avg_pool3d(tags[:, None], (1, 2, 2), ceil_mode=True).reshape(-1)
+    cells_v = F.avg_pool3d(attention.value(features), (1, 2, 2), ceil_mode=True).reshape(c, -1)
+    weights = torch.softmax(-((p[:, None] - cells_p[None, :]) ** 2), dim=1)
+    mixed = (cells_v @ weights.T).reshape(1, c, t, h, w)
+    torch.testing.assert_close(pooled(tags, features), attention.out(mixed), rtol=1e-4, atol=1e-5)
+
+
+def test_contradictory_switches_are_rejected() -> None:
+    with pytest.raises(ConfigError, match="tag_attention=true needs tag_connector"):
+        smoke(tag_connector=False)
+    with pytest.raises(ConfigError, match="self_connector=true needs semantic"):
+        smoke(semantic=False, tag_attention=False, tag_connector=False, self_attention=False)
+    with pytest.raises(ConfigError, match="decoder would have no input"):
+        smoke(tag_attention=False, tag_connector=False, self_attention=False, self_connector=False)
+    with pytest.raises(ConfigError, match="input_size"):
+        smoke(input_size=[30, 40])  # not a multiple of the encoder's stride 4
+
+
+def test_r2plus1d_18_weights_in_torchvision_format_load(tmp_path, monkeypatch) -> None:
+    reference = r2plus1d_18().eval()  # random weights, torchvision's architecture and keys
+    path = tmp_path / "r2plus1d_18.pth"
+    torch.save(reference.state_dict(), path)
+    encoder = R2Plus1DEncoder(R2PLUS1D_18_WIDTHS, R2PLUS1D_18_DEPTHS)
+    load_r2plus1d_weights(encoder, path)
+    encoder.eval()
+    x = torch.randn(1, 3, 8, 32, 32)
+    with torch.no_grad():
+        expected = reference.layer4(
+            reference.layer3(reference.layer2(reference.layer1(reference.stem(x))))
+        )
+        torch.testing.assert_close(encoder(x)[-1], expected)
+    # By name, from the weights folder, through the model's config.
+    spec = KNOWN_WEIGHTS["r2plus1d_18_kinetics"]
+    monkeypatch.setenv("UVIS_WEIGHTS", str(tmp_path))
+    cfg = TagVisConfig.preset("paper", clip_frames=8, input_size=[64, 64])
+    with pytest.raises(MissingWeightsError, match="r2plus1d_18_kinetics"):
+        create_tagvis_model(cfg, NUM_CLASSES)
+    (tmp_path / spec.name).mkdir()
+    path.rename(tmp_path / spec.name / spec.filename)
+    model = create_tagvis_model(cfg, NUM_CLASSES)
+    torch.testing.assert_close(
+        model.encoder.layer4[1].conv2[0][3].weight, reference.layer4[1].conv2[0][3].weight
+    )
+    # A file that does not fit the encoder names the file and the problem.
+    with pytest.raises(DataError, match=r"small\.pth: not a torchvision r2plus1d_18 state dict"):
+        small = tmp_path / "small.pth"
+        torch.save(reference.state_dict(), small)
+        load_r2plus1d_weights(R2Plus1DEncoder((16, 32), (1, 1)), small)

@@ -1,0 +1,215 @@
+"""Training (resume, stale runs) and inference of the tag-based model on the smoke world, and
+its clip sampling and pseudo-label linking on constructed targets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from PIL import Image
+
+from uvis import masks
+from uvis.cli import main
+from uvis.data import load_ytvis
+from uvis.errors import DataError
+from uvis.evaluation.davis import evaluate_folders
+from uvis.evaluation.ytvis import evaluate_files
+from uvis.synth import SynthParams, generate_world
+from uvis.tagvis.checkpoint import load_tagvis_model
+from uvis.tagvis.clips import inference_frame_indices
+from uvis.tagvis.config import TagVisConfig
+from uvis.tagvis.data import (
+    ClipSamples,
+    link_tracks,
+    paint_targets,
+    training_frame_indices,
+    video_targets,
+)
+from uvis.tagvis.train import train_tagvis
+from uvis.train.targets import FrameTargets, targets_from_ground_truth
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The smoke world with frame indices of both splits under ``frames/``."""
+    root = tmp_path_factory.mktemp("smoke")
+    generate_world(root, SynthParams.preset("smoke"), progress=False)
+    for split in ("train", "valid"):
+        dataset = load_ytvis(root / f"ytvis/{split}.json", root / f"ytvis/{split}/JPEGImages")
+        (root / "frames").mkdir(exist_ok=True)
+        pq.write_table(dataset.frame_index(), root / f"frames/{split}.parquet")
+    return root
+
+
+def training_set(world: Path):
+    dataset = load_ytvis(world / "ytvis/train.json", world / "ytvis/train/JPEGImages")
+    return targets_from_ground_truth(
+        dataset.frame_index(), dataset, annotations_path=str(world / "ytvis/train.json")
+    )
+
+
+def config(**overrides) -> TagVisConfig:
+    return TagVisConfig.preset("smoke", epochs=2, device="cpu", **overrides)  # 4 steps
+
+
+def test_resumed_training_ends_with_the_weights_of_an_uninterrupted_run(world, tmp_path):
+    data = training_set(world)
+    whole = train_tagvis(data, config(), tmp_path / "whole", progress=False)
+    assert whole.final is not None and whole.iteration == 4
+    stopped = train_tagvis(data, config(), tmp_path / "split", progress=False, stop_after=2)
+    assert stopped.final is None and stopped.iteration == 2
+    assert not (tmp_path / "split/model_final.pth").exists()
+    resumed = train_tagvis(data, config(), tmp_path / "split", progress=False)
+    assert resumed.start_iteration == 2 and resumed.final is not None
+    a, b = whole.model.state_dict(), resumed.model.state_dict()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    rows = (tmp_path / "split/metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("iteration,loss,cross_entropy,spatial_intra")
+    assert [int(r.split(",")[0]) for r in rows[1:]] == [1, 2, 3, 4]
+    # keep_checkpoints = 2 of the smoke preset's checkpoints every step.
+    assert sorted(p.name for p in (tmp_path / "split").glob("checkpoint_*.pth")) == [
+        "checkpoint_0000003.pth",
+        "checkpoint_0000004.pth",
+    ]
+    model, meta = load_tagvis_model(tmp_path / "split/model_final.pth")
+    assert not model.training and model.num_classes == len(meta.categories) == 10
+    assert meta.iteration == 4 and [c.name for c in meta.categories][:2] == ["circle", "square"]
+    assert sum(meta.class_counts) == data.summary()["masks"]
+
+
+def test_a_checkpoint_of_another_run_is_an_error_or_set_aside(world, tmp_path):
+    data = training_set(world)
+    train_tagvis(data, config(), tmp_path, progress=False, stop_after=1)
+    with pytest.raises(DataError, match=r"cannot resume: tagvis settings \['margin'\] differ"):
+        train_tagvis(data, config(margin=2.0), tmp_path, progress=False)
+    result = train_tagvis(data, config(margin=2.0), tmp_path, progress=False, stale="restart")
+    assert result.start_iteration == 0 and result.final is not None
+    assert (tmp_path / "superseded/checkpoint_0000001.pth").is_file()
+
+
+def test_inference_writes_what_the_evaluations_read(world, tmp_path):
+    data = training_set(world)
+    train_tagvis(data, config(), tmp_path / "model", progress=False)
+    out = tmp_path / "pred"
+    status = main(
+        [
+            "infer",
+            "tagvis",
+            "--checkpoint",
+            str(tmp_path / "model/model_final.pth"),
+            "--frames",
+            str(world / "frames/valid.parquet"),
+            "--out",
+            str(out / "results.json"),
+            "--davis",
+            str(out / "davis"),
+            "--speed",
+            str(out / "speed.json"),
+            "--set",
+            "min_area=0",
+            "--no-progress",
+        ]
+    )
+    assert status == 0
+    gt = json.loads((world / "ytvis/valid.json").read_text())
+    lengths = {v["id"]: len(v["file_names"]) for v in gt["videos"]}
+    results = json.loads((out / "results.json").read_text())
+    assert results, "an untrained model still finds some instance (min_area=0)"
+    for r in results:
+        assert len(r["segmentations"]) == lengths[r["video_id"]]
+        assert 0.0 <= r["score"] <= 1.0
+    metrics = evaluate_files(world / "ytvis/valid.json", out / "results.json")
+    assert metrics["num_results"] == len(results)
+    davis_gt = world / "davis/Annotations_unsupervised/480p"
+    for seq in davis_gt.iterdir():
+        pngs = sorted(p.name for p in (out / "davis" / seq.name).iterdir())
+        assert pngs == sorted(p.name for p in seq.iterdir())
+        with Image.open(out / "davis" / seq.name / pngs[0]) as png:
+            assert png.mode == "P" and png.size == Image.open(seq / pngs[0]).size
+    davis = evaluate_folders(davis_gt, out / "davis")
+    assert 0.0 <= davis["JF"] <= 100.0
+    speed = json.loads((out / "speed.json").read_text())
+    assert speed["frames"] == sum(lengths.values()) and speed["fps"] > 0
+    assert speed["device"] == "cpu" and speed["clip_frames"] == 4
+
+
+def test_bad_checkpoint_is_one_line_error(tmp_path, capsys):
+    bad = tmp_path / "x.pth"
+    torch.save({"format": "uvis-vis-model"}, bad)
+    status = main(
+        ["infer", "tagvis", "--checkpoint", str(bad), "--frames", "f.parquet", "--out", "r.json"]
+    )
+    assert status == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {bad}: not a tag-based model checkpoint (no format 'uvis-tagvis-model')"
+
+
+def frame(t: int, boxes: list[tuple[int, int]], labels: list[int] | None = None) -> FrameTargets:
+    """A 20x20 frame with 4x4 squares whose top-left corners are ``boxes``."""
+    rles = []
+    for y, x in boxes:
+        m = np.zeros((20, 20), np.uint8)
+        m[y : y + 4, x : x + 4] = 1
+        rles.append(masks.encode(m))
+    labels = labels if labels is not None else [0] * len(boxes)
+    return FrameTargets(1, t, Path("f.jpg"), 20, 20, tuple(rles), tuple(labels))
+
+
+def test_pseudo_labels_are_linked_into_tracks_by_mask_iou():
+    frames = [
+        frame(0, [(0, 0), (10, 10)]),
+        frame(1, [(10, 11), (0, 1)]),  # both moved 1 px, listed in the other order
+        frame(2, [(0, 2), (16, 0)]),  # the second object gone, a new one
+        frame(3, []),
+        frame(4, [(0, 2)]),  # after an empty frame: a new track
+    ]
+    assert link_tracks(frames, min_iou=0.5, max_gap=0) == ((0, 1), (1, 0), (0, 2), (), (3,))
+    # A track may skip a frame: the object of frame 4 continues track 0 across the gap.
+    assert link_tracks(frames, min_iou=0.5, max_gap=1) == ((0, 1), (1, 0), (0, 2), (), (0,))
+
+
+def test_training_clips_drop_runs_of_frames_and_stretch_short_videos():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        keep = training_frame_indices(20, 8, 5, rng)
+        assert len(keep) == 8 and (np.diff(keep) > 0).all() and keep.max() < 20
+        assert (np.diff(keep) - 1).max() <= 20 - 8  # gaps are runs of dropped frames
+    np.testing.assert_array_equal(training_frame_indices(3, 6, 5, rng), [0, 0, 1, 1, 2, 2])
+    np.testing.assert_array_equal(inference_frame_indices(9, 5), [0, 2, 4, 6, 8])
+
+
+def test_painted_targets_put_smaller_masks_on_top():
+    big = np.zeros((20, 20), np.uint8)
+    big[0:10, 0:10] = 1
+    small = np.zeros((20, 20), np.uint8)
+    small[2:4, 2:4] = 1
+    f = FrameTargets(1, 0, Path("f.jpg"), 20, 20, (masks.encode(small), masks.encode(big)), (2, 5))
+    instances, semantic, tracks = paint_targets([f], [(7, 9)], (0, 12, 0, 12))
+    assert tracks == [9, 7]  # the big mask was painted first: instance 1
+    assert instances.shape == (1, 12, 12)
+    assert instances[0, 2, 2] == 2 and semantic[0, 2, 2] == 3
+    assert instances[0, 5, 5] == 1 and semantic[0, 5, 5] == 6
+    assert instances[0, 11, 11] == 0 and semantic[0, 11, 11] == 0
+
+
+def test_clip_samples_are_reproducible_and_consistent(world):
+    videos = video_targets(training_set(world), link_iou=0.5, link_gap=2)
+    samples = ClipSamples(videos, config())
+    a, b = samples[5], ClipSamples(videos, config())[5]
+    assert torch.equal(a.video, b.video) and torch.equal(a.pixels, b.pixels)
+    assert a.video.shape == (3, 4, 32, 40) and a.semantic.shape == (4, 32, 40)
+    # Every sampled pixel of a present instance lies in the foreground (instance 0 is the
+    # background, the others carry a class).
+    flat = a.semantic.reshape(4, -1)
+    for n in range(a.pixels.shape[0]):
+        for t in range(4):
+            if a.present[n, t]:
+                classes = flat[t][a.pixels[n, t]]
+                assert ((classes == 0) if n == 0 else (classes > 0)).all()
