@@ -15,11 +15,13 @@ from PIL import Image
 from uvis import masks
 from uvis.cli import main
 from uvis.data import load_ytvis
-from uvis.errors import DataError
+from uvis.data.frames import Category
+from uvis.errors import DataError, UvisError
 from uvis.evaluation.davis import evaluate_folders
 from uvis.evaluation.ytvis import evaluate_files
+from uvis.inference.videos import frame_index_videos
 from uvis.synth import SynthParams, generate_world
-from uvis.tagvis.checkpoint import load_tagvis_model
+from uvis.tagvis.checkpoint import TagVisMeta, load_tagvis_model
 from uvis.tagvis.clips import inference_frame_indices
 from uvis.tagvis.config import TagVisConfig
 from uvis.tagvis.data import (
@@ -29,6 +31,8 @@ from uvis.tagvis.data import (
     training_frame_indices,
     video_targets,
 )
+from uvis.tagvis.infer import InferenceConfig, infer_videos
+from uvis.tagvis.model import TagVisNet
 from uvis.tagvis.train import train_tagvis
 from uvis.train.targets import FrameTargets, targets_from_ground_truth
 
@@ -213,3 +217,20 @@ def test_clip_samples_are_reproducible_and_consistent(world):
             if a.present[n, t]:
                 classes = flat[t][a.pixels[n, t]]
                 assert ((classes == 0) if n == 0 else (classes > 0)).all()
+
+
+def test_a_diverged_model_is_an_error_not_silent_instances(world, tmp_path):
+    cfg = config()
+    model = TagVisNet(cfg, 10).eval()
+    with torch.no_grad():
+        model.tag_generator.head.bias.fill_(float("nan"))
+    meta = TagVisMeta(
+        config=cfg,
+        categories=tuple(Category(i + 1, f"c{i}") for i in range(10)),
+        class_counts=(1,) * 10,
+        iteration=0,
+    )
+    videos = frame_index_videos(world / "frames/valid.parquet")
+    with pytest.raises(UvisError, match="tags are not finite"):
+        infer_videos(model, meta, videos, InferenceConfig(), results_path=tmp_path / "r.json")
+    assert not (tmp_path / "r.json").exists()

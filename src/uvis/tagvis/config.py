@@ -9,8 +9,8 @@ Presets (the field defaults are ``default``):
 * ``default`` - the embedded synthetic world at one CPU thread, about 5 CPU minutes (450
   steps of 2 clips): a narrow three-stage (2+1)D ResNet from scratch, clips of 8 frames at the
   world's 96 x 128, features at stride 4. Adam at 1e-3, not the paper's 1e-4, which is for
-  fine-tuning a pretrained encoder: from scratch, 150 steps at 1e-4 left the model near chance
-  (DAVIS J&F 6.6 on the default world), 450 at 1e-3 reached about 35.
+  fine-tuning a pretrained encoder: from scratch, 150 steps at 1e-4 left a (wider) model near
+  chance (DAVIS J&F 6.6 on the default world); 450 at 1e-3 reach 36 (benchmarks/RESULTS.md).
 * ``smoke`` - seconds, for tests.
 * ``paper`` - Kini & Shah: R(2+1)D-18 from its Kinetics-400 weights (``r2plus1d_18_kinetics``,
   a local file; see :mod:`uvis.foundation.weights`), clips of 32 frames, Adam at 1e-4 for 100

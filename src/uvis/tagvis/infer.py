@@ -53,7 +53,7 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from uvis import masks
-from uvis.errors import ConfigError
+from uvis.errors import ConfigError, UvisError
 from uvis.inference.videos import VideoFrames
 from uvis.io import atomic_write_bytes, atomic_write_json
 from uvis.synth.writers import davis_frame_name, encode_palette_png
@@ -258,6 +258,10 @@ def segment_video(
     began = time.perf_counter()
     prediction = predict_clip(model, clip)
     model_seconds = time.perf_counter() - began
+    if not np.isfinite(prediction.tags).all():
+        raise UvisError(
+            f"video {video.name!r}: the model's tags are not finite (a diverged model?)"
+        )
     found = clip_instances(prediction, cfg, meta.prior_class)
     masks_ = [
         interpolate_masks(

@@ -230,12 +230,6 @@ class TagGenerator(nn.Module):
         return self.head(self.body(features))[:, 0]
 
 
-def tag_affinity_logits(tags_i: torch.Tensor, tags_j: torch.Tensor) -> torch.Tensor:
-    """``2 p_i p_j - p_j^2``: the attention logits of :class:`TagAttention` for tag vectors
-    ``(..., I)`` and ``(..., J)``; under a softmax over ``j`` they equal ``-(p_i - p_j)^2``."""
-    return 2 * tags_i[..., :, None] * tags_j[..., None, :] - tags_j[..., None, :] ** 2
-
-
 class TagAttention(nn.Module):
     """Tags of all frames attend to each other (Fig. 3) and re-weight the features: pixel ``i``
     gets ``sum_j softmax_j(-(p_i - p_j)^2) V x_j`` over the pixels ``j`` of the whole clip, ``w``.
@@ -260,8 +254,8 @@ class TagAttention(nn.Module):
             key_tags = F.avg_pool3d(key_tags, cell, ceil_mode=True)
         p = tags.reshape(b, 1, -1, 1)
         k = key_tags.reshape(b, 1, -1, 1)
-        # q_i . k_j = 2 p_i p_j - p_j^2 (see tag_affinity_logits), in SDPA's form; zero-padded
-        # to the value width, which the fused (flash) kernels need and which adds nothing.
+        # q_i . k_j = 2 p_i p_j - p_j^2, which equals -(p_i - p_j)^2 under a softmax over j;
+        # zero-padded to the value width, as the fused (flash) kernels need (it adds nothing).
         query = torch.cat([2 * p, torch.ones_like(p), p.new_zeros(*p.shape[:3], c - 2)], dim=-1)
         key = torch.cat([k, -(k**2), k.new_zeros(*k.shape[:3], c - 2)], dim=-1)
         value = _tokens(values).reshape(b, 1, -1, c)

@@ -1,8 +1,8 @@
 """Training the tag-based model (Kini & Shah, §IV): Adam, clips, eq. 7's loss, resumable.
 
-:func:`train_tagvis` runs ``ceil(epochs * videos / batch_size)`` Adam steps (the paper's
-optimiser and learning rate 1e-4) on clips of a :class:`~uvis.train.targets.TrainingSet` and
-writes into its output folder:
+:func:`train_tagvis` runs ``ceil(epochs * videos / batch_size)`` steps of Adam (the paper's
+optimiser; its learning rate 1e-4 is the ``paper`` preset's) on clips of a
+:class:`~uvis.train.targets.TrainingSet` and writes into its output folder:
 
 * ``checkpoint_<step>.pth`` every ``checkpoint_period`` steps and at the end (the latest
   ``keep_checkpoints`` are kept): a full checkpoint (:mod:`uvis.tagvis.checkpoint`) plus the
