@@ -368,9 +368,10 @@ def tagvis_variants():
         raise ValueError(
             f"tagvis.run_variants names {unknown}, not in tagvis.variants ({', '.join(known)})"
         )
-    if config["tagvis"]["targets"] == "gt" and not has_ytvis_gt():
+    if config["tagvis"]["targets"] == "gt" and not has_ytvis_gt(TRAIN_SPLIT):
         raise ValueError(
-            "tagvis.targets is gt but the dataset has no YouTube-VIS ground truth to train on "
+            f"tagvis.targets is gt but the train split '{TRAIN_SPLIT}' has no YouTube-VIS "
+            "ground truth to train on "
             "(set tagvis.targets: pseudo, or tagvis.enabled: false)"
         )
     return names
