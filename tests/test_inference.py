@@ -20,13 +20,14 @@ import torch
 from PIL import Image
 
 from uvis import masks
+from uvis.checkpoints import save_checkpoint
 from uvis.cli import main
 from uvis.data.frames import Category
 from uvis.errors import DataError
 from uvis.inference import frame_index_videos, track_videos
 from uvis.inference.overlay import draw_frame
 from uvis.model import create_vis_model, load_vis_model
-from uvis.model.checkpoint import checkpoint_dict, save_checkpoint
+from uvis.model.checkpoint import checkpoint_dict
 from uvis.schemas import FRAME_INDEX
 
 CATEGORIES = (Category(3, "cat"), Category(7, "dog"))

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from uvis.checkpoints import save_checkpoint
 from uvis.data.frames import Category
 from uvis.errors import DataError
 from uvis.model import FrameQueries, create_vis_model, load_vis_model, predict_frames
-from uvis.model.checkpoint import checkpoint_dict, save_checkpoint
+from uvis.model.checkpoint import checkpoint_dict
 from uvis.model.inference import mask_grid_size
 from uvis.model.mask2former import resize_rgb
 

@@ -18,15 +18,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
+from uvis.checkpoints import read_checkpoint as read_format_checkpoint
 from uvis.data.frames import Category
 from uvis.errors import ConfigError, DataError
 from uvis.foundation.checkpoints import mismatch_parts, state_dict_mismatch
-from uvis.io import atomic_path
 from uvis.tagvis.config import TagVisConfig
 from uvis.tagvis.model import TagVisNet
 
@@ -76,30 +75,14 @@ def checkpoint_dict(
     return obj
 
 
-def save_checkpoint(path: str | os.PathLike[str], checkpoint: Mapping[str, Any]) -> None:
-    """Write a checkpoint dict atomically (a reader never sees a half-written file)."""
-    with atomic_path(path) as tmp:
-        torch.save(dict(checkpoint), tmp)
-
-
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A tag-based model checkpoint dict, read on the CPU.
-
-    Raises:
-        DataError: naming ``path`` when it is missing, unreadable or not such a checkpoint.
-    """
-    if not Path(path).is_file():
-        raise DataError(path, "checkpoint file does not exist")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for files that are not checkpoints
-        raise DataError(path, f"cannot read as a PyTorch checkpoint: {exc}") from exc
-    if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
-        raise DataError(path, f"not a tag-based model checkpoint (no format {CHECKPOINT_FORMAT!r})")
-    for key in ("config", "categories", "class_counts", "model"):
-        if not isinstance(obj.get(key), dict | list):
-            raise DataError(path, f"tag-based model checkpoint has no {key!r} entry")
-    return obj
+    """A tag-based model checkpoint dict, read on the CPU (:func:`uvis.checkpoints.read_checkpoint`)."""
+    return read_format_checkpoint(
+        path,
+        fmt=CHECKPOINT_FORMAT,
+        what="tag-based model",
+        required=("config", "categories", "class_counts", "model"),
+    )
 
 
 def checkpoint_meta(obj: Mapping[str, Any], path: str | os.PathLike[str]) -> TagVisMeta:

@@ -39,15 +39,11 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from uvis import __version__
+from uvis.checkpoints import save_checkpoint
 from uvis.devices import resolve_device
 from uvis.errors import ConfigError, DataError, UvisError
 from uvis.io import atomic_write_json, atomic_write_text
-from uvis.tagvis.checkpoint import (
-    checkpoint_dict,
-    model_from_checkpoint,
-    read_checkpoint,
-    save_checkpoint,
-)
+from uvis.tagvis.checkpoint import checkpoint_dict, model_from_checkpoint, read_checkpoint
 from uvis.tagvis.config import TagVisConfig
 from uvis.tagvis.data import ClipSample, ClipSamples, VideoTargets, class_counts, video_targets
 from uvis.tagvis.losses import TERMS, gather_tags, tagging_loss

@@ -51,9 +51,10 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from uvis import __version__
+from uvis.checkpoints import save_checkpoint
 from uvis.errors import ConfigError, DataError, UvisError
 from uvis.io import atomic_write_json, atomic_write_text
-from uvis.model.checkpoint import checkpoint_dict, read_checkpoint, save_checkpoint
+from uvis.model.checkpoint import checkpoint_dict, read_checkpoint
 from uvis.model.mask2former import VisModel, create_vis_model
 from uvis.train.config import TrainConfig
 from uvis.train.data import FrameSamples, PositionBatches, TrainingSample, as_list
