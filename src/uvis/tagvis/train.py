@@ -22,8 +22,6 @@ else in a step is random.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import math
 import os
@@ -48,6 +46,7 @@ from uvis.tagvis.config import TagVisConfig
 from uvis.tagvis.data import ClipSample, ClipSamples, VideoTargets, class_counts, video_targets
 from uvis.tagvis.losses import TERMS, gather_tags, tagging_loss
 from uvis.tagvis.model import TagVisNet, TagVisOutput, create_tagvis_model
+from uvis.train.curves import metrics_csv, read_metrics
 from uvis.train.data import PositionBatches
 from uvis.train.loop import checkpoint_path, checkpoints
 from uvis.train.targets import TrainingSet
@@ -242,7 +241,7 @@ def _train(
     atomic_write_json(
         out / CONFIG_NAME, _run_description(cfg, data, videos, device, start, iterations), indent=1
     )
-    metrics = _read_metrics(out / METRICS_NAME, start)
+    metrics = read_metrics(out / METRICS_NAME, start) if start else []
     bar = tqdm(
         total=iterations, initial=start, desc="train tagvis", unit="step", disable=not progress
     )
@@ -256,7 +255,7 @@ def _train(
             if iteration % cfg.log_period == 0 or iteration == iterations:
                 row = _log_row(iteration, window, cfg.lr, time.perf_counter() - window_start)
                 metrics.append(row)
-                atomic_write_text(out / METRICS_NAME, _metrics_csv(metrics))
+                atomic_write_text(out / METRICS_NAME, metrics_csv(metrics, METRIC_COLUMNS))
                 bar.set_postfix(loss=f"{row['loss']:.3f}")
                 logger.info(
                     "step %d: %s",
@@ -362,27 +361,3 @@ def _log_row(
         "lr": lr,
         "seconds_per_iteration": seconds / len(window),
     }
-
-
-def _metrics_csv(rows: list[dict[str, float]]) -> str:
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=METRIC_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return text.getvalue()
-
-
-def _read_metrics(path: Path, up_to: int) -> list[dict[str, float]]:
-    """Rows of an earlier run's ``metrics.csv`` up to step ``up_to`` (resumed runs)."""
-    if not path.is_file() or up_to == 0:
-        return []
-    try:
-        with path.open(newline="") as f:
-            rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-    except (OSError, ValueError, TypeError) as exc:
-        raise DataError(
-            path, f"cannot read the loss curve of the run being resumed: {exc}"
-        ) from exc
-    for row in rows:
-        row["iteration"] = int(row["iteration"])
-    return [row for row in rows if row["iteration"] <= up_to]

@@ -28,8 +28,6 @@ good checkpoint.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import logging
 import os
 import re
@@ -57,6 +55,7 @@ from uvis.io import atomic_write_json, atomic_write_text
 from uvis.model.checkpoint import checkpoint_dict, read_checkpoint
 from uvis.model.mask2former import VisModel, create_vis_model
 from uvis.train.config import TrainConfig
+from uvis.train.curves import metrics_csv, read_metrics
 from uvis.train.data import FrameSamples, PositionBatches, TrainingSample, as_list
 from uvis.train.targets import FrameTargets, TrainingSet
 
@@ -215,30 +214,6 @@ def _prune_checkpoints(out_dir: Path, keep: int) -> None:
     if keep:
         for _, path in checkpoints(out_dir)[:-keep]:
             path.unlink(missing_ok=True)
-
-
-def _metrics_csv(rows: list[dict[str, float]]) -> str:
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=METRIC_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return text.getvalue()
-
-
-def _read_metrics(path: Path, up_to: int) -> list[dict[str, float]]:
-    """Rows of an earlier run's ``metrics.csv`` up to iteration ``up_to`` (resumed runs)."""
-    if not path.is_file():
-        return []
-    try:
-        with path.open(newline="") as f:
-            rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-    except (OSError, ValueError, TypeError) as exc:
-        raise DataError(
-            path, f"cannot read the loss curve of the run being resumed: {exc}"
-        ) from exc
-    for row in rows:
-        row["iteration"] = int(row["iteration"])
-    return [row for row in rows if row["iteration"] <= up_to]
 
 
 class StaleCheckpointError(DataError):
@@ -477,7 +452,7 @@ def _train(
         atomic_write_json(
             out / CONFIG_NAME, _run_description(cfg, model, data, ctx, start), indent=1
         )
-        metrics = _read_metrics(out / METRICS_NAME, start)
+        metrics = read_metrics(out / METRICS_NAME, start)
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(out / TENSORBOARD_DIR), purge_step=start + 1 if start else None)
@@ -591,7 +566,7 @@ def _log_row(
 def _write_logs(
     out: Path, metrics: list[dict[str, float]], row: Mapping[str, float], writer
 ) -> None:
-    atomic_write_text(out / METRICS_NAME, _metrics_csv(metrics))
+    atomic_write_text(out / METRICS_NAME, metrics_csv(metrics, METRIC_COLUMNS))
     step = int(row["iteration"])
     for key in ("loss", *LOGGED_TERMS):
         writer.add_scalar(f"loss/{key}", row[key], step)
