@@ -102,3 +102,22 @@ def _default(field: dataclasses.Field) -> Any:
     if field.default_factory is not dataclasses.MISSING:
         return field.default_factory()
     return None
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A settings dataclass as a JSON-ready dict of all its fields (tuples as lists): what
+    checkpoints and ``config.json`` files record, and :func:`config_from_dict` reads back."""
+    return {
+        k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()
+    }
+
+
+def resume_conflicts(config: Any, saved: Mapping[str, Any], resumable: frozenset[str]) -> list[str]:
+    """Settings of ``config`` that differ from a checkpoint's ``saved`` dict, other than the
+    ``resumable`` ones (which do not change what is computed): a run must not resume then."""
+    mine = config_to_dict(config)
+    return sorted(
+        key
+        for key in set(mine) | set(saved)
+        if key not in resumable and mine.get(key) != saved.get(key)
+    )

@@ -27,7 +27,6 @@ pytorch-lightning, hydra and aiohttp, so the objective is implemented here.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -55,7 +54,7 @@ from uvis.foundation.ssl import (
     normalise_images,
 )
 from uvis.io import atomic_path, atomic_write_json
-from uvis.presets import config_from_dict, config_from_preset
+from uvis.presets import config_from_dict, config_from_preset, config_to_dict
 
 log = logging.getLogger(__name__)
 
@@ -249,10 +248,7 @@ class DinoConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of all fields (pairs as lists)."""
-        return {
-            f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
-            for f in dataclasses.fields(self)
-        }
+        return config_to_dict(self)
 
 
 def _is_scale(pair: tuple[float, float]) -> bool:

@@ -58,7 +58,7 @@ from transformers.models.mask2former.modeling_mask2former import (
 from uvis.errors import ConfigError, DataError
 from uvis.foundation.checkpoints import mismatch_parts, state_dict_mismatch
 from uvis.foundation.weights import resolve_weights
-from uvis.presets import coerce_like
+from uvis.presets import coerce_like, config_to_dict
 
 #: ImageNet mean and standard deviation of RGB values in 0..255 (detectron2's, MinVIS's).
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
@@ -155,9 +155,7 @@ class VisModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of all fields."""
-        return {
-            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
-        }
+        return config_to_dict(self)
 
 
 #: The named model configurations (see the module docstring).

@@ -8,12 +8,11 @@ resolution, and rates are probabilities in ``[0, 1]``.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from uvis.errors import ConfigError
-from uvis.presets import config_from_dict, config_from_preset
+from uvis.presets import config_from_dict, config_from_preset, config_to_dict
 
 # Preset name -> overrides of the field defaults (the defaults *are* the "default" preset).
 _PRESETS: dict[str, dict[str, Any]] = {
@@ -167,10 +166,7 @@ class SynthParams:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of all fields (ranges as lists)."""
-        return {
-            f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
-            for f in dataclasses.fields(self)
-        }
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SynthParams:

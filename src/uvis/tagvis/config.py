@@ -20,13 +20,12 @@ Presets (the field defaults are ``default``):
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from uvis.errors import ConfigError
-from uvis.presets import config_from_dict, config_from_preset
+from uvis.presets import config_from_dict, config_from_preset, config_to_dict, resume_conflicts
 
 DEVICES = ("auto", "cpu", "cuda")
 #: Encoder widths and depths of torchvision's R(2+1)D-18 (its Kinetics weights fit only these).
@@ -256,15 +255,8 @@ class TagVisConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of all fields (tuples as lists)."""
-        return {
-            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
-        }
+        return config_to_dict(self)
 
     def resume_conflicts(self, saved: Mapping[str, Any]) -> list[str]:
         """Settings that differ from a checkpoint's ``saved`` config and must not on resume."""
-        mine = self.to_dict()
-        return sorted(
-            key
-            for key in set(mine) | set(saved)
-            if key not in RESUMABLE_CHANGES and mine.get(key) != saved.get(key)
-        )
+        return resume_conflicts(self, saved, RESUMABLE_CHANGES)

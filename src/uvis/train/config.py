@@ -22,13 +22,12 @@ Presets (the field defaults are ``default``):
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from uvis.errors import ConfigError
-from uvis.presets import config_from_preset
+from uvis.presets import config_from_preset, config_to_dict, resume_conflicts
 
 #: What happens to training frames without any target mask: ``keep`` them as images where every
 #: query is taught "no object" (MinVIS), or ``drop`` them.
@@ -168,15 +167,8 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of all fields (tuples as lists)."""
-        return {
-            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
-        }
+        return config_to_dict(self)
 
     def resume_conflicts(self, saved: Mapping[str, Any]) -> list[str]:
         """Settings that differ from a checkpoint's ``saved`` config and must not on resume."""
-        mine = self.to_dict()
-        return sorted(
-            key
-            for key in set(mine) | set(saved)
-            if key not in RESUMABLE_CHANGES and mine.get(key) != saved.get(key)
-        )
+        return resume_conflicts(self, saved, RESUMABLE_CHANGES)
