@@ -55,18 +55,23 @@ def _training_set(args: argparse.Namespace):
     )
 
 
+def _overrides(args: argparse.Namespace, **options: object) -> dict[str, object]:
+    """The ``--set key=value`` overrides, then the dedicated options that were given."""
+    overrides = parse_overrides(args.set)
+    overrides.update({key: value for key, value in options.items() if value is not None})
+    return overrides
+
+
 def _vis(args: argparse.Namespace) -> int:
     from uvis.train import TrainConfig, train_vis
 
-    overrides = parse_overrides(args.set)
-    for key, value in (
-        ("model", args.model),
-        ("backbone_weights", args.backbone_weights),
-        ("num_threads", args.threads),
-        ("device", args.device),
-    ):
-        if value is not None:
-            overrides[key] = value
+    overrides = _overrides(
+        args,
+        model=args.model,
+        backbone_weights=args.backbone_weights,
+        num_threads=args.threads,
+        device=args.device,
+    )
     cfg = TrainConfig.preset(args.preset, **overrides)
     data = _training_set(args)
     result = train_vis(
@@ -97,14 +102,9 @@ def _tagvis(args: argparse.Namespace) -> int:
     from uvis.tagvis.config import TagVisConfig
     from uvis.tagvis.train import train_tagvis
 
-    overrides = parse_overrides(args.set)
-    for key, value in (
-        ("encoder_weights", args.encoder_weights),
-        ("num_threads", args.threads),
-        ("device", args.device),
-    ):
-        if value is not None:
-            overrides[key] = value
+    overrides = _overrides(
+        args, encoder_weights=args.encoder_weights, num_threads=args.threads, device=args.device
+    )
     cfg = TagVisConfig.preset(args.preset, **overrides)
     data = _training_set(args)
     result = train_tagvis(
