@@ -7,6 +7,7 @@ the schemas here to validate what they read and write.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -15,33 +16,150 @@ import pyarrow as pa
 
 @dataclass(frozen=True)
 class Artefact:
-    """A named Parquet artefact: its schema and one line of meaning per column."""
+    """A named Parquet artefact: its schema, one line of meaning per column, and the range of
+    values each numeric column may hold (``ranges``: column -> (lowest, highest), None for
+    unbounded; NaN is out of every range unless the column is listed in ``nan_ok``).
+
+    Readers go through :meth:`read`, which checks columns, types, nulls, ranges and, where the
+    artefact has ``rle``/``height``/``width`` columns, that every mask is a valid RLE of its
+    frame size; so a file damaged or written by another tool fails with one line naming the
+    file, the column and the first bad row, never later inside a stage.
+    """
 
     name: str
     description: str
     schema: pa.Schema
     columns: dict[str, str]
+    ranges: dict[str, tuple[float | None, float | None]] = dataclasses.field(default_factory=dict)
+    nan_ok: frozenset[str] = frozenset()
 
     def read(self, path: str | os.PathLike[str]) -> pa.Table:
-        """Read a Parquet file of this artefact; DataError naming the file if it is not one."""
+        """Read a Parquet file of this artefact, checked (:meth:`check`) and cast to the schema's
+        types; DataError naming the file if it is not one."""
         import pyarrow.parquet as pq
 
         from uvis.errors import DataError
 
         try:
             table = pq.read_table(path)
-        except (OSError, pa.ArrowInvalid) as exc:
+        except (OSError, pa.ArrowException) as exc:
             raise DataError(path, f"cannot read {self.name}: {exc}") from exc
-        self.check(table, str(path))
-        return table
+        return self.check(table, str(path))
 
-    def check(self, table: pa.Table, path: str) -> None:
-        """Raise :class:`uvis.errors.DataError` if ``table`` lacks a column of this artefact."""
+    def check(self, table: pa.Table, path: str) -> pa.Table:
+        """``table`` with this artefact's columns cast to the schema's types (other columns
+        kept); :class:`uvis.errors.DataError` naming ``path`` and the first problem found."""
         from uvis.errors import DataError
 
         missing = [f.name for f in self.schema if f.name not in table.column_names]
         if missing:
             raise DataError(path, f"not a {self.name} artefact: missing columns {missing}")
+        for f in self.schema:
+            column = table.column(f.name)
+            if column.type != f.type:
+                column = _cast_column(column, f, self.name, path)
+                table = table.set_column(table.column_names.index(f.name), f.name, column)
+            if not f.nullable and column.null_count:
+                first = _first_true(column.is_null())
+                raise DataError(
+                    path,
+                    f"{self.name}: column '{f.name}' has {column.null_count} null values "
+                    f"(first: row {first}); it may not have any",
+                )
+            if f.name in self.ranges:
+                _check_range(column, f.name, self.ranges[f.name], f.name in self.nan_ok, self, path)
+        if {"rle", "height", "width"} <= set(self.schema.names):
+            _check_rles(table, self.name, path)
+        return table
+
+
+def _first_true(mask: pa.ChunkedArray | pa.Array) -> int:
+    """Row number of the first true value of a boolean column (nulls count as false)."""
+    import pyarrow.compute as pc
+
+    return int(pc.index(pc.fill_null(mask, False), True).as_py())
+
+
+def _cast_column(column: pa.ChunkedArray, f: pa.Field, name: str, path: str) -> pa.ChunkedArray:
+    """``column`` cast to ``f``'s type where the values mean the same (a number to a wider or
+    narrower number that holds it); a DataError for anything else (e.g. numbers as strings)."""
+    from uvis.errors import DataError
+
+    def numeric(t: pa.DataType) -> bool:
+        while pa.types.is_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t):
+            t = t.value_type
+        return pa.types.is_integer(t) or pa.types.is_floating(t)
+
+    def kind(t: pa.DataType) -> str:
+        if pa.types.is_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t):
+            return "list"
+        return "bool" if pa.types.is_boolean(t) else "number" if numeric(t) else str(t)
+
+    same_kind = kind(column.type) == kind(f.type) and (
+        kind(f.type) != "list" or numeric(column.type) == numeric(f.type)
+    )
+    string_like = pa.types.is_string(f.type) and pa.types.is_large_string(column.type)
+    if same_kind or string_like:
+        try:
+            return column.cast(f.type, safe=True)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise DataError(
+                path,
+                f"{name}: column '{f.name}' of type {column.type} does not fit {f.type}: {exc}",
+            ) from None
+    raise DataError(path, f"{name}: column '{f.name}' has type {column.type}, expected {f.type}")
+
+
+def _check_range(
+    column: pa.ChunkedArray,
+    name: str,
+    bounds: tuple[float | None, float | None],
+    nan_ok: bool,
+    artefact: Artefact,
+    path: str,
+) -> None:
+    """DataError naming the first value of ``column`` outside ``bounds`` (or NaN)."""
+    import numpy as np
+
+    from uvis.errors import DataError
+
+    present = ~np.asarray(column.is_null().to_numpy(zero_copy_only=False), bool)
+    values = np.asarray(column.fill_null(0).to_numpy(zero_copy_only=False), dtype=np.float64)
+    lo, hi = bounds
+    bad = np.zeros(values.shape, bool)
+    if not nan_ok:
+        bad |= np.isnan(values) & present
+    with np.errstate(invalid="ignore"):
+        if lo is not None:
+            bad |= values < lo
+        if hi is not None:
+            bad |= values > hi
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        span = f"[{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
+        raise DataError(
+            path,
+            f"{artefact.name}: column '{name}' has {int(bad.sum())} values outside {span} "
+            f"(first: row {first}, value {values[first]})",
+        )
+
+
+def _check_rles(table: pa.Table, name: str, path: str) -> None:
+    """DataError naming the first row whose ``rle`` is not a valid mask of its frame size."""
+    from uvis import masks
+    from uvis.errors import DataError
+
+    cols = table.select(["rle", "height", "width"]).to_pydict()
+    keys = [k for k in ("video_id", "frame_index") if k in table.column_names]
+    for row, (counts, h, w) in enumerate(
+        zip(cols["rle"], cols["height"], cols["width"], strict=True)
+    ):
+        if counts is None:
+            continue
+        problem = masks.rle_problem({"size": [h, w], "counts": counts}, h, w)
+        if problem is not None:
+            where = ", ".join(f"{k} {table.column(k)[row].as_py()}" for k in keys)
+            raise DataError(path, f"{name}: row {row} ({where}): {problem}")
 
 
 FRAME_INDEX = Artefact(
@@ -61,6 +179,12 @@ FRAME_INDEX = Artefact(
             pa.field("width", pa.int32(), nullable=False),
         ]
     ),
+    ranges={
+        "video_id": (0, None),
+        "frame_index": (0, None),
+        "height": (1, None),
+        "width": (1, None),
+    },
     columns={
         "video_id": "Video id: the YouTube-VIS `videos[].id`; for DAVIS and video folders, "
         "1-based position of the sequence in sorted name order.",
@@ -93,6 +217,16 @@ _MASK_FIELDS = [
     pa.field("width", pa.int32(), nullable=False),
     pa.field("rle", pa.string(), nullable=False),
 ]
+_KEY_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "video_id": (0, None),
+    "frame_index": (0, None),
+    "proposal_id": (0, None),
+}
+_MASK_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "area": (0, None),
+    "height": (1, None),
+    "width": (1, None),
+}
 _MASK_DOCS = {
     "box": "Tight box [x, y, w, h] of the mask, in pixels of the frame.",
     "area": "Mask area in pixels.",
@@ -117,6 +251,8 @@ PROPOSALS = Artefact(
             pa.field("source", pa.string(), nullable=False),
         ]
     ),
+    ranges={**_KEY_RANGES, **_MASK_RANGES, "objectness": (0.0, 1.0)},
+    nan_ok=frozenset({"objectness"}),  # NaN, like null: no score (raw MaskCut masks)
     columns={
         **_KEY_DOCS,
         **_MASK_DOCS,
@@ -141,6 +277,7 @@ CLIP_SCORES = Artefact(
             pa.field("embedding", pa.list_(pa.float16()), nullable=False),
         ]
     ),
+    ranges={**_KEY_RANGES, "class_id": (0, None), "class_score": (0.0, 1.0)},
     columns={
         **_KEY_DOCS,
         "class_id": "Category id (dataset vocabulary) whose prompt embedding has the highest "
@@ -175,6 +312,16 @@ PSEUDO_LABELS = Artefact(
             pa.field("valid_embedding", pa.bool_(), nullable=False),
         ]
     ),
+    ranges={
+        **_KEY_RANGES,
+        **_MASK_RANGES,
+        "class_id": (0, None),
+        "objectness": (0.0, 1.0),
+        "class_score": (0.0, 1.0),
+        # A cosine (float32 rounding allowed); -inf where the class has no prototype.
+        "pmf_similarity": (None, 1.001),
+    },
+    nan_ok=frozenset({"pmf_similarity", "objectness"}),
     columns={
         **_KEY_DOCS,
         **_MASK_DOCS,
@@ -215,6 +362,17 @@ TRACKS = Artefact(
             pa.field("rle", pa.string(), nullable=True),
         ]
     ),
+    ranges={
+        "video_id": (0, None),
+        "result_id": (0, None),
+        "track_id": (0, None),
+        "category_id": (0, None),
+        "score": (None, None),
+        "frame_index": (0, None),
+        "source_id": (0, None),
+        "height": (1, None),
+        "width": (1, None),
+    },
     columns={
         "video_id": "Video id, as in the frame index and the results JSON.",
         "result_id": "0-based position of the result among its video's results in the results "

@@ -118,7 +118,7 @@ def _info(args: argparse.Namespace) -> int:
             table = pq.read_table(path)
         except (OSError, ValueError) as exc:
             raise DataError(path, f"cannot read Parquet: {exc}") from None
-        FRAME_INDEX.check(table, str(path))
+        table = FRAME_INDEX.check(table, str(path))
         videos = len(pc.unique(table["video_id"]))
         print(f"frame index {path}: {videos} videos, {table.num_rows} frames")
         return 0

@@ -77,15 +77,14 @@ def _filter(args: argparse.Namespace) -> int:
 
 
 def _quality(args: argparse.Namespace) -> int:
-    import pyarrow.parquet as pq
-
     from uvis.data import load_ytvis
     from uvis.pseudo.quality import measure_quality, quality_records, write_quality
+    from uvis.schemas import PSEUDO_LABELS
 
     gt = load_ytvis(args.gt_json, args.images, check_files=False)
     if args.stride > 1:
         gt = gt.subsample(args.stride)
-    rows = measure_quality(pq.read_table(args.labels), gt, iou_threshold=args.iou)
+    rows = measure_quality(PSEUDO_LABELS.read(args.labels), gt, iou_threshold=args.iou)
     write_quality(rows, args.out, title=args.title or f"Pseudo-label quality: {args.labels}")
     print(json.dumps(quality_records(rows)))
     return 0

@@ -139,19 +139,22 @@ def _normalized_rle(seg: Any, video: VideoRecord, where: str, json_path: Path) -
     """A per-frame segmentation as a compressed RLE of the video's size (uncompressed converted)."""
     if not isinstance(seg, dict) or "size" not in seg or "counts" not in seg:
         raise DataError(json_path, f"{where}: segmentation is not an RLE with 'size' and 'counts'")
-    if list(seg["size"]) != [video.height, video.width]:
+    if not isinstance(seg["size"], (list, tuple)) or list(seg["size"]) != [
+        video.height,
+        video.width,
+    ]:
         raise DataError(
             json_path,
             f"{where}: RLE size {seg['size']} differs from the video size "
             f"[{video.height}, {video.width}] (video {video.id})",
         )
-    counts = seg["counts"]
-    if isinstance(counts, str):
+    problem = masks.rle_problem(seg, video.height, video.width)
+    if problem is not None:
+        raise DataError(json_path, f"{where} (video {video.id}): {problem}")
+    if isinstance(seg["counts"], str):
         return seg
-    if isinstance(counts, list):
-        compressed = masks.to_coco(seg)
-        return {"size": [video.height, video.width], "counts": compressed["counts"].decode("ascii")}
-    raise DataError(json_path, f"{where}: RLE 'counts' must be a string or a list of integers")
+    compressed = masks.to_coco(seg)
+    return {"size": [video.height, video.width], "counts": compressed["counts"].decode("ascii")}
 
 
 def _parse_annotations(

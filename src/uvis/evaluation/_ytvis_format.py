@@ -340,26 +340,14 @@ def _rle_mask(seg: Any, where: str, frame: int, video: Video, name: str) -> Coco
             name,
             f"{where}, frame {frame}: mask size {seg['size']} differs from the video size {size}",
         )
+    problem = masks.rle_problem(seg, video.height, video.width)
+    if problem is not None:
+        raise DataError(name, f"{where}, frame {frame}: {problem}")
     counts = seg["counts"]
-    if isinstance(counts, str) and counts.isascii():
+    if isinstance(counts, str):
         return {"size": size, "counts": counts.encode("ascii")}
     if isinstance(counts, bytes):
         return {"size": size, "counts": counts}
-    if not isinstance(counts, list):
-        raise DataError(
-            name,
-            f"{where}, frame {frame}: RLE 'counts' must be an ASCII string or a list of integers",
-        )
-    if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
-        raise DataError(
-            name, f"{where}, frame {frame}: uncompressed RLE counts must be integers >= 0"
-        )
-    if sum(counts) != video.height * video.width:
-        raise DataError(
-            name,
-            f"{where}, frame {frame}: uncompressed RLE counts sum to {sum(counts)}, "
-            f"not height*width = {video.height * video.width}",
-        )
     return {"size": size, "counts": masks.to_coco({"size": size, "counts": counts})["counts"]}
 
 

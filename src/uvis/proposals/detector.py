@@ -500,8 +500,8 @@ def targets_from_proposals(
             the frame index, or when a mask's size differs from its frame's.
     """
     where = proposals_path or "proposals"
-    FRAME_INDEX.check(frame_index, "frame index")
-    PROPOSALS.check(proposals, where)
+    frame_index = FRAME_INDEX.check(frame_index, "frame index")
+    proposals = PROPOSALS.check(proposals, where)
     frames = frame_index.select(["video_id", "frame_index", "path", "height", "width"]).to_pydict()
     keys = list(zip(frames["video_id"], frames["frame_index"], strict=True))
     sizes = dict(zip(keys, zip(frames["height"], frames["width"], strict=True), strict=True))
@@ -927,7 +927,7 @@ def detect_frames(
     model: MaskRCNN, frame_index: pa.Table, cfg: DetectorConfig, *, progress: bool = True
 ) -> pa.Table:
     """The ``learned`` proposals of every frame of a frame index (one batch at a time)."""
-    FRAME_INDEX.check(frame_index, "frame index")
+    frame_index = FRAME_INDEX.check(frame_index, "frame index")
     rows = frame_index.select(["path", "height", "width"]).to_pydict()
     tables = [proposals_table(frame_index.slice(0, 0), [])]
     n = frame_index.num_rows

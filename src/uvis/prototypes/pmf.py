@@ -79,6 +79,9 @@ class PMFConfig:
         for key in ("objectness_threshold", "clip_threshold", "tau", "k_ratio"):
             if not math.isfinite(getattr(self, key)):
                 raise ConfigError(f"{key} must be a finite number, got {getattr(self, key)}")
+        for key in ("objectness_threshold", "clip_threshold"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ConfigError(f"{key} is a score threshold in [0, 1], got {getattr(self, key)}")
         if not -1.0 <= self.tau <= 1.0:
             raise ConfigError(f"tau is a cosine similarity threshold in [-1, 1], got {self.tau}")
         if self.k_ratio <= 0:

@@ -115,6 +115,18 @@ def build_pseudo_labels(
     return table.cast(PSEUDO_LABELS.schema), result
 
 
+def _shards_source(proposal_paths: Sequence[Path], clip_paths: Sequence[Path]) -> str:
+    """The input shards, as error messages name them (not the output, which is not the cause)."""
+
+    def names(paths: Sequence[Path]) -> str:
+        paths = [Path(p) for p in paths]
+        if len(paths) <= 2:
+            return ", ".join(map(str, paths)) or "none"
+        return f"{paths[0]} (+{len(paths) - 1} more shards)"
+
+    return f"proposals {names(proposal_paths)} with CLIP scores {names(clip_paths)}"
+
+
 def filter_files(
     proposal_paths: Sequence[Path],
     clip_paths: Sequence[Path],
@@ -129,7 +141,8 @@ def filter_files(
 
     proposals = read_shards(proposal_paths, PROPOSALS)
     clip = read_shards(clip_paths, CLIP_SCORES)
-    table, result = build_pseudo_labels(proposals, clip, cfg, source=str(out_path))
+    source = _shards_source(proposal_paths, clip_paths)
+    table, result = build_pseudo_labels(proposals, clip, cfg, source=source)
     with atomic_path(out_path) as tmp:
         pq.write_table(table, tmp)
     counts = {lvl: int(select(table, lvl).sum()) for lvl in ("none", "objectness", "clip", "pmf")}

@@ -111,7 +111,7 @@ def class_indices(categories: Sequence[Category]) -> dict[int, int]:
 
 def _frames(frame_index: pa.Table, where: str) -> dict[tuple[int, int], tuple[str, int, int]]:
     """``(video_id, frame_index) -> (path, height, width)`` of a frame index, in its order."""
-    FRAME_INDEX.check(frame_index, where)
+    frame_index = FRAME_INDEX.check(frame_index, where)
     cols = frame_index.select(["video_id", "frame_index", "path", "height", "width"]).to_pydict()
     rows = zip(*cols.values(), strict=True)
     return {(int(v), int(t)): (str(p), int(h), int(w)) for v, t, p, h, w in rows}
@@ -170,7 +170,7 @@ def targets_from_pseudo_labels(
     if tau is not None and level != "pmf":
         raise ConfigError(f"tau applies to the 'pmf' level only, not {level!r}")
     frames = _frames(frame_index, frames_path or "frame index")
-    PSEUDO_LABELS.check(labels, where)
+    labels = PSEUDO_LABELS.check(labels, where)
     try:
         keep = select(labels, level, tau)
     except ValueError as exc:  # tau out of [-1, 1]

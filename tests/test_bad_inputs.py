@@ -1,0 +1,286 @@
+"""Bad inputs of the kinds a hostile user gives: each is a one-line error naming the file and the
+problem (exit status 2), never a hang, a traceback or a silently wrong number.
+
+Masks: compressed RLEs that are garbage, truncated, of the wrong size or covering the wrong
+number of pixels, in every reader (evaluation, submission, dataset index, Parquet artefacts).
+Parquet: wrong column types, nulls, values outside their range, numbers stored as strings.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from test_pseudo_filter import ROWS, write_shards
+from uvis import masks
+from uvis.cli import main
+from uvis.errors import DataError
+from uvis.prototypes import PMFConfig
+from uvis.schemas import PROPOSALS, PSEUDO_LABELS
+
+# ---------------------------------------------------------------------------------------------
+# The RLE checker against masks with known run lengths
+
+
+def column_major_runs(mask: np.ndarray) -> list[int]:
+    """Run lengths of a binary mask read column by column, starting with a run of zeros."""
+    flat = mask.T.reshape(-1)
+    runs, current, length = [], 0, 0
+    for v in flat:
+        if v == current:
+            length += 1
+        else:
+            runs.append(length)
+            current, length = int(v), 1
+    runs.append(length)
+    return runs
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_counts_from_string_gives_the_masks_runs(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for _ in range(50):
+        h, w = (int(v) for v in rng.integers(1, 40, 2))
+        mask = (rng.random((h, w)) < rng.random()).astype(np.uint8)
+        counts = masks.encode(mask)["counts"]
+        runs = masks.counts_from_string(counts)
+        assert runs.tolist() == column_major_runs(mask)
+        assert masks.rle_problem({"size": [h, w], "counts": counts}, h, w) is None
+
+
+def test_large_runs_and_negative_deltas_decode() -> None:
+    mask = np.zeros((720, 1280), np.uint8)
+    mask[100:400, 200:900] = 1
+    mask[500:501, 0:3] = 1  # short runs after long ones: negative deltas in the string
+    counts = masks.encode(mask)["counts"]
+    assert masks.counts_from_string(counts).tolist() == column_major_runs(mask)
+
+
+@pytest.mark.parametrize(
+    ("rle", "message"),
+    [
+        ({"size": [4, 4], "counts": ""}, "cover 0 pixels, not height*width = 4*4 = 16"),
+        ({"size": [4, 4], "counts": "zz"}, "character b'z' at position 0 is not an RLE digit"),
+        ({"size": [4, 4], "counts": "0P"}, "truncated"),
+        ({"size": [4, 4], "counts": "a0"}, "cover 17 pixels"),
+        ({"size": [4, 4], "counts": "5"}, "cover 5 pixels"),
+        ({"size": [4, 4], "counts": "é"}, "must be an ASCII string"),
+        ({"size": [4, 4], "counts": [16, -1, 1]}, "negative run length"),
+        ({"size": [4, 4], "counts": [1.5, 14.5]}, "must be integers"),
+        ({"size": [4, 4], "counts": 7}, "must be a string or a list"),
+        ({"size": [4], "counts": "<"}, "two integers"),
+        ({"size": [2, 8], "counts": "`0"}, "differs from the frame size [4, 4]"),
+        ({"counts": "<"}, "with 'size' and 'counts'"),
+        ({"size": [4, 4], "counts": "o" * 13 + "0"}, "more digits than any 64-bit count"),
+    ],
+)
+def test_rle_problem_names_each_fault(rle: dict[str, Any], message: str) -> None:
+    problem = masks.rle_problem(rle, 4, 4)
+    assert problem is not None and message in problem
+
+
+def test_garbage_that_hangs_pycocotools_is_refused() -> None:
+    # 16 pixels claimed, runs adding to far more: pycocotools would decode this without
+    # complaint into a wrong mask (or run for a very long time on larger claims).
+    rle = {"size": [4, 4], "counts": "oooooooooo0"}
+    assert "pixels" in (masks.rle_problem(rle, 4, 4) or "")
+
+
+# ---------------------------------------------------------------------------------------------
+# Readers of YouTube-VIS JSON
+
+
+def _video_gt(counts: str | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    m = np.zeros((8, 8), np.uint8)
+    m[1:4, 1:4] = 1
+    rle = masks.encode(m)
+    gt = {
+        "videos": [{"id": 1, "height": 8, "width": 8, "length": 2}],
+        "categories": [{"id": 1, "name": "a"}],
+        "annotations": [
+            {
+                "id": 1,
+                "video_id": 1,
+                "category_id": 1,
+                "iscrowd": 0,
+                "segmentations": [rle, None],
+                "areas": [9, None],
+            }
+        ],
+    }
+    res = [{"video_id": 1, "category_id": 1, "score": 0.9, "segmentations": [dict(rle), None]}]
+    if counts is not None:
+        res[0]["segmentations"][0]["counts"] = counts
+    return gt, res
+
+
+BAD_COUNTS = [
+    ("garbage characters", "~~~~", "not an RLE digit"),
+    ("over-long", masks.encode(np.ones((16, 16), np.uint8))["counts"], "cover 256 pixels"),
+    ("empty", "", "cover 0 pixels"),
+    ("truncated", "0P", "truncated"),
+]
+
+
+@pytest.mark.parametrize(("kind", "counts", "message"), BAD_COUNTS)
+def test_eval_ytvis_refuses_bad_result_rles(
+    tmp_path: Path, capsys: Any, kind: str, counts: str, message: str
+) -> None:
+    gt, res = _video_gt(counts)
+    gt_path, res_path = tmp_path / "gt.json", tmp_path / "res.json"
+    gt_path.write_text(json.dumps(gt))
+    res_path.write_text(json.dumps(res))
+    assert main(["eval", "ytvis", str(gt_path), str(res_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {res_path}: result #0")
+    assert "frame 0" in err[0] and message in err[0]
+    # The same results are not zipped for a server either.
+    assert (
+        main(["eval", "submission", str(gt_path), str(res_path), "--out", str(tmp_path / "s.zip")])
+        == 2
+    )
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "s.zip").exists()
+
+
+@pytest.mark.parametrize(("kind", "counts", "message"), BAD_COUNTS)
+def test_eval_ytvis_refuses_bad_ground_truth_rles(
+    tmp_path: Path, capsys: Any, kind: str, counts: str, message: str
+) -> None:
+    gt, res = _video_gt()
+    gt["annotations"][0]["segmentations"][0]["counts"] = counts
+    gt_path, res_path = tmp_path / "gt.json", tmp_path / "res.json"
+    gt_path.write_text(json.dumps(gt))
+    res_path.write_text(json.dumps(res))
+    assert main(["eval", "ytvis", str(gt_path), str(res_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {gt_path}: annotation 1, frame 0")
+    assert message in err[0]
+
+
+@pytest.mark.parametrize(("kind", "counts", "message"), BAD_COUNTS)
+def test_dataset_index_and_info_refuse_bad_rles(
+    tiny_ytvis: Any, tmp_path: Path, capsys: Any, kind: str, counts: str, message: str
+) -> None:
+    doc = copy.deepcopy(tiny_ytvis.doc)
+    doc["annotations"][0]["segmentations"][0]["counts"] = counts
+    path = tiny_ytvis.write(doc)
+    out = tmp_path / "frames.parquet"
+    code = main(
+        ["data", "index", "--format", "ytvis", "--json", str(path), "--images",
+         str(tiny_ytvis.image_root), "--out", str(out)]
+    )  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {path}: ") and message in err[0]
+    assert "frame 0" in err[0] and not out.exists()
+    assert main(["data", "info", str(path)]) == 2
+    assert message in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# Parquet artefacts
+
+
+def _rewrite(path: Path, name: str, values: pa.Array) -> None:
+    table = pq.read_table(path)
+    table = table.set_column(table.column_names.index(name), name, values)
+    pq.write_table(table, path)
+
+
+def _filter(paths: dict[str, list[Path]], out: Path, *extra: str) -> list[str]:
+    argv = ["pseudo", "filter", "--proposals", *map(str, paths["proposals"])]
+    argv += ["--clip", *map(str, paths["clip"]), "--out", str(out), *extra]
+    return argv
+
+
+@pytest.mark.parametrize(
+    ("artefact", "column", "values", "message"),
+    [
+        ("clip", "class_id", pa.array([-1, 1], pa.int32()), "'class_id' has 1 values outside [0, inf]"),
+        ("clip", "class_score", pa.array([1.5, 0.9], pa.float32()), "outside [0.0, 1.0]"),
+        ("clip", "class_score", pa.array([float("nan"), 0.9], pa.float32()), "value nan"),
+        ("clip", "class_score", pa.array(["0.9", "0.8"]), "'class_score' has type string, expected float"),
+        ("proposals", "objectness", pa.array([2.0, 0.9], pa.float32()), "outside [0.0, 1.0]"),
+        ("proposals", "video_id", pa.array(["1", "1"]), "'video_id' has type string"),
+        ("proposals", "rle", pa.array(["~~", "~~"]), "row 0 (video_id 1, frame_index 0): RLE"),
+        ("proposals", "rle", pa.array([None, "~~"], pa.string()), "'rle' has 1 null values"),
+        ("proposals", "height", pa.array([0, 8], pa.int32()), "'height' has 1 values outside [1, inf]"),
+        ("proposals", "area", pa.array([12.5, 12.0]), "does not fit int64"),
+    ],
+)  # fmt: skip
+def test_filter_refuses_bad_parquet_values(
+    tmp_path: Path, capsys: Any, artefact: str, column: str, values: pa.Array, message: str
+) -> None:
+    paths = write_shards(tmp_path, ROWS)
+    bad = paths[artefact][0]
+    _rewrite(bad, column, values)
+    out = tmp_path / "labels.parquet"
+    assert main(_filter(paths, out)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {bad}: ") and message in err[0], err
+    assert not out.exists()
+
+
+def test_integer_widths_that_hold_the_values_are_accepted(tmp_path: Path) -> None:
+    paths = write_shards(tmp_path, ROWS)
+    _rewrite(paths["clip"][0], "class_id", pa.array([1, 1], pa.int64()))
+    out = tmp_path / "labels.parquet"
+    assert main(_filter(paths, out)) == 0
+    assert pq.read_table(out).schema.equals(PSEUDO_LABELS.schema)
+
+
+@pytest.mark.parametrize("flag", ["--objectness-threshold", "--clip-threshold"])
+def test_filter_thresholds_outside_their_range_are_refused(
+    tmp_path: Path, capsys: Any, flag: str
+) -> None:
+    paths = write_shards(tmp_path, ROWS)
+    assert main(_filter(paths, tmp_path / "o.parquet", flag, "5")) == 2
+    err = capsys.readouterr().err
+    assert "score threshold in [0, 1], got 5.0" in err
+    with pytest.raises(Exception, match="in \\[0, 1\\]"):
+        PMFConfig(clip_threshold=-0.1)
+
+
+def test_shard_mismatch_names_the_inputs_not_the_output(tmp_path: Path, capsys: Any) -> None:
+    paths = write_shards(tmp_path, ROWS)
+    out = tmp_path / "labels.parquet"
+    argv = _filter({"proposals": paths["proposals"][:1], "clip": paths["clip"]}, out)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert str(paths["proposals"][0]) in err and str(out) not in err
+
+
+def test_artefact_read_names_file_column_and_row(tmp_path: Path) -> None:
+    m = np.zeros((4, 4), np.uint8)
+    rle = masks.encode(m)
+    table = pa.table(
+        {
+            "video_id": [3],
+            "frame_index": [2],
+            "proposal_id": [0],
+            "box": [[0.0, 0.0, 0.0, 0.0]],
+            "area": [0],
+            "height": [4],
+            "width": [5],  # the RLE covers 16 pixels, the frame 20
+            "rle": [rle["counts"]],
+            "objectness": [None],
+            "source": ["maskcut"],
+        },
+        schema=PROPOSALS.schema,
+    )
+    path = tmp_path / "p.parquet"
+    pq.write_table(table, path)
+    with pytest.raises(DataError) as info:
+        PROPOSALS.read(path)
+    assert str(info.value) == (
+        f"{path}: proposals: row 0 (video_id 3, frame_index 2): RLE counts cover 16 pixels, "
+        "not height*width = 4*5 = 20"
+    )
