@@ -284,3 +284,40 @@ def test_artefact_read_names_file_column_and_row(tmp_path: Path) -> None:
         f"{path}: proposals: row 0 (video_id 3, frame_index 2): RLE counts cover 16 pixels, "
         "not height*width = 4*5 = 20"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints and weights files
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "file is empty (0 bytes), not a PyTorch checkpoint: an interrupted write?"),
+        (
+            bytes(range(256)) * 4,
+            "cannot read as a PyTorch checkpoint (not a PyTorch pickle: Unsupported operand",
+        ),
+        (b"PK\x03\x04" + b"\x00" * 60, "cannot read as a PyTorch checkpoint ("),
+        (None, "is a folder, not a PyTorch checkpoint"),
+    ],
+)
+def test_checkpoint_readers_say_what_is_wrong(tmp_path: Path, content: Any, message: str) -> None:
+    from uvis.checkpoints import read_checkpoint
+    from uvis.foundation.ssl import read_dino_state_dict
+    from uvis.proposals.cutler import read_cutler_state
+
+    path = tmp_path / "model.pth"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    for read in (
+        lambda: read_checkpoint(path, fmt="x", what="x", required=[]),
+        lambda: read_dino_state_dict(path),
+        lambda: read_cutler_state(path),
+    ):
+        with pytest.raises(DataError) as info:
+            read()
+        text = str(info.value)
+        assert text.startswith(f"{path}: ") and message in text and "\n" not in text

@@ -10,7 +10,8 @@ temporary file and equal checkpoints are equal bytes.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,49 @@ def save_checkpoint(path: str | os.PathLike[str], checkpoint: Mapping[str, Any])
         torch.save(dict(checkpoint), f)
 
 
+def load_problem(exc: BaseException) -> str:
+    """One line saying why ``torch.load`` failed (its messages span paragraphs, or are empty)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    unsupported = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if unsupported:
+        return (
+            f"it holds a Python object ({unsupported.group(1)}) besides tensors; refused, as "
+            "loading it could run code"
+        )
+    detail = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+    if "Weights only load failed" in text:
+        # Not a pickle of tensors at all (random bytes, another format): say what broke.
+        reason = detail.group(1).strip() if detail else "unreadable pickle data"
+        return f"not a PyTorch pickle: {reason}"
+    first_line = text.strip().split("\n")[0]
+    return f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
+
+
+def load_torch_file(
+    path: str | os.PathLike[str], *, what: str, safe_globals: Iterable[Any] = ()
+) -> Any:
+    """``torch.load`` of a weights file on the CPU, tensors and plain containers only.
+
+    ``what`` names the expected content in errors (e.g. "a PyTorch checkpoint").
+
+    Raises:
+        DataError: naming ``path`` and the reason in one line: missing, a folder, empty (an
+            interrupted write or download), or not readable as ``what``.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise DataError(path, f"is a folder, not {what}")
+    if not p.is_file():
+        raise DataError(path, "file does not exist")
+    if p.stat().st_size == 0:
+        raise DataError(path, f"file is empty (0 bytes), not {what}: an interrupted write?")
+    try:
+        with torch.serialization.safe_globals(list(safe_globals)):
+            return torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for files that are not checkpoints
+        raise DataError(path, f"cannot read as {what} ({load_problem(exc)})") from exc
+
+
 def read_checkpoint(
     path: str | os.PathLike[str], *, fmt: str, what: str, required: Sequence[str]
 ) -> dict[str, Any]:
@@ -37,12 +81,7 @@ def read_checkpoint(
     Raises:
         DataError: naming ``path`` when it is missing, unreadable or not such a checkpoint.
     """
-    if not Path(path).is_file():
-        raise DataError(path, "checkpoint file does not exist")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for files that are not checkpoints
-        raise DataError(path, f"cannot read as a PyTorch checkpoint: {exc}") from exc
+    obj = load_torch_file(path, what="a PyTorch checkpoint")
     if not isinstance(obj, dict) or obj.get("format") != fmt:
         raise DataError(path, f"not a {what} checkpoint (no format {fmt!r})")
     for key in required:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -27,6 +26,7 @@ import torch
 from timm.layers import resample_abs_pos_embed
 from timm.models.vision_transformer import VisionTransformer
 
+from uvis.checkpoints import load_torch_file
 from uvis.errors import ConfigError, DataError
 from uvis.foundation.checkpoints import mismatch_parts, state_dict_mismatch
 from uvis.foundation.weights import resolve_weights
@@ -107,15 +107,6 @@ def _strip_wrapper_prefixes(key: str) -> str:
     return key
 
 
-def _load_problem(exc: Exception) -> str:
-    """One line saying why ``torch.load`` failed (its messages span paragraphs)."""
-    text = str(exc)
-    if "Weights only load failed" in text:
-        return "it holds Python objects besides tensors; refused, as loading them could run code"
-    first_line = re.sub(r"\x1b\[[0-9;]*m", "", text).strip().split("\n")[0]
-    return f"{type(exc).__name__}: {first_line}"
-
-
 def read_dino_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """The backbone ``state_dict`` in a DINO checkpoint, with wrapper prefixes and head removed.
 
@@ -126,11 +117,7 @@ def read_dino_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
     Raises:
         DataError: naming ``path`` when it is not a PyTorch file or holds no tensor dict.
     """
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for non-checkpoint files
-        raise DataError(path, f"not a readable PyTorch checkpoint ({_load_problem(exc)})") from exc
+    obj = load_torch_file(path, what="a PyTorch checkpoint", safe_globals=[argparse.Namespace])
     if isinstance(obj, Mapping) and isinstance(obj.get("teacher"), Mapping):
         obj = obj["teacher"]
     if not isinstance(obj, Mapping) or not obj:

@@ -55,6 +55,7 @@ from transformers.models.mask2former.modeling_mask2former import (
     Mask2FormerLoss,
 )
 
+from uvis.checkpoints import load_torch_file
 from uvis.errors import ConfigError, DataError
 from uvis.foundation.checkpoints import mismatch_parts, state_dict_mismatch
 from uvis.foundation.weights import resolve_weights
@@ -451,9 +452,11 @@ def load_backbone_weights(model: VisModel, path: Path) -> None:
 
             state = load_file(str(path))
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch and safetensors raise many types for foreign files
-        raise DataError(path, f"cannot read as a PyTorch state dict: {exc}") from exc
+            state = load_torch_file(path, what="a PyTorch state dict")
+    except DataError:
+        raise
+    except Exception as exc:  # safetensors raises many types for foreign files
+        raise DataError(path, f"cannot read as a safetensors state dict: {exc}") from exc
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise DataError(
             path, f"not a {model.config.backbone} state dict (expected a dict of tensors)"

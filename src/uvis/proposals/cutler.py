@@ -49,6 +49,7 @@ import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
+from uvis.checkpoints import load_torch_file
 from uvis.data.frames import read_frame
 from uvis.data.shards import select_shard
 from uvis.devices import resolve_device
@@ -186,10 +187,7 @@ def _ignored_key(key: str) -> bool:
 def read_cutler_state(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """The model state dict of a detectron2 checkpoint file (``{"model": state, ...}`` or a
     bare state dict), read as tensors only; DataError naming ``path`` otherwise."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for files that are not checkpoints
-        raise DataError(path, f"cannot read as a PyTorch checkpoint: {exc}") from exc
+    obj = load_torch_file(path, what="a PyTorch checkpoint")
     state = obj.get("model", obj) if isinstance(obj, dict) else None
     if not isinstance(state, Mapping) or not state:
         raise DataError(path, "not a detectron2 checkpoint: no 'model' state dict")

@@ -78,6 +78,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from tqdm import tqdm
 
 from uvis import masks
+from uvis.checkpoints import load_torch_file
 from uvis.data.frames import read_frame
 from uvis.devices import resolve_device as device_from_setting
 from uvis.errors import ConfigError, DataError
@@ -345,10 +346,7 @@ def load_backbone_weights(resnet: nn.Module, path: Path, arch: str) -> None:
     BatchNorm's ``num_batches_tracked`` (older files); anything else missing, any unexpected key
     or any shape mismatch raises :class:`DataError` naming ``path`` and a few of the keys.
     """
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for files that are not checkpoints
-        raise DataError(path, f"cannot read as a PyTorch state dict: {exc}") from exc
+    state = load_torch_file(path, what="a PyTorch state dict")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise DataError(path, f"not a {arch} state dict (expected a dict of tensors)")
     problems = mismatch_parts(
@@ -811,10 +809,7 @@ def load_detector(
         DataError: naming ``path`` when it is not such a checkpoint (unreadable, another format,
             or weights that do not fit the saved config's architecture).
     """
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for files that are not checkpoints
-        raise DataError(path, f"cannot read as a PyTorch checkpoint: {exc}") from exc
+    obj = load_torch_file(path, what="a PyTorch checkpoint")
     if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
         raise DataError(
             path, f"not a learned-detector checkpoint (no format {CHECKPOINT_FORMAT!r})"

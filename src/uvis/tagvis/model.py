@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.video.resnet import BasicBlock, Conv2Plus1D
 
+from uvis.checkpoints import load_torch_file
 from uvis.errors import DataError
 from uvis.foundation.checkpoints import mismatch_parts, state_dict_mismatch
 from uvis.foundation.weights import resolve_weights
@@ -111,10 +112,7 @@ def load_r2plus1d_weights(encoder: R2Plus1DEncoder, path: str | os.PathLike[str]
     The classifier (``fc.*``) is ignored; any other missing or unexpected key or shape mismatch
     (an encoder of other widths, another architecture's file) is a :class:`DataError`.
     """
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for files that are not state dicts
-        raise DataError(path, f"cannot read as a PyTorch state dict: {exc}") from exc
+    state = load_torch_file(path, what="a PyTorch state dict")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise DataError(path, "not an r2plus1d_18 state dict (expected a dict of tensors)")
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
