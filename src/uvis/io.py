@@ -2,17 +2,145 @@
 
 Every artefact is written to a temporary file in the destination folder and renamed into
 place, so an interrupted job never leaves a half-written file that looks finished.
+
+* The temporary file is named ``.<name>.<host>-<pid>.<random>.tmp<suffix>``; one left behind by
+  a process that was killed (SIGKILL, a node failure) is removed the next time a process on
+  the same host writes the same file, once that process no longer exists.
+* Files get the permissions any other tool's output would get (``0666`` less the umask), not
+  the ``0600`` of :func:`tempfile.mkstemp`: on a shared cluster the group can read results.
+* A destination that cannot be written (a folder, a parent that is a file, no permission, a
+  read-only or full disk) is a :class:`~uvis.errors.DataError` naming it, never a traceback.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from uvis.errors import DataError
+
+#: errno values that only writing can cause: inside the block, reported as "cannot write <dest>"
+#: (a permission error there may come from reading an input, so it is left as it is).
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+
+
+def current_umask() -> int:
+    """The process's file-creation mask (read without changing it for long)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _host() -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in socket.gethostname()) or "host"
+
+
+def _temp_prefix(dest: Path) -> str:
+    """The name prefix of this host's temporaries for ``dest`` (the pid follows)."""
+    return f".{dest.name}.{_host()}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
+
+
+def remove_stale_temporaries(dest: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporaries of ``dest`` left by dead processes of this host; returns them."""
+    dest = Path(dest)
+    prefix = _temp_prefix(dest)
+    removed = []
+    try:
+        entries = list(dest.parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        name = entry.name
+        if not name.startswith(prefix) or ".tmp" not in name[len(prefix) :]:
+            continue
+        pid_text = name[len(prefix) :].split(".", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _pid_alive(int(pid_text)):
+            continue
+        with contextlib.suppress(OSError):
+            entry.unlink()
+            removed.append(entry)
+    return removed
+
+
+def prepare_output(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a file destination whose folder exists; DataError naming it otherwise."""
+    dest = Path(path)
+    if dest.is_dir():
+        raise DataError(dest, "is a folder; give the path of a file to write")
+    parent = dest.parent
+    for folder in (parent, *parent.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise DataError(dest, f"cannot write: {folder} is a file, not a folder")
+            break
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(dest, f"cannot create its folder: {exc.strerror or exc}") from None
+    return dest
+
+
+@contextlib.contextmanager
+def exclusive_lock(folder: str | os.PathLike[str], what: str) -> Iterator[None]:
+    """Hold ``folder/.lock`` for the block, so two processes never write one run at once.
+
+    The lock (``flock``) is released when the block ends or the process dies, whatever kills
+    it; the file stays, empty but for the holder's host and pid, and is reused.
+
+    Raises:
+        DataError: naming the folder when another process holds the lock (its host and pid).
+    """
+    import fcntl
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / ".lock", "a+")
+    except OSError as exc:
+        raise DataError(folder, f"cannot create its lock file: {exc.strerror or exc}") from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise DataError(
+                folder,
+                f"{holder} is already running {what} in this folder; wait for it to finish "
+                "or give another output folder",
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{_host()} pid {os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+def write_error(dest: Path, exc: OSError) -> DataError:
+    """The one-line error for a write to ``dest`` that failed with ``exc``."""
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason = f"{reason} (the disk or quota of {dest.parent} is full)"
+    return DataError(dest, f"cannot write: {reason}")
 
 
 @contextlib.contextmanager
@@ -20,17 +148,36 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
     """Yield a temporary path next to ``path``; rename it to ``path`` if the block succeeds.
 
     The temporary file keeps the destination's suffix (or ``suffix``) so libraries that pick a
-    format from the extension (PIL, pyarrow, PyAV) behave as for the final name.
+    format from the extension (PIL, pyarrow, PyAV) behave as for the final name. It is removed
+    if the block raises (also on SIGTERM, which the CLI turns into an exception).
+
+    Raises:
+        DataError: naming ``path`` when it cannot be written (see the module docstring), also
+            when the block fails with an error only writing can cause (disk full, read-only).
     """
-    dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest = prepare_output(path)
+    remove_stale_temporaries(dest)
     sfx = dest.suffix if suffix is None else suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{sfx}", dir=dest.parent)
-    os.close(fd)
+    try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=f"{_temp_prefix(dest)}{os.getpid()}.", suffix=f".tmp{sfx}", dir=dest.parent
+        )
+    except OSError as exc:
+        raise write_error(dest, exc) from None
     tmp_path = Path(tmp)
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())
+    finally:
+        os.close(fd)
     try:
         yield tmp_path
         os.replace(tmp_path, dest)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        if exc.errno in _WRITE_ERRNOS:
+            raise write_error(dest, exc) from exc
+        raise
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()

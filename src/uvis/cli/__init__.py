@@ -9,12 +9,14 @@ line on stderr with exit status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
-from uvis import __version__
+from uvis import __version__, interrupt
 from uvis.errors import UvisError
 
 # Subcommand modules, in the order they appear in ``uvis --help``.
@@ -53,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``uvis`` command line; returns the process exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    interrupt.install()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -68,6 +71,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except interrupt.Terminated:
+        print("terminated (SIGTERM); outputs written so far are complete", file=sys.stderr)
+        return interrupt.EXIT_STATUS
+    except BrokenPipeError:
+        # The reader of stdout went away (`uvis schemas | head`): stop quietly, as other tools
+        # do, and keep Python from reporting the pipe again when it flushes stdout at exit.
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":  # pragma: no cover

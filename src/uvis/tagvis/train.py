@@ -36,11 +36,11 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from uvis import __version__
+from uvis import __version__, interrupt
 from uvis.checkpoints import save_checkpoint
 from uvis.devices import resolve_device
 from uvis.errors import ConfigError, DataError, UvisError
-from uvis.io import atomic_write_json, atomic_write_text
+from uvis.io import atomic_write_json, atomic_write_text, exclusive_lock
 from uvis.tagvis.checkpoint import checkpoint_dict, model_from_checkpoint, read_checkpoint
 from uvis.tagvis.config import TagVisConfig
 from uvis.tagvis.data import ClipSample, ClipSamples, VideoTargets, class_counts, video_targets
@@ -208,8 +208,11 @@ def train_tagvis(
     device = torch.device(resolve_device(cfg.device, "tagvis"))
     if device.type == "cpu":
         torch.set_num_threads(cfg.num_threads)
-    state = _state(cfg, data, out, device, stale)
-    return _train(state, data, videos, counts, cfg, out, progress=progress, stop_after=stop_after)
+    with exclusive_lock(out, "a tag-based training"):
+        state = _state(cfg, data, out, device, stale)
+        return _train(
+            state, data, videos, counts, cfg, out, progress=progress, stop_after=stop_after
+        )
 
 
 def _train(
@@ -248,27 +251,39 @@ def _train(
     window: list[torch.Tensor] = []
     window_start = time.perf_counter()
     model.train()
-    try:
-        for iteration, batch in enumerate(loader, start + 1):
-            window.append(_step(state, batch, cfg, iteration))
-            bar.update()
-            if iteration % cfg.log_period == 0 or iteration == iterations:
-                row = _log_row(iteration, window, cfg.lr, time.perf_counter() - window_start)
-                metrics.append(row)
-                atomic_write_text(out / METRICS_NAME, metrics_csv(metrics, METRIC_COLUMNS))
-                bar.set_postfix(loss=f"{row['loss']:.3f}")
-                logger.info(
-                    "step %d: %s",
-                    iteration,
-                    ", ".join(f"{k} {row[k]:.4f}" for k in LOSS_COLUMNS),
-                )
-                window, window_start = [], time.perf_counter()
-            if iteration % cfg.checkpoint_period == 0 or iteration == iterations:
-                state.last_checkpoint = _save(state, data, counts, cfg, out)
-            if stop_after is not None and iteration >= stop_after:
-                break
-    finally:
-        bar.close()
+    with interrupt.deferred() as term:
+        try:
+            for iteration, batch in enumerate(loader, start + 1):
+                window.append(_step(state, batch, cfg, iteration))
+                bar.update()
+                if iteration % cfg.log_period == 0 or iteration == iterations:
+                    row = _log_row(iteration, window, cfg.lr, time.perf_counter() - window_start)
+                    metrics.append(row)
+                    atomic_write_text(out / METRICS_NAME, metrics_csv(metrics, METRIC_COLUMNS))
+                    bar.set_postfix(loss=f"{row['loss']:.3f}")
+                    logger.info(
+                        "step %d: %s",
+                        iteration,
+                        ", ".join(f"{k} {row[k]:.4f}" for k in LOSS_COLUMNS),
+                    )
+                    window, window_start = [], time.perf_counter()
+                due = iteration % cfg.checkpoint_period == 0 or iteration == iterations
+                if due:
+                    state.last_checkpoint = _save(state, data, counts, cfg, out)
+                if stop_after is not None and iteration >= stop_after:
+                    break
+                if term.requested and iteration < iterations:
+                    # SIGTERM (preemption): keep this step, so a requeued job resumes from it.
+                    if not due:
+                        state.last_checkpoint = _save(state, data, counts, cfg, out)
+                    logger.warning(
+                        "SIGTERM: stopped after step %d; checkpoint %s",
+                        iteration,
+                        state.last_checkpoint,
+                    )
+                    raise interrupt.Terminated(f"stopped after step {iteration}")
+        finally:
+            bar.close()
     final = None
     if state.iteration >= iterations:
         final = out / FINAL_NAME

@@ -48,10 +48,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from uvis import __version__
+from uvis import __version__, interrupt
 from uvis.checkpoints import save_checkpoint
 from uvis.errors import ConfigError, DataError, UvisError
-from uvis.io import atomic_write_json, atomic_write_text
+from uvis.io import atomic_write_json, atomic_write_text, exclusive_lock
 from uvis.model.checkpoint import checkpoint_dict, read_checkpoint
 from uvis.model.mask2former import VisModel, create_vis_model
 from uvis.train.config import TrainConfig
@@ -404,8 +404,12 @@ def train_vis(
             )
         if stale not in STALE_POLICIES:
             raise ConfigError(f"stale must be one of {STALE_POLICIES}, got {stale!r}")
-        state = _training_state(cfg, data, out, ctx, stale)
-        return _train(state, data, frames, cfg, out, ctx, progress=progress, stop_after=stop_after)
+        lock = exclusive_lock(out, "a VIS training") if ctx.is_main else contextlib.nullcontext()
+        with lock:
+            state = _training_state(cfg, data, out, ctx, stale)
+            return _train(
+                state, data, frames, cfg, out, ctx, progress=progress, stop_after=stop_after
+            )
 
 
 def _train(
@@ -466,27 +470,30 @@ def _train(
     window: list[torch.Tensor] = []
     window_start = time.perf_counter()
     model.train()
-    try:
-        for iteration, batch in enumerate(loader, start + 1):
-            values = _step(state, net, batch, cfg, ctx, iteration)
-            window.append(values)
-            bar.update()
-            if ctx.is_main and (iteration % cfg.log_period == 0 or iteration == cfg.iterations):
-                lr = cfg.lr * lr_factor(iteration - 1, cfg)
-                row = _log_row(iteration, window, lr, time.perf_counter() - window_start)
-                metrics.append(row)
-                _write_logs(out, metrics, row, writer)
-                bar.set_postfix(loss=f"{row['loss']:.3f}")
-                window, window_start = [], time.perf_counter()
-            due = iteration % cfg.checkpoint_period == 0 or iteration == cfg.iterations
-            if ctx.is_main and due:
-                state.last_checkpoint = _save_training_checkpoint(state, data, cfg, out)
-            if stop_after is not None and iteration >= stop_after:
-                break
-    finally:
-        bar.close()
-        if writer is not None:
-            writer.close()
+    with interrupt.deferred() as term:
+        try:
+            for iteration, batch in enumerate(loader, start + 1):
+                values = _step(state, net, batch, cfg, ctx, iteration)
+                window.append(values)
+                bar.update()
+                if ctx.is_main and (iteration % cfg.log_period == 0 or iteration == cfg.iterations):
+                    lr = cfg.lr * lr_factor(iteration - 1, cfg)
+                    row = _log_row(iteration, window, lr, time.perf_counter() - window_start)
+                    metrics.append(row)
+                    _write_logs(out, metrics, row, writer)
+                    bar.set_postfix(loss=f"{row['loss']:.3f}")
+                    window, window_start = [], time.perf_counter()
+                due = iteration % cfg.checkpoint_period == 0 or iteration == cfg.iterations
+                if ctx.is_main and due:
+                    state.last_checkpoint = _save_training_checkpoint(state, data, cfg, out)
+                if stop_after is not None and iteration >= stop_after:
+                    break
+                if _any_process(term.requested, ctx) and iteration < cfg.iterations:
+                    _stop_on_sigterm(state, data, cfg, out, ctx, due)
+        finally:
+            bar.close()
+            if writer is not None:
+                writer.close()
     final = None
     if state.iteration >= cfg.iterations:
         final = out / FINAL_NAME
@@ -505,6 +512,33 @@ def _train(
         metrics=metrics,
         model=model,
     )
+
+
+def _any_process(flag: bool, ctx: ProcessContext) -> bool:
+    """``flag`` or-ed over the processes (each may get SIGTERM at another step)."""
+    if ctx.world_size == 1:
+        return flag
+    value = torch.tensor([float(flag)], device=ctx.device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def _stop_on_sigterm(
+    state: _TrainingState,
+    data: TrainingSet,
+    cfg: TrainConfig,
+    out: Path,
+    ctx: ProcessContext,
+    saved: bool,
+) -> None:
+    """Write a checkpoint of the step just finished (unless one was due anyway) and raise
+    :class:`uvis.interrupt.Terminated`: a requeued job resumes from this very step."""
+    if ctx.is_main and not saved:
+        state.last_checkpoint = _save_training_checkpoint(state, data, cfg, out)
+    logger.warning(
+        "SIGTERM: stopped after iteration %d; checkpoint %s", state.iteration, state.last_checkpoint
+    )
+    raise interrupt.Terminated(f"stopped after iteration {state.iteration}")
 
 
 def _step(
