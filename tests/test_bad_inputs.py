@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -321,3 +322,68 @@ def test_checkpoint_readers_say_what_is_wrong(tmp_path: Path, content: Any, mess
             read()
         text = str(info.value)
         assert text.startswith(f"{path}: ") and message in text and "\n" not in text
+
+
+# ---------------------------------------------------------------------------------------------
+# Video files
+
+
+def _faststart_video(path: Path, frames: int = 40) -> Path:
+    """An H.264 mp4 with its index at the front (as web videos are), frames of random noise so
+    that each frame takes many bytes: cutting the file loses the frames after the cut."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for t in range(frames):
+            rgb = np.random.default_rng(t).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        container.mux(stream.encode(None))
+    return path
+
+
+def test_truncated_video_is_an_error_or_a_counted_skip(tmp_path: Path) -> None:
+    from uvis.data.frames import extract_frames, partial_dir
+    from uvis.data.videos import extract_video_folder
+
+    folder = tmp_path / "videos"
+    good = _faststart_video(folder / "a.mp4")
+    data = _faststart_video(tmp_path / "whole.mp4").read_bytes()
+    cut = folder / "b.mp4"
+    cut.write_bytes(data[: len(data) * 4 // 10])
+    out = tmp_path / "frames" / "b"
+    with pytest.raises(DataError) as info:
+        extract_frames(cut, out)
+    assert info.value.path == str(cut)
+    assert "truncated or damaged: decoded" in str(info.value)
+    assert "of the 40 frames the container declares" in str(info.value)
+    assert not out.exists() and not partial_dir(out).exists()
+    ds, skipped = extract_video_folder(
+        folder, tmp_path / "frames", ["x"], on_error="skip", progress=False
+    )
+    assert [v.name for v in ds.videos] == ["a"] and len(ds.videos[0].frame_paths) == 40
+    assert len(skipped) == 1 and skipped[0].startswith(f"{cut}: truncated or damaged")
+    assert good.exists()
+
+
+def test_replaced_source_video_is_extracted_again(
+    tmp_path: Path, make_video: Any, identify_frame: Any
+) -> None:
+    from uvis.data.frames import extract_frames
+
+    video = make_video(tmp_path / "clip.mp4", frames=4)
+    out = tmp_path / "clip"
+    first = extract_frames(video, out)
+    assert len(first) == 4
+    # Same name, other content (and size): the old frames must not be reused.
+    make_video(video, frames=6)
+    os.utime(video, ns=(10**18, 10**18))
+    second = extract_frames(video, out)
+    assert len(second) == 6 and [identify_frame(p, 6)[0] for p in second] == list(range(6))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip", "clip.mp4"]
+    # Unchanged source: reused as it is.
+    mtimes = {p: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert extract_frames(video, out) == second
+    assert {p: p.stat().st_mtime_ns for p in out.iterdir()} == mtimes

@@ -332,13 +332,41 @@ def _decoded_frames(
     except av.FFmpegError as exc:
         raise DataError(video_path, f"cannot decode: {exc.strerror or exc}") from exc
     if decoded < declared:
-        # Not an error: edit lists can legitimately hide frames that the container counts.
+        shortfall = declared - decoded
+        if shortfall > truncation_tolerance(declared):
+            raise DataError(
+                video_path,
+                f"truncated or damaged: decoded {decoded} of the {declared} frames the "
+                "container declares",
+            )
+        # Edit lists can legitimately hide a few frames that the container counts.
         logger.warning(
-            "%s: decoded %d frames but the container declares %d (truncated file?)",
+            "%s: decoded %d frames but the container declares %d (an edit list?)",
             video_path,
             decoded,
             declared,
         )
+
+
+def truncation_tolerance(declared: int) -> int:
+    """How many of a container's declared frames may fail to decode before the file counts as
+    truncated: edit lists hide a couple of frames at most (2, or 1 % of long videos); a cut
+    file loses everything after the cut."""
+    return max(2, declared // 100)
+
+
+#: Manifest entries that identify the source file, not the settings.
+_SOURCE_KEYS = ("source_bytes", "source_mtime_ns")
+
+
+def source_identity(video_path: Path) -> dict[str, int]:
+    """Size and modification time of a video file: a finished extraction whose source no longer
+    has them was made from another file (replaced or re-encoded since) and is redone."""
+    try:
+        stat = video_path.stat()
+    except OSError as exc:
+        raise DataError(video_path, f"cannot read: {exc.strerror or exc}") from None
+    return {"source_bytes": stat.st_size, "source_mtime_ns": stat.st_mtime_ns}
 
 
 def _extraction_settings(
@@ -351,6 +379,7 @@ def _extraction_settings(
     """The settings recorded in the manifest; a finished folder is reused only if they match."""
     return {
         "source": video_path.name,
+        **source_identity(video_path),
         "stride": stride,
         "resize_short": resize_short,
         "max_frames": max_frames,
@@ -409,12 +438,13 @@ def extract_frames(
     if not 1 <= jpeg_quality <= 100:
         raise ConfigError(f"jpeg_quality: must be between 1 and 100, got {jpeg_quality!r}")
     settings = _extraction_settings(video_path, stride, resize_short, max_frames, jpeg_quality)
+    stale = None
     if out_dir.exists():
         manifest, frames = read_extraction(out_dir)
         changed = [
             f"{key}={manifest.get(key)!r} (now {value!r})"
             for key, value in settings.items()
-            if manifest.get(key) != value
+            if manifest.get(key) != value and key not in _SOURCE_KEYS
         ]
         if changed:
             raise DataError(
@@ -422,7 +452,14 @@ def extract_frames(
                 f"was extracted with other settings: {', '.join(changed)}; "
                 "delete it or use another output folder",
             )
-        return frames
+        if all(manifest.get(key) == settings[key] for key in _SOURCE_KEYS):
+            return frames
+        logger.warning(
+            "%s: %s changed since its frames were extracted (size or time); extracting again",
+            out_dir,
+            video_path,
+        )
+        stale = out_dir
 
     tmp = partial_dir(out_dir)
     if tmp.exists():
@@ -453,6 +490,8 @@ def extract_frames(
             raise DataError(video_path, "cannot decode: no video frames in the file")
         manifest = {**settings, "frames": count, "height": out_size[1], "width": out_size[0]}
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+        if stale is not None:  # the frames of the replaced source go only once these are done
+            shutil.rmtree(stale)
         os.replace(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
