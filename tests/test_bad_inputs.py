@@ -387,3 +387,33 @@ def test_replaced_source_video_is_extracted_again(
     mtimes = {p: p.stat().st_mtime_ns for p in out.iterdir()}
     assert extract_frames(video, out) == second
     assert {p: p.stat().st_mtime_ns for p in out.iterdir()} == mtimes
+
+
+# ---------------------------------------------------------------------------------------------
+# Numbers on the command line
+
+
+@pytest.mark.parametrize(
+    ("argv", "option", "message"),
+    [
+        (["pseudo", "filter", "--objectness-threshold", "5"], "--objectness-threshold", "must lie in [0.0, 1.0], got 5"),
+        (["pseudo", "filter", "--tau", "nan"], "--tau", "expected a finite number, got 'nan'"),
+        (["pseudo", "filter", "--k-min", "0"], "--k-min", "must lie in [1, inf], got 0"),
+        (["pseudo", "quality", "--iou", "0"], "--iou", "must lie in (0.0, 1.0], got 0"),
+        (["track", "vis", "--lam", "1.5"], "--lam", "must lie in [0.0, 1.0], got 1.5"),
+        (["track", "vis", "--batch-size", "0"], "--batch-size", "must lie in [1, inf], got 0"),
+        (["proposals", "maskcut", "--num-shards", "-2"], "--num-shards", "must lie in [1, inf], got -2"),
+        (["data", "extract", "--jpeg-quality", "x"], "--jpeg-quality", "expected an integer, got 'x'"),
+        (["data", "holdout", "--fraction", "inf"], "--fraction", "expected a finite number"),
+        (["baseline", "ytvis", "--drop-rate", "-0.1"], "--drop-rate", "must lie in [0.0, 1.0], got -0.1"),
+        (["report", "strips", "--gif-fps", "0"], "--gif-fps", "must lie in (0.0, inf], got 0"),
+    ],
+)  # fmt: skip
+def test_numbers_outside_their_range_are_refused_before_any_work(
+    capsys: Any, argv: list[str], option: str, message: str
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}: {message}" in err

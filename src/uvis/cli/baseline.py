@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from uvis.cli.types import nonnegative_int, unit_float
 from uvis.errors import DataError
 from uvis.io import atomic_write_json
 
@@ -46,11 +47,11 @@ def _davis(args: argparse.Namespace) -> int:
 
 
 def _noise_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--jitter-px", type=int, default=2)
-    p.add_argument("--drop-rate", type=float, default=0.1)
-    p.add_argument("--class-flip-rate", type=float, default=0.1)
-    p.add_argument("--false-positives", type=int, default=1)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--jitter-px", type=nonnegative_int, default=2)
+    p.add_argument("--drop-rate", type=unit_float, default=0.1)
+    p.add_argument("--class-flip-rate", type=unit_float, default=0.1)
+    p.add_argument("--false-positives", type=nonnegative_int, default=1)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

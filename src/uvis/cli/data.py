@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from uvis.cli.types import fraction, nonnegative_int, positive_int
 from uvis.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -152,7 +153,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions.required = True
 
     def add_common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--stride", type=int, default=1, help="keep every N-th frame (default 1)")
+        p.add_argument(
+            "--stride", type=positive_int, default=1, help="keep every N-th frame (default 1)"
+        )
         p.add_argument(
             "--on-error",
             choices=("fail", "skip"),
@@ -207,9 +210,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         required=True,
         help="frame index to write (.parquet)",
     )
-    p.add_argument("--resize-short", type=int, help="resize so the short side is N pixels (even)")
-    p.add_argument("--max-frames", type=int, help="keep at most N frames per video")
-    p.add_argument("--jpeg-quality", type=int, default=95, help="JPEG quality 1-100 (default 95)")
+    p.add_argument(
+        "--resize-short", type=positive_int, help="resize so the short side is N pixels (even)"
+    )
+    p.add_argument("--max-frames", type=positive_int, help="keep at most N frames per video")
+    p.add_argument(
+        "--jpeg-quality", type=positive_int, default=95, help="JPEG quality 1-100 (default 95)"
+    )
     add_common(p)
     p.set_defaults(func=_extract)
 
@@ -218,8 +225,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="cut an annotated YouTube-VIS split into fit and held-out JSONs, by video",
     )
     p.add_argument("json", type=Path, help="annotated YouTube-VIS/OVIS JSON (e.g. train.json)")
-    p.add_argument("--fraction", type=float, default=0.1, help="share of videos held out")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fraction", type=fraction, default=0.1, help="share of videos held out")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--fit-out", type=Path, required=True, help="JSON of the remaining videos")
     p.add_argument("--holdout-out", type=Path, required=True, help="JSON of the held-out videos")
     p.set_defaults(func=_holdout)

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from uvis.cli.types import positive_int
 from uvis.errors import ConfigError, DataError
 from uvis.io import atomic_write_json, atomic_write_text
 
@@ -118,7 +119,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     d.add_argument(
         "--max-objects",
-        type=int,
+        type=positive_int,
         default=20,
         help="largest predicted object id allowed; larger ids are an error (official: 20)",
     )

@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from uvis.cli.synth import parse_overrides
+from uvis.cli.types import positive_int
 
 
 def _tagvis(args: argparse.Namespace) -> int:
@@ -74,7 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="override an InferenceConfig field, e.g. --set bandwidth=0.5 --set min_area=0.002",
     )
-    t.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    t.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
     t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     t.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     t.set_defaults(func=_tagvis)

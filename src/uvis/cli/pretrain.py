@@ -15,6 +15,7 @@ import importlib.util
 from pathlib import Path
 
 from uvis.cli.synth import parse_overrides
+from uvis.cli.types import positive_int
 
 
 def _ssl(args: argparse.Namespace) -> int:
@@ -75,7 +76,9 @@ def _register_ssl(models: argparse._SubParsersAction) -> None:
         settings="DinoConfig",
         example="--set epochs=4 --set local_crops_number=2",
     )
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument(
+        "--threads", type=positive_int, help="torch CPU threads (default: torch's choice)"
+    )
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=_ssl)
@@ -114,7 +117,7 @@ def _register_backbone(models: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--threads",
-        type=int,
+        type=positive_int,
         default=1,
         help="torch CPU threads (default 1: reproducible bit for bit on any machine)",
     )

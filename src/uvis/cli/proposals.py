@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from uvis.cli.types import finite_float, nonnegative_int, positive_int, unit_float
+
 
 def _json_dict(text: str) -> dict:
     value = json.loads(text)
@@ -120,10 +122,10 @@ def _cutler(args: argparse.Namespace) -> int:
 
 def _shard_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=Path, required=True, help="frame index Parquet")
-    p.add_argument("--shard", type=int, default=0)
-    p.add_argument("--num-shards", type=int, default=1)
+    p.add_argument("--shard", type=nonnegative_int, default=0)
+    p.add_argument("--num-shards", type=positive_int, default=1)
     p.add_argument("--out", type=Path, required=True, help="proposals Parquet of this shard")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    p.add_argument("--threads", type=positive_int, default=1, help="CPU threads for torch")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -136,11 +138,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--arch", required=True, help="timm architecture, e.g. vit_base_patch8_224")
     m.add_argument("--arch-kwargs", type=_json_dict, default={}, help="JSON constructor overrides")
     m.add_argument("--weights", required=True, help="DINO checkpoint file or known weight name")
-    m.add_argument("--tau", type=float, default=0.15, help="affinity threshold")
-    m.add_argument("--num-masks", type=int, default=3, help="masks per frame (N)")
+    m.add_argument("--tau", type=finite_float, default=0.15, help="affinity threshold")
+    m.add_argument("--num-masks", type=positive_int, default=3, help="masks per frame (N)")
     m.add_argument("--refine", choices=["none", "bilateral"], default="bilateral")
-    m.add_argument("--batch-size", type=int, default=8)
-    m.add_argument("--input-short", type=int, help="resize frames so the short side is this")
+    m.add_argument("--batch-size", type=positive_int, default=8)
+    m.add_argument(
+        "--input-short", type=positive_int, help="resize frames so the short side is this"
+    )
     m.set_defaults(func=_maskcut)
 
     t = ps.add_parser(
@@ -152,7 +156,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--preset", default="default", help="smoke, default or real")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     t.add_argument("--out", type=Path, required=True, help="checkpoint (+ .json report)")
-    t.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    t.add_argument("--threads", type=positive_int, default=1, help="CPU threads for torch")
     t.set_defaults(func=_train_detector)
 
     d = ps.add_parser("detect", help="proposals with objectness from the trained detector")
@@ -165,11 +169,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument(
         "--weights", default="cutler_cascade", help="CutLER checkpoint file or known weight name"
     )
-    c.add_argument("--score-threshold", type=float, default=0.05, help="keep scores above this")
-    c.add_argument("--nms-threshold", type=float, default=0.5, help="box NMS IoU")
-    c.add_argument("--detections-per-image", type=int, default=100)
-    c.add_argument("--rpn-proposals", type=int, default=1000, help="RPN proposals per image")
-    c.add_argument("--min-size", type=int, default=800, help="test-time short side")
-    c.add_argument("--max-size", type=int, default=1333, help="test-time long-side limit")
-    c.add_argument("--batch-size", type=int, default=4)
+    c.add_argument(
+        "--score-threshold", type=unit_float, default=0.05, help="keep scores above this"
+    )
+    c.add_argument("--nms-threshold", type=unit_float, default=0.5, help="box NMS IoU")
+    c.add_argument("--detections-per-image", type=positive_int, default=100)
+    c.add_argument(
+        "--rpn-proposals", type=positive_int, default=1000, help="RPN proposals per image"
+    )
+    c.add_argument("--min-size", type=positive_int, default=800, help="test-time short side")
+    c.add_argument("--max-size", type=positive_int, default=1333, help="test-time long-side limit")
+    c.add_argument("--batch-size", type=positive_int, default=4)
     c.set_defaults(func=_cutler)

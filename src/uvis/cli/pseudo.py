@@ -6,6 +6,15 @@ import argparse
 import json
 from pathlib import Path
 
+from uvis.cli.types import (
+    finite_float,
+    fraction,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    unit_float,
+)
+
 
 def vocabulary_from_args(args: argparse.Namespace):
     """Categories from ``--categories-json`` (a YouTube-VIS JSON) or ``--vocabulary``."""
@@ -105,15 +114,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--model", required=True, help="open_clip model name")
     c.add_argument("--weights", required=True, help="open_clip checkpoint file or known name")
     c.add_argument("--template", action="append", help="prompt template with {} (repeatable)")
-    c.add_argument("--context", type=float, default=0.1, help="crop margin, fraction of box size")
+    c.add_argument(
+        "--context", type=finite_float, default=0.1, help="crop margin, fraction of box size"
+    )
     c.add_argument("--mask-background", choices=["mean", "blur"], help="fill outside the mask")
-    c.add_argument("--batch-size", type=int, default=256)
+    c.add_argument("--batch-size", type=positive_int, default=256)
     c.add_argument(
         "--resize-mode",
         choices=["shortest", "longest", "squash"],
         help="how crops are fitted to the model's input (default: the model's own)",
     )
-    c.add_argument("--threads", type=int, default=1)
+    c.add_argument("--threads", type=positive_int, default=1)
     c.set_defaults(func=_clip_scores)
 
     f = ps.add_parser(
@@ -122,21 +133,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--proposals", type=Path, nargs="+", required=True, help="proposal shards")
     f.add_argument("--clip", type=Path, nargs="+", required=True, help="CLIP-score shards")
     f.add_argument("--out", type=Path, required=True, help="pseudo-label Parquet")
-    f.add_argument("--objectness-threshold", type=float, default=0.7)
-    f.add_argument("--clip-threshold", type=float, default=0.7)
-    f.add_argument("--tau", type=float, default=0.7, help="PMF similarity threshold")
-    f.add_argument("--k-ratio", type=float, default=0.05, help="prototypes per class instance")
-    f.add_argument("--k-min", type=int, default=1)
-    f.add_argument("--k-max", type=int, default=64)
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--objectness-threshold", type=unit_float, default=0.7)
+    f.add_argument("--clip-threshold", type=unit_float, default=0.7)
+    f.add_argument("--tau", type=finite_float, default=0.7, help="PMF similarity threshold")
+    f.add_argument(
+        "--k-ratio", type=positive_float, default=0.05, help="prototypes per class instance"
+    )
+    f.add_argument("--k-min", type=positive_int, default=1)
+    f.add_argument("--k-max", type=positive_int, default=64)
+    f.add_argument("--seed", type=nonnegative_int, default=0)
     f.set_defaults(func=_filter)
 
     q = ps.add_parser("quality", help="measure pseudo-labels against ground truth")
     q.add_argument("labels", type=Path, help="pseudo-label Parquet (filter output)")
     q.add_argument("--gt-json", type=Path, required=True)
     q.add_argument("--images", type=Path, required=True, help="JPEGImages folder of the split")
-    q.add_argument("--stride", type=int, default=1, help="frame stride used by the frame index")
-    q.add_argument("--iou", type=float, default=0.5)
+    q.add_argument(
+        "--stride", type=positive_int, default=1, help="frame stride used by the frame index"
+    )
+    q.add_argument("--iou", type=fraction, default=0.5)
     q.add_argument("--title")
     q.add_argument("--out", type=Path, required=True, help="Markdown table (.csv/.json beside)")
     q.set_defaults(func=_quality)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from uvis.cli.types import nonnegative_int, positive_float
+
 
 def _pairs(items: list[str] | None, what: str) -> list[tuple[str, str]]:
     """``KEY=VALUE`` arguments as pairs, in the order given; ConfigError on a malformed one."""
@@ -237,11 +239,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--tracks", type=Path, required=True)
     s.add_argument("--failures", type=Path, required=True, help="from `uvis report failures`")
     s.add_argument("--run", required=True, help="run name shown on the strips")
-    s.add_argument("--samples", type=int, default=2, help="evenly spaced videos besides failures")
+    s.add_argument(
+        "--samples", type=nonnegative_int, default=2, help="evenly spaced videos besides failures"
+    )
     s.add_argument("--strip-frames", type=_positive_int, default=6, help="frames per strip")
     s.add_argument("--height", type=_positive_int, default=160, help="pixel height of a frame")
     s.add_argument("--gif-frames", type=_positive_int, default=48, help="most frames per GIF")
-    s.add_argument("--gif-fps", type=float, default=4.0)
+    s.add_argument("--gif-fps", type=positive_float, default=4.0)
     s.add_argument("--no-progress", action="store_true")
     s.add_argument("--out", type=Path, required=True, help="output folder (replaced)")
     s.set_defaults(func=_strips)

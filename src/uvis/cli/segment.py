@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from uvis.cli.types import positive_int, unit_float
+
 
 def _segment(args: argparse.Namespace) -> int:
     import torch
@@ -58,9 +60,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "one per line (checked against the checkpoint; default: the checkpoint's)",
     )
     p.add_argument("--out", type=Path, help="output folder (default: VIDEO without its suffix)")
-    p.add_argument("--stride", type=int, default=1, help="keep every N-th frame")
-    p.add_argument("--resize-short", type=int, help="resize frames so the short side is this")
-    p.add_argument("--min-score", type=float, default=0.3, help="overlay: smallest score shown")
+    p.add_argument("--stride", type=positive_int, default=1, help="keep every N-th frame")
+    p.add_argument(
+        "--resize-short", type=positive_int, help="resize frames so the short side is this"
+    )
+    p.add_argument(
+        "--min-score", type=unit_float, default=0.3, help="overlay: smallest score shown"
+    )
     p.add_argument("--no-overlay", action="store_true", help="do not write overlay.mp4")
     add_tracking_options(p)
     p.set_defaults(func=_segment)

@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from uvis.cli.types import nonnegative_int
 from uvis.errors import ConfigError
 
 
@@ -59,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--preset", default="default", help="size preset: smoke (tiny, seconds) or default"
     )
-    p.add_argument("--seed", type=int, help="root random seed (overrides the preset's)")
+    p.add_argument("--seed", type=nonnegative_int, help="root random seed (overrides the preset's)")
     p.add_argument(
         "--set",
         action="append",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from uvis.cli.types import finite_float, positive_int, unit_float
+
 
 def _clip_files(paths: list[Path]) -> list[Path]:
     """CLIP-score shards: the files given, and the ``*.parquet`` files of folders given."""
@@ -89,14 +91,16 @@ def add_tracking_options(p: argparse.ArgumentParser) -> None:
     """Options shared by ``uvis track vis`` and ``uvis segment``."""
     p.add_argument(
         "--lam",
-        type=float,
+        type=unit_float,
         default=0.5,
         help="tracking memory weight, UVIS eq. 2 (paper: 0.5); 1 = plain MinVIS matching",
     )
-    p.add_argument("--top-k", type=int, default=10, help="(query, class) pairs kept per video")
-    p.add_argument("--batch-size", type=int, default=8, help="frames per model forward")
+    p.add_argument(
+        "--top-k", type=positive_int, default=10, help="(query, class) pairs kept per video"
+    )
+    p.add_argument("--batch-size", type=positive_int, default=8, help="frames per model forward")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    p.add_argument("--threads", type=positive_int, default=1, help="CPU threads for torch")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -149,7 +153,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="pmf",
         help="pseudo-label filter level (UVIS Table 2's rows; uvis.prototypes.LEVELS)",
     )
-    d.add_argument("--tau", type=float, help="PMF threshold (level pmf; default: as stored)")
+    d.add_argument("--tau", type=finite_float, help="PMF threshold (level pmf; default: as stored)")
     d.add_argument("--out", type=Path, required=True, help="results JSON")
     d.add_argument("--tracks", type=Path, help="also write the tracks Parquet here")
     d.add_argument(

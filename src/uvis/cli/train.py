@@ -16,6 +16,7 @@ from pathlib import Path
 
 from uvis.cli.pseudo import vocabulary_from_args
 from uvis.cli.synth import parse_overrides
+from uvis.cli.types import finite_float, positive_int
 
 
 def _training_set(args: argparse.Namespace):
@@ -141,7 +142,9 @@ def _add_target_options(p: argparse.ArgumentParser) -> None:
         choices=["none", "objectness", "clip", "pmf"],
         help="pseudo-label filter level (UVIS Table 2; default pmf)",
     )
-    p.add_argument("--tau", type=float, help="PMF threshold (level pmf; default: the file's)")
+    p.add_argument(
+        "--tau", type=finite_float, help="PMF threshold (level pmf; default: the file's)"
+    )
     voc = p.add_mutually_exclusive_group()
     voc.add_argument("--categories-json", type=Path, help="vocabulary of a YouTube-VIS JSON")
     voc.add_argument("--vocabulary", help="file with one name per line, or a comma-separated list")
@@ -158,7 +161,7 @@ def _add_run_options(p: argparse.ArgumentParser, settings: str) -> None:
         help=f"override a {settings} field (repeatable)",
     )
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--threads", type=int, help="torch CPU threads per process (default 1)")
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads per process (default 1)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: auto")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument(
@@ -169,7 +172,7 @@ def _add_run_options(p: argparse.ArgumentParser, settings: str) -> None:
     )
     p.add_argument(
         "--stop-after",
-        type=int,
+        type=positive_int,
         metavar="N",
         help="debugging: stop after N steps as an interrupted run would (no final model)",
     )

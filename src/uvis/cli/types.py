@@ -1,0 +1,50 @@
+"""Argument types with ranges: a value outside its range is an argparse error (exit 2, the
+option named), never a NaN threshold or a zero batch size reaching a stage.
+
+The library checks the same ranges in its settings dataclasses; these give the message before
+any input is read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+
+def _number(kind: type, low: float | None, high: float | None, *, open_low: bool = False):
+    """A parser of ``kind`` values (int or float) within ``[low, high]`` (``(low, high]``)."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+            ) from None
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        too_low = low is not None and (value <= low if open_low else value < low)
+        if too_low or (high is not None and value > high):
+            left = "(" if open_low else "["
+            lo = "-inf" if low is None else low
+            hi = "inf" if high is None else high
+            raise argparse.ArgumentTypeError(f"must lie in {left}{lo}, {hi}], got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+#: Integers >= 1 (counts, sizes, strides, threads).
+positive_int: Callable[[str], int] = _number(int, 1, None)
+#: Integers >= 0 (indices, seeds, counts that may be zero).
+nonnegative_int: Callable[[str], int] = _number(int, 0, None)
+#: Finite numbers (no NaN or infinity).
+finite_float: Callable[[str], float] = _number(float, None, None)
+#: Scores, thresholds and rates in [0, 1].
+unit_float: Callable[[str], float] = _number(float, 0.0, 1.0)
+#: Numbers > 0 (frame rates, fractions of a whole).
+positive_float: Callable[[str], float] = _number(float, 0.0, None, open_low=True)
+#: Fractions in (0, 1].
+fraction: Callable[[str], float] = _number(float, 0.0, 1.0, open_low=True)
