@@ -229,3 +229,19 @@ def test_a_closed_pipe_is_no_traceback() -> None:
         os.close(write_end)
     assert done.returncode == 141
     assert b"Traceback" not in done.stderr and b"BrokenPipe" not in done.stderr, done.stderr
+
+
+def test_extraction_under_a_file_is_a_one_line_error(
+    tmp_path: Path, make_video: Any, capsys: Any
+) -> None:
+    videos = tmp_path / "videos"
+    make_video(videos / "a.mp4", frames=2)
+    blocker = tmp_path / "frames"
+    blocker.write_text("a file where the frames folder should go")
+    argv = ["data", "extract", str(videos), str(blocker / "x"), "--vocabulary", "cat"]
+    code = main([*argv, "--index-out", str(tmp_path / "i.parquet")])
+    assert code == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and str(blocker) in errors[0] and "Not a directory" in errors[0]
+    assert "Traceback" not in err

@@ -68,19 +68,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         line = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
         print(f"error: {line}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if isinstance(exc, BrokenPipeError):
+            return _quiet_broken_pipe()
+        # A file-system error no stage turned into a UvisError (permissions, a full disk, a
+        # path through a file): still one line naming the path, not a traceback.
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except interrupt.Terminated:
         print("terminated (SIGTERM); outputs written so far are complete", file=sys.stderr)
         return interrupt.EXIT_STATUS
-    except BrokenPipeError:
-        # The reader of stdout went away (`uvis schemas | head`): stop quietly, as other tools
-        # do, and keep Python from reporting the pipe again when it flushes stdout at exit.
-        with contextlib.suppress(OSError):
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        return 141
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader of stdout went away (`uvis schemas | head`): stop quietly, as other tools do,
+    and keep Python from reporting the pipe again when it flushes stdout at exit."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return 141
 
 
 if __name__ == "__main__":  # pragma: no cover
