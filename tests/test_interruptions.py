@@ -245,3 +245,15 @@ def test_extraction_under_a_file_is_a_one_line_error(
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and str(blocker) in errors[0] and "Not a directory" in errors[0]
     assert "Traceback" not in err
+
+
+def test_every_torch_file_written_to_a_full_disk_is_a_one_line_error(small_disk: Path) -> None:
+    # The stand-in trainers write their weights with torch.save inside atomic_path.
+    with pytest.raises(DataError) as info:
+        with atomic_path(small_disk / "state.pth") as tmp:
+            torch.save({"w": torch.zeros(100_000)}, tmp)
+    assert str(info.value) == (
+        f"{small_disk / 'state.pth'}: cannot write: the file was cut short "
+        "(is the disk or quota full?)"
+    )
+    assert os.listdir(small_disk) == []

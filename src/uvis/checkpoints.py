@@ -24,15 +24,7 @@ from uvis.io import atomic_path
 def save_checkpoint(path: str | os.PathLike[str], checkpoint: Mapping[str, Any]) -> None:
     """Write a checkpoint dict atomically (a reader never sees a half-written file)."""
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        try:
-            torch.save(dict(checkpoint), f)
-        except RuntimeError as exc:
-            # torch's zip writer reports a failed write (a full disk) as "unexpected pos".
-            if "unexpected pos" in str(exc) or "PytorchStreamWriter" in str(exc):
-                raise DataError(
-                    path, "cannot write: the file was cut short (is the disk or quota full?)"
-                ) from exc
-            raise
+        torch.save(dict(checkpoint), f)
 
 
 def load_problem(exc: BaseException) -> str:

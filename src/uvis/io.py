@@ -31,6 +31,10 @@ from uvis.errors import DataError
 _WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
 
 
+#: What torch.save's writer says when the file system refuses bytes (e.g. a full disk).
+_TORCH_WRITE_FAILURES = ("unexpected pos", "PytorchStreamWriter failed")
+
+
 def current_umask() -> int:
     """The process's file-creation mask (read without changing it for long)."""
     mask = os.umask(0o022)
@@ -177,6 +181,15 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
             tmp_path.unlink()
         if exc.errno in _WRITE_ERRNOS:
             raise write_error(dest, exc) from exc
+        raise
+    except RuntimeError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        # torch.save's zip writer reports a failed write (a full disk) this way.
+        if any(mark in str(exc) for mark in _TORCH_WRITE_FAILURES):
+            raise DataError(
+                dest, "cannot write: the file was cut short (is the disk or quota full?)"
+            ) from exc
         raise
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
