@@ -234,3 +234,42 @@ def test_a_diverged_model_is_an_error_not_silent_instances(world, tmp_path):
     with pytest.raises(UvisError, match="tags are not finite"):
         infer_videos(model, meta, videos, InferenceConfig(), results_path=tmp_path / "r.json")
     assert not (tmp_path / "r.json").exists()
+
+
+def test_sigterm_stops_after_the_step_with_a_checkpoint_and_resumes_exactly(
+    world, tmp_path, monkeypatch
+):
+    import os
+    import signal
+
+    from uvis import interrupt
+    from uvis.tagvis import train as tagvis_train
+
+    data = training_set(world)
+    cfg = config(checkpoint_period=4)  # no checkpoint falls due at step 2
+    whole = train_tagvis(data, cfg, tmp_path / "whole", progress=False)
+    real_step = tagvis_train._step
+
+    def step_then_sigterm(state, batch, cfg_, iteration):
+        values = real_step(state, batch, cfg_, iteration)
+        if iteration == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return values
+
+    previous = signal.getsignal(signal.SIGTERM)
+    interrupt.install()
+    try:
+        monkeypatch.setattr(tagvis_train, "_step", step_then_sigterm)
+        with pytest.raises(interrupt.Terminated, match="after step 2"):
+            train_tagvis(data, cfg, tmp_path / "split", progress=False)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        monkeypatch.undo()
+    split = tmp_path / "split"
+    assert sorted(p.name for p in split.glob("checkpoint_*.pth")) == ["checkpoint_0000002.pth"]
+    assert not [p for p in split.iterdir() if ".tmp" in p.name]
+    resumed = train_tagvis(data, cfg, split, progress=False)
+    assert resumed.start_iteration == 2 and resumed.final is not None
+    a, b = whole.model.state_dict(), resumed.model.state_dict()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
