@@ -198,6 +198,8 @@ def test_training_stopped_by_sigterm_resumes_to_the_uninterrupted_weights(
     final_a = torch.load(full.final, weights_only=True)["model"]
     final_b = torch.load(resumed.final, weights_only=True)["model"]
     assert all(torch.equal(final_a[k], final_b[k]) for k in final_a)
+    assert full.final is not None and resumed.final is not None
+    assert full.final.read_bytes() == resumed.final.read_bytes()  # byte for byte
 
 
 def test_two_trainings_never_share_an_output_folder(tmp_path: Path) -> None:
@@ -257,3 +259,15 @@ def test_every_torch_file_written_to_a_full_disk_is_a_one_line_error(small_disk:
         "(is the disk or quota full?)"
     )
     assert os.listdir(small_disk) == []
+
+
+def test_temporary_folders_follow_the_umask(tmp_path: Path) -> None:
+    from uvis.io import temporary_dir
+
+    old = os.umask(0o002)
+    try:
+        folder = temporary_dir(tmp_path / "out" / "strips")
+    finally:
+        os.umask(old)
+    assert folder.parent == tmp_path / "out" and folder.name.startswith(".strips.")
+    assert folder.stat().st_mode & 0o777 == 0o775

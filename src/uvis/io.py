@@ -197,6 +197,19 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
         raise
 
 
+def temporary_dir(dest: str | os.PathLike[str]) -> Path:
+    """A new hidden folder next to ``dest`` to fill and then rename to ``dest``, with the
+    permissions of an ordinary new folder (``0777`` less the umask, not ``mkdtemp``'s 0700)."""
+    dest = Path(dest)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{_temp_prefix(dest)}{os.getpid()}.", dir=dest.parent))
+    except OSError as exc:
+        raise write_error(dest, exc) from None
+    os.chmod(tmp, 0o777 & ~current_umask())
+    return tmp
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_path(path) as tmp:

@@ -19,7 +19,6 @@ import base64
 import html
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from uvis.data.frames import read_frame
 from uvis.errors import DataError
 from uvis.inference.overlay import draw_frame, track_colour
 from uvis.inference.videos import VideoFrames, frame_index_videos
+from uvis.io import temporary_dir
 from uvis.report.failures import (
     ERROR_KINDS,
     GroundTruth,
@@ -311,8 +311,7 @@ def write_run_strips(
     tracks = read_tracks(tracks_path)
     chosen = chosen_videos(sorted(gt.videos), failures["picks"], samples)
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    tmp = temporary_dir(out_dir)
     written = []
     gifs = []
     try:
