@@ -5,8 +5,11 @@ Every fixture documents what it builds so tests can state their expected answers
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+import os
+import signal
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -213,3 +216,38 @@ def identify_frame() -> Callable[[Path, int], tuple[int, float]]:
         return best, float(errors[best].max())
 
     return identify
+
+
+# --------------------------------------------------------------------------------------------
+# Signals
+
+
+@pytest.fixture
+def sigterm_at_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Callable[[Any, int], contextlib.AbstractContextManager[None]]:
+    """``with sigterm_at_step(loop_module, k): ...``: inside the block, a real SIGTERM reaches
+    this process right after step ``k`` of ``loop_module._step`` (whose last argument is the
+    step number), with uvis' handler installed as the CLI installs it."""
+    from uvis import interrupt
+
+    @contextlib.contextmanager
+    def patched(module: Any, at: int) -> Iterator[None]:
+        real_step = module._step
+
+        def step_then_sigterm(*args: Any) -> Any:
+            values = real_step(*args)
+            if args[-1] == at:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return values
+
+        previous = signal.getsignal(signal.SIGTERM)
+        interrupt.install()
+        monkeypatch.setattr(module, "_step", step_then_sigterm)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            monkeypatch.undo()
+
+    return patched

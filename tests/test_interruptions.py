@@ -80,7 +80,8 @@ def small_disk(tmp_path: Path) -> Any:
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
     yield mount
-    subprocess.run(["umount", str(mount)], check=False)
+    # Lazy: a file object torch left open until garbage collection must not keep it mounted.
+    subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_full_disk_is_a_one_line_error_and_leaves_nothing(small_disk: Path) -> None:
@@ -162,7 +163,7 @@ def test_sigkill_leftovers_are_removed_by_the_next_writer(tmp_path: Path) -> Non
 
 
 def test_training_stopped_by_sigterm_resumes_to_the_uninterrupted_weights(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, sigterm_at_step: Any
 ) -> None:
     data = toy_set(tmp_path, empty=True)
     cfg = smoke(iterations=6, checkpoint_period=4, keep_checkpoints=3)
@@ -170,23 +171,8 @@ def test_training_stopped_by_sigterm_resumes_to_the_uninterrupted_weights(
 
     from uvis.train import loop
 
-    real_step = loop._step
-
-    def step_then_sigterm(state: Any, net: Any, batch: Any, cfg_: Any, ctx: Any, it: int) -> Any:
-        values = real_step(state, net, batch, cfg_, ctx, it)
-        if it == 3:  # a real signal, delivered in the middle of the loop
-            os.kill(os.getpid(), signal.SIGTERM)
-        return values
-
-    previous = signal.getsignal(signal.SIGTERM)
-    interrupt.install()
-    try:
-        monkeypatch.setattr(loop, "_step", step_then_sigterm)
-        with pytest.raises(interrupt.Terminated, match="after iteration 3"):
-            train_vis(data, cfg, tmp_path / "part", progress=False)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        monkeypatch.undo()
+    with sigterm_at_step(loop, 3), pytest.raises(interrupt.Terminated, match="after iteration 3"):
+        train_vis(data, cfg, tmp_path / "part", progress=False)
     part = tmp_path / "part"
     # Stopped at iteration 3 (no checkpoint was due): its own checkpoint, nothing half-written.
     assert [it for it, _ in checkpoints(part)] == [3]

@@ -237,34 +237,16 @@ def test_a_diverged_model_is_an_error_not_silent_instances(world, tmp_path):
 
 
 def test_sigterm_stops_after_the_step_with_a_checkpoint_and_resumes_exactly(
-    world, tmp_path, monkeypatch
+    world, tmp_path, sigterm_at_step
 ):
-    import os
-    import signal
-
     from uvis import interrupt
     from uvis.tagvis import train as tagvis_train
 
     data = training_set(world)
     cfg = config(checkpoint_period=4)  # no checkpoint falls due at step 2
     whole = train_tagvis(data, cfg, tmp_path / "whole", progress=False)
-    real_step = tagvis_train._step
-
-    def step_then_sigterm(state, batch, cfg_, iteration):
-        values = real_step(state, batch, cfg_, iteration)
-        if iteration == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return values
-
-    previous = signal.getsignal(signal.SIGTERM)
-    interrupt.install()
-    try:
-        monkeypatch.setattr(tagvis_train, "_step", step_then_sigterm)
-        with pytest.raises(interrupt.Terminated, match="after step 2"):
-            train_tagvis(data, cfg, tmp_path / "split", progress=False)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        monkeypatch.undo()
+    with sigterm_at_step(tagvis_train, 2), pytest.raises(interrupt.Terminated, match="step 2"):
+        train_tagvis(data, cfg, tmp_path / "split", progress=False)
     split = tmp_path / "split"
     assert sorted(p.name for p in split.glob("checkpoint_*.pth")) == ["checkpoint_0000002.pth"]
     assert not [p for p in split.iterdir() if ".tmp" in p.name]
