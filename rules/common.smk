@@ -7,9 +7,32 @@ import sys
 from argparse import Namespace
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-validate(config, schema="../workflow/schemas/config.schema.yaml")
+#: This checkout's library, which the rules run (see the shell prefix below) and the config
+#: checks use.
+SRC = os.path.join(workflow.basedir, "src")
+if SRC not in sys.path:
+    sys.path.insert(0, SRC)
+
+
+def _schema_error(exc):
+    """The one line of uvis.workflow_checks.schema_error_line for Snakemake's validation error
+    (which carries jsonschema's error as its context)."""
+    import jsonschema
+    from uvis.workflow_checks import schema_error_line
+
+    cause = exc.__context__
+    if isinstance(cause, jsonschema.ValidationError):
+        return f"Error validating config file: {schema_error_line(cause)}"
+    return str(exc).splitlines()[0]
+
+
+try:
+    validate(config, schema="../workflow/schemas/config.schema.yaml")
+except WorkflowError as exc:
+    raise WorkflowError(_schema_error(exc)) from None
 
 DS = config["dataset"]["name"]
 FORMAT = config["dataset"]["format"]
@@ -21,7 +44,6 @@ WORLD = f"{R}/world"
 # jobs run the code of this checkout whether uvis is pip-installed or the job runs in a conda
 # env built from envs/*.yaml (which holds the dependencies only). Jobs inherit the variable,
 # locally and on a cluster.
-SRC = os.path.join(workflow.basedir, "src")
 # (The prefix is formatted by Snakemake like a shell command, hence the doubled braces.)
 # SRC is quoted for the shell (a checkout path may hold spaces) and its braces doubled.
 _SRC_SHELL = shlex.quote(SRC).replace("{", "{{").replace("}", "}}")
@@ -444,3 +466,27 @@ def tagvis_compare_inputs(wildcards):
 def tagvis_compare_args(wildcards, input):
     return " ".join(q(f"{v}={input[v]}") for v in tagvis_variants())
 
+
+# Config checks that need the library, at DAG build: every preset/overrides block built into its
+# settings dataclass, every weight resolved (uvis.workflow_checks), the tag-based variants to
+# run. A bad value stops here with one line naming the config key, not hours later in its job.
+
+
+def _check_config():
+    from uvis.errors import UvisError
+    from uvis.workflow_checks import check_config
+
+    try:
+        check_config(
+            config,
+            src=Path(SRC) / "uvis",
+            cache_dir=Path(".snakemake") / "uvis-settings-checked",
+            warn=lambda text: print(f"uvis: {text}", file=sys.stderr),
+        )
+        if config["tagvis"]["enabled"]:
+            tagvis_variants()
+    except (UvisError, ValueError) as exc:
+        raise WorkflowError(str(exc)) from None
+
+
+_check_config()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -17,11 +18,14 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def snakemake(*args: str, check: bool = True, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+def snakemake(
+    *args: str, check: bool = True, cwd: Path = ROOT, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run snakemake in the repository root (where users run it)."""
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", *args],
         cwd=cwd,
+        env=None if env is None else {**os.environ, **env},
         capture_output=True,
         text=True,
         timeout=900,
@@ -121,6 +125,51 @@ def test_bad_config_is_rejected_naming_the_key(tmp_path, override, names):
     assert "Error validating config file" in err
     for name in names:
         assert name in err, err
+
+
+def test_a_schema_error_is_one_line_not_the_schema_and_config(tmp_path):
+    """An unknown top-level key: jsonschema's own message appended the whole schema and config
+    (about 790 lines)."""
+    cfg = {"results": str(tmp_path), "colour": 1}
+    proc = snakemake("-n", *overlay(tmp_path / "bad.yaml", cfg), check=False)
+    assert proc.returncode != 0
+    err = proc.stdout + proc.stderr
+    assert "Error validating config file: unknown config key colour (known keys: results," in err
+    assert "Failed validating" not in err and "On instance" not in err
+    assert len(err.splitlines()) < 10, err
+
+
+@pytest.mark.parametrize(
+    ("override", "line"),
+    [
+        ({"clip": {"weights": "/nonexistent"}}, "config clip.weights: weight file '/nonexistent'"),
+        (
+            {"ssl": {"weights": "dino_vitb8", "arch": "vit_base_patch8_224", "arch_kwargs": {}}},
+            "config ssl.weights: weight 'dino_vitb8' (",
+        ),
+        (
+            {"tagvis": {"variants": {"full": {}, "odd": {"tag_atention": False}}}},
+            "config tagvis.variants.odd: unknown tagvis setting 'tag_atention'",
+        ),
+        (
+            {"vis": {"train": {"preset": "default", "overrides": {"lr": "fast"}}}},
+            "config vis.train: train setting 'lr': expected a value like",
+        ),
+    ],
+    ids=["clip-weights-file", "ssl-weights-name", "tagvis-switch", "vis-lr"],
+)
+def test_dry_run_catches_settings_and_weights_the_jobs_would_fail_on(tmp_path, override, line):
+    """Issue 14's late failures: each passed `snakemake -n` and stopped its job."""
+    cfg = {"results": str(tmp_path), **override}
+    weights = tmp_path / "weights"  # an empty weights folder
+    weights.mkdir()
+    proc = snakemake(
+        "-n", *overlay(tmp_path / "bad.yaml", cfg), check=False, env={"UVIS_WEIGHTS": str(weights)}
+    )
+    assert proc.returncode != 0
+    err = proc.stdout + proc.stderr
+    assert line in err, err
+    assert "Traceback" not in err
 
 
 def test_unknown_tagvis_variant_to_run_is_named(tmp_path):
