@@ -247,7 +247,8 @@ rule pseudo_quality:
     log:
         f"{R}/logs/pseudo_quality/{{split}}.log",
     conda:
-        "../envs/core.yaml"
+        # The filter levels are read with uvis.prototypes.select, whose module needs faiss.
+        "../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=4000,
