@@ -2,25 +2,28 @@
 `pseudo_quality` ran in envs/core.yaml, which lacks faiss, so it failed under `--sdm conda`).
 
 For every rule, the test finds its command in rules/*.smk, the command's handler function in
-the CLI and the imports that handler makes; a fresh interpreter then runs those imports with
+the CLI and the imports that handler makes (uvis.workflow_rules); a fresh interpreter then runs those imports with
 every installed third-party package that the rule's environment does not list blocked for
 imports made by uvis modules (packages' own dependencies come with them).
 """
 
 from __future__ import annotations
 
-import ast
-import inspect
 import json
 import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import yaml
 
-from uvis.cli import build_parser
+from uvis.workflow_rules import (
+    command_handler,
+    handler_import_code,
+    main,
+    rule_commands,
+    rules_using,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,12 +35,6 @@ IMPORT_NAMES = {
     "open-clip-torch": ["open_clip"],
     "faiss-cpu": ["faiss"],
     "matplotlib-base": ["matplotlib"],
-}
-
-#: Rules whose command is assembled in rules/common.smk: the subcommands they can run.
-ASSEMBLED = {
-    "frame_index": [("data", "index"), ("data", "extract")],
-    "frames_from_video": [("data", "extract")],
 }
 
 #: The child interpreter: blocks imports by uvis modules of installed packages not in
@@ -90,69 +87,22 @@ def env_imports(env_file: Path) -> set[str]:
     return names
 
 
-def rules_of(text: str) -> dict[str, tuple[str, str]]:
-    """rule name -> (conda env file, shell command text) of a .smk file."""
-    out = {}
-    blocks = re.split(r"^\s*rule (\w+):\n", text, flags=re.M)
-    for name, block in zip(blocks[1::2], blocks[2::2], strict=True):
-        env = re.search(r'conda:\s*\n(?:\s*#.*\n)*\s*"([^"]+)"', block)
-        shell = re.search(r"shell:\s*\n((?:\s+\".*\"\n?)+)", block)
-        if env and shell:
-            out[name] = (env.group(1), shell.group(1))
-    return out
-
-
-def subcommands(rule: str, shell: str) -> list[tuple[str, ...]]:
-    if rule in ASSEMBLED:
-        return ASSEMBLED[rule]
-    match = re.search(r"uvis ([a-z-]+)(?: ([a-z-]+))?", shell)
-    assert match, f"rule {rule}: no `uvis` command in {shell}"
-    return [tuple(w for w in match.groups() if w)]
-
-
-def handler(words: tuple[str, ...]):
-    parser = build_parser()
-    for word in words:
-        actions = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"]
-        if not actions or word not in actions[0].choices:
-            break
-        parser = actions[0].choices[word]
-    func = parser.get_default("func")
-    assert func is not None, words
-    return func
-
-
-def handler_imports(func) -> str:
-    """The handler's module import and the import statements of its body, as code."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
-    lines = [f"import {func.__module__}"]
-    lines += [
-        ast.unparse(node)
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Import | ast.ImportFrom)
-    ]
-    return "\n".join(lines)
-
-
-def all_rules() -> dict[str, tuple[str, str]]:
-    rules = {}
-    for path in sorted((ROOT / "rules").glob("*.smk")):
-        rules.update(rules_of(path.read_text()))
-    return rules
-
-
 def test_every_rule_with_a_command_is_found():
-    rules = all_rules()
+    rules = {r.rule: r for r in rule_commands(ROOT / "rules")}
     assert {"pseudo_quality", "filter", "synth_world", "table", "train_vis", "strips"} <= set(rules)
-    assert len(rules) >= 28
+    assert len(rules) >= 30
+    assert rules["train_vis"].subcommands == (("train", "vis"),)
+    assert rules["synth_world"].subcommands == (("synth",),)
+    assert rules["cutler_proposals"].env == "../envs/detectron2.yaml"
+    assert all(r.env for r in rules.values())
 
 
 def test_each_rules_environment_holds_what_its_command_imports():
     by_env: dict[str, dict[str, str]] = {}
-    for rule, (env, shell) in all_rules().items():
-        for words in subcommands(rule, shell):
-            key = f"{rule} ({'/'.join(words)})"
-            by_env.setdefault(env, {})[key] = handler_imports(handler(words))
+    for rule in rule_commands(ROOT / "rules"):
+        for words in rule.subcommands:
+            key = f"{rule.rule} ({'/'.join(words)})"
+            by_env.setdefault(rule.env, {})[key] = handler_import_code(command_handler(words))
     assert set(by_env) >= {"../envs/core.yaml", "../envs/torch.yaml"}
     failures = {}
     for env, rules in by_env.items():
@@ -171,7 +121,7 @@ def test_each_rules_environment_holds_what_its_command_imports():
 def test_the_check_finds_a_missing_package():
     """The check itself: `uvis pseudo quality` in envs/core.yaml (the rule's environment before
     issue 14) needs faiss, which core.yaml lacks; with faiss allowed it passes."""
-    rules = {"pseudo_quality": handler_imports(handler(("pseudo", "quality")))}
+    rules = {"pseudo_quality": handler_import_code(command_handler(("pseudo", "quality")))}
     core = sorted(env_imports(ROOT / "envs" / "core.yaml"))
     for allowed, expected in (
         (core, {"pseudo_quality": "No module named 'faiss' (blocked)"}),
@@ -184,3 +134,25 @@ def test_the_check_finds_a_missing_package():
             timeout=600,
         )
         assert json.loads(proc.stdout) == expected, proc.stderr
+
+
+def test_rules_using_a_library_file():
+    """Rules whose commands reach a module, by imports (the list `--forcerun` takes)."""
+    rules_dir, src = ROOT / "rules", ROOT / "src"
+    every = [r.rule for r in rule_commands(rules_dir)]
+    assert rules_using([src / "uvis" / "io.py"], rules_dir, src) == every
+    losses = rules_using([src / "uvis" / "tagvis" / "losses.py"], rules_dir, src)
+    assert "train_tagvis" in losses and "eval_ytvis" not in losses and "filter" not in losses
+    quality = rules_using([src / "uvis" / "pseudo" / "quality.py"], rules_dir, src)
+    assert "pseudo_quality" in quality and "train_vis" not in quality
+    compare = rules_using([src / "uvis" / "evaluation" / "compare.py"], rules_dir, src)
+    assert {"compare_vis", "compare_tagvis"} <= set(compare) and "synth_world" not in compare
+
+
+def test_rules_using_command_line(capsys, tmp_path):
+    assert main([str(ROOT / "src" / "uvis" / "tagvis" / "losses.py")]) == 0
+    assert "train_tagvis" in capsys.readouterr().out.split()
+    outside = tmp_path / "x.py"
+    outside.write_text("")
+    assert main([str(outside)]) == 2
+    assert "not a source file under" in capsys.readouterr().err
