@@ -477,14 +477,14 @@ def _check_config():
     from uvis.workflow_checks import check_config
 
     try:
+        if config["tagvis"]["enabled"]:
+            tagvis_variants()
         check_config(
             config,
             src=Path(SRC) / "uvis",
             cache_dir=Path(".snakemake") / "uvis-settings-checked",
             warn=lambda text: print(f"uvis: {text}", file=sys.stderr),
         )
-        if config["tagvis"]["enabled"]:
-            tagvis_variants()
     except (UvisError, ValueError) as exc:
         raise WorkflowError(str(exc)) from None
 

@@ -7,6 +7,9 @@ config key. (tests/test_workflow.py runs the same checks through `snakemake -n`.
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -178,3 +181,33 @@ def test_a_schema_error_is_one_line_with_the_key_path(changes, start):
     line = schema_error_line(error)
     assert line.startswith(start), line
     assert "\n" not in line and len(line) < 400
+
+
+def test_without_torch_in_snakemakes_environment_only_the_weights_are_checked(tmp_path):
+    """Snakemake may run in an environment without the model libraries (jobs in conda envs):
+    the settings check says it is skipped, the weight check still runs."""
+    code = f"""
+import sys, yaml
+sys.modules["torch"] = None  # import torch raises ImportError
+from uvis.errors import ConfigError
+from uvis.workflow_checks import check_config
+cfg = yaml.safe_load(open({str(ROOT / "config.yaml")!r}))
+warnings = []
+check_config(cfg, src={str(SRC)!r}, cache_dir=None, warn=warnings.append)
+assert len(warnings) == 1 and warnings[0].startswith("settings not checked"), warnings
+cfg["clip"]["weights"] = "/nonexistent"
+try:
+    check_config(cfg, src={str(SRC)!r}, cache_dir=None, warn=warnings.append)
+except ConfigError as exc:
+    print(exc)
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("config clip.weights: weight file '/nonexistent'"), proc.stdout

@@ -271,15 +271,16 @@ def check_config(
     cache_dir: Path | None,
     warn: Callable[[str], None] = print,
 ) -> None:
-    """Everything above, as the workflow runs it when building the DAG: the settings (skipped
-    when ``cache_dir`` holds a pass for the same settings and library source), then the
-    weights. Where the settings cannot be built because a dependency is missing from the
-    environment Snakemake runs in (e.g. torch), ``warn`` says so and only the weights are
-    checked.
+    """Everything above, as the workflow runs it when building the DAG: the weights the config
+    names, the settings (skipped when ``cache_dir`` holds a pass for the same settings and
+    library source), then the weights the settings name. Where the settings cannot be built
+    because a dependency is missing from the environment Snakemake runs in (e.g. torch),
+    ``warn`` says so and only the config's own weights are checked.
 
     Raises:
         ConfigError: one line naming the config key and the problem.
     """
+    check_weights(config_weights(config))  # first: needs no torch
     cache = None if cache_dir is None else cache_dir / f"{settings_key(config, src)}.json"
     refs: list[WeightRef] | None = None
     if cache is not None and cache.is_file():
@@ -292,7 +293,6 @@ def check_config(
             refs = check_settings(config)
         except ImportError as exc:
             warn(f"settings not checked before the jobs run: {exc}")
-            check_weights(config_weights(config))
             return
         if cache is not None:
             try:
@@ -302,4 +302,4 @@ def check_config(
                 tmp.replace(cache)
             except OSError:
                 pass  # a read-only working directory: check again next time
-    check_weights(config_weights(config) + refs)
+    check_weights(refs)
