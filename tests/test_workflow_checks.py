@@ -169,6 +169,10 @@ BAD_SCHEMA = {
         "vis.pseudo_level: 'best' is not one of",
     ),
     "type": ({"tracking": {"lam": "half", "top_k": 10}}, "tracking.lam: 'half' is not of type"),
+    "list-item": (
+        {"tables": {**DEFAULT["tables"], "build": ["uvis_table1", "table9"]}},
+        "tables.build[1]: 'table9' is not one of",
+    ),
 }
 
 

@@ -47,7 +47,8 @@ def schema_error_line(error: Any) -> str:
     from jsonschema.exceptions import best_match
 
     error = best_match([error])
-    path = ".".join(str(p) for p in error.absolute_path)
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+    path = path.removeprefix(".")
     if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
         allowed = error.schema.get("properties", {})
         extra = [k for k in error.instance if k not in allowed]
