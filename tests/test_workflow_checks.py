@@ -121,6 +121,15 @@ def test_a_bad_setting_or_weight_is_one_line_naming_the_key(changes, start):
     assert "\n" not in message
 
 
+def test_overrides_that_the_rules_options_replace_pass():
+    """synth.overrides.seed is replaced by the rule's --seed, vis.train.overrides.model by
+    its --model: no conflict (the jobs take the dedicated option)."""
+    cfg = with_changes(
+        {"synth.overrides": {"seed": 3}, "vis.train.overrides": {"model": "uvis-smoke"}}
+    )
+    check_config(cfg, src=SRC, cache_dir=None)
+
+
 def test_weights_are_only_checked_for_stages_that_run():
     """Disabled models and the unused proposal backend do not need their weights."""
     cfg = with_changes(

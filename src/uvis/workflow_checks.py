@@ -122,7 +122,7 @@ def check_settings(config: Mapping[str, Any]) -> list[WeightRef]:
     _check(
         "synth",
         lambda: SynthParams.preset(
-            synth["preset"], **cli_overrides(synth["overrides"]), seed=synth["seed"]
+            synth["preset"], **{**cli_overrides(synth["overrides"]), "seed": synth["seed"]}
         ),
     )
 
