@@ -224,3 +224,62 @@ except ConfigError as exc:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("config clip.weights: weight file '/nonexistent'"), proc.stdout
+
+
+def dataset_config(tmp_path: Path, dataset: dict) -> dict:
+    return {**copy.deepcopy(DEFAULT), "dataset": {"eval_split": "valid", **dataset}}
+
+
+def test_dataset_paths_read_through_parameters_are_checked(tmp_path):
+    """Bad inputs of each format, each built in tmp_path: the error names the key and path."""
+    (tmp_path / "images").mkdir()
+    (tmp_path / "DAVIS" / "ImageSets" / "2017").mkdir(parents=True)
+    (tmp_path / "DAVIS" / "ImageSets" / "2017" / "val.txt").write_text("bear\n")
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "twice.txt").write_text("cat\ndog\ncat\n")
+    ytvis = {"name": "y", "format": "ytvis"}
+    davis = {"name": "d", "format": "davis", "root": str(tmp_path / "DAVIS")}
+    videos = {
+        "name": "v",
+        "format": "videos",
+        "splits": {"valid": {"dir": str(tmp_path / "videos")}},
+    }
+    good = [
+        {**ytvis, "splits": {"valid": {"json": "v.json", "images": str(tmp_path / "images")}}},
+        {**davis, "splits": {"valid": {"imageset": "2017/val"}}},
+        {**videos, "vocabulary": ["cat", "dog"]},
+        {**videos, "vocabulary": "cat,dog"},
+    ]
+    for dataset in good:
+        workflow_checks.check_dataset(dataset_config(tmp_path, dataset))
+    bad = [
+        (
+            {**ytvis, "splits": {"valid": {"json": "v.json", "images": str(tmp_path / "nope")}}},
+            f"config dataset.splits.valid.images: folder {tmp_path / 'nope'} does not exist",
+        ),
+        (
+            {**davis, "root": str(tmp_path / "DAVIS2"), "splits": {"valid": {"imageset": "x"}}},
+            f"config dataset.root: folder {tmp_path / 'DAVIS2'} does not exist",
+        ),
+        (
+            {**davis, "splits": {"valid": {"imageset": "2019/val"}}},
+            "config dataset.splits.valid.imageset: file ",
+        ),
+        (
+            {**videos, "splits": {"valid": {"dir": str(tmp_path / "vids")}}, "vocabulary": ["a"]},
+            f"config dataset.splits.valid.dir: folder {tmp_path / 'vids'} does not exist",
+        ),
+        (
+            {**videos, "vocabulary": str(tmp_path / "vocab.txt")},
+            f"config dataset.vocabulary: file {tmp_path / 'vocab.txt'} does not exist",
+        ),
+        (
+            {**videos, "vocabulary": str(tmp_path / "twice.txt")},
+            "config dataset.vocabulary: " + str(tmp_path / "twice.txt") + ": names listed twice",
+        ),
+        ({**videos, "vocabulary": ["cat", "cat"]}, "config dataset.vocabulary: vocabulary: names"),
+    ]
+    for dataset, start in bad:
+        with pytest.raises(ConfigError) as info:
+            workflow_checks.check_dataset(dataset_config(tmp_path, dataset))
+        assert str(info.value).startswith(start), (dataset, str(info.value))

@@ -246,6 +246,51 @@ def check_weights(refs: Iterable[WeightRef]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Dataset paths the jobs read that are not Snakemake inputs
+
+
+def check_dataset(config: Mapping[str, Any]) -> None:
+    """The dataset folders and files that rules read through parameters (so Snakemake does not
+    check them): a YouTube-VIS split's image folder, the DAVIS root and its image-set files, a
+    video split's folder and the vocabulary (a text file, or names).
+
+    Raises:
+        ConfigError: ``config dataset.<key>: <problem>``.
+    """
+    dataset = config["dataset"]
+    fmt, splits = dataset["format"], dataset.get("splits") or {}
+
+    def need(key: str, path: str, kind: str) -> None:
+        ok = Path(path).is_dir() if kind == "folder" else Path(path).is_file()
+        if not ok:
+            raise ConfigError(f"config dataset.{key}: {kind} {path} does not exist")
+
+    for name, split in splits.items():
+        if fmt == "ytvis" and "images" in split:
+            need(f"splits.{name}.images", split["images"], "folder")
+        elif fmt == "davis" and "imageset" in split:
+            need("root", dataset["root"], "folder")
+            imageset = f"{dataset['root']}/ImageSets/{split['imageset']}.txt"
+            need(f"splits.{name}.imageset", imageset, "file")
+        elif fmt == "videos" and "dir" in split:
+            need(f"splits.{name}.dir", split["dir"], "folder")
+    if fmt == "videos" and "vocabulary" in dataset:
+        vocabulary = dataset["vocabulary"]
+        if isinstance(vocabulary, str) and not Path(vocabulary).exists():
+            # `uvis data extract` reads a string that is no file as comma-separated names: a
+            # mistyped file name would become one class.
+            if "/" in vocabulary or vocabulary.endswith(".txt"):
+                raise ConfigError(
+                    f"config dataset.vocabulary: file {vocabulary} does not exist (give a text "
+                    "file with one name per line, or a list of names)"
+                )
+            vocabulary = vocabulary.split(",")
+        from uvis.data.videos import read_vocabulary
+
+        _check("dataset.vocabulary", lambda: read_vocabulary(vocabulary))
+
+
+# ---------------------------------------------------------------------------------------------
 # The check at DAG build, with its cache
 
 
@@ -272,8 +317,8 @@ def check_config(
     cache_dir: Path | None,
     warn: Callable[[str], None] = print,
 ) -> None:
-    """Everything above, as the workflow runs it when building the DAG: the weights the config
-    names, the settings (skipped when ``cache_dir`` holds a pass for the same settings and
+    """Everything above, as the workflow runs it when building the DAG: the dataset paths, the
+    weights the config names, the settings (skipped when ``cache_dir`` holds a pass for the same settings and
     library source), then the weights the settings name. Where the settings cannot be built
     because a dependency is missing from the environment Snakemake runs in (e.g. torch),
     ``warn`` says so and only the config's own weights are checked.
@@ -281,7 +326,8 @@ def check_config(
     Raises:
         ConfigError: one line naming the config key and the problem.
     """
-    check_weights(config_weights(config))  # first: needs no torch
+    check_dataset(config)  # first: needs no torch
+    check_weights(config_weights(config))
     cache = None if cache_dir is None else cache_dir / f"{settings_key(config, src)}.json"
     refs: list[WeightRef] | None = None
     if cache is not None and cache.is_file():
