@@ -17,7 +17,7 @@ rule baseline_ytvis:
     params:
         opts=_baseline_opts(),
     shell:
-        "python -m uvis baseline ytvis {input.gt} {output} {params.opts} > {log} 2>&1"
+        "python -m uvis baseline ytvis {input.gt:q} {output:q} {params.opts} > {log:q} 2>&1"
 
 
 rule baseline_davis:
@@ -37,4 +37,4 @@ rule baseline_davis:
         gt=f"{davis_root()}/Annotations_unsupervised/480p",
         opts=_baseline_opts(),
     shell:
-        "python -m uvis baseline davis {params.gt} {output} {params.opts} > {log} 2>&1"
+        "python -m uvis baseline davis {params.gt:q} {output:q} {params.opts} > {log:q} 2>&1"

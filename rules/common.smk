@@ -2,12 +2,37 @@
 
 import json
 import os
+import shlex
+import sys
 from argparse import Namespace
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-validate(config, schema="../workflow/schemas/config.schema.yaml")
+#: This checkout's library, which the rules run (see the shell prefix below) and the config
+#: checks use.
+SRC = os.path.join(workflow.basedir, "src")
+if SRC not in sys.path:
+    sys.path.insert(0, SRC)
+
+
+def _schema_error(exc):
+    """The one line of uvis.workflow_checks.schema_error_line for Snakemake's validation error
+    (which carries jsonschema's error as its context)."""
+    import jsonschema
+    from uvis.workflow_checks import schema_error_line
+
+    cause = exc.__context__
+    if isinstance(cause, jsonschema.ValidationError):
+        return f"Error validating config file: {schema_error_line(cause)}"
+    return str(exc).splitlines()[0]
+
+
+try:
+    validate(config, schema="../workflow/schemas/config.schema.yaml")
+except WorkflowError as exc:
+    raise WorkflowError(_schema_error(exc)) from None
 
 DS = config["dataset"]["name"]
 FORMAT = config["dataset"]["format"]
@@ -19,9 +44,14 @@ WORLD = f"{R}/world"
 # jobs run the code of this checkout whether uvis is pip-installed or the job runs in a conda
 # env built from envs/*.yaml (which holds the dependencies only). Jobs inherit the variable,
 # locally and on a cluster.
-SRC = os.path.join(workflow.basedir, "src")
 # (The prefix is formatted by Snakemake like a shell command, hence the doubled braces.)
-shell.prefix(f"export PYTHONPATH={SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
+# SRC is quoted for the shell (a checkout path may hold spaces) and its braces doubled.
+_SRC_SHELL = shlex.quote(SRC).replace("{", "{{").replace("}", "}}")
+shell.prefix(f"export PYTHONPATH={_SRC_SHELL}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
+
+#: Shell quoting of the values that rules join into one option string (single paths and values
+#: are quoted in the rules themselves with Snakemake's `{...:q}`).
+q = shlex.quote
 
 
 #: dataset.holdout (format ytvis): two splits cut from an annotated one by video, `fit` and
@@ -132,7 +162,7 @@ def _vocabulary():
 def _extract_args(split, out_root):
     resize = config["frames"]["resize_short"]
     return (
-        f"data extract {_video_dir(split)} {out_root} --vocabulary {_vocabulary()!r}"
+        f"data extract {q(_video_dir(split))} {q(out_root)} --vocabulary {q(_vocabulary())}"
         + (f" --resize-short {resize}" if resize else "")
     )
 
@@ -140,10 +170,13 @@ def _extract_args(split, out_root):
 def _frame_index_args(wildcards):
     """The `uvis` subcommand (without the common options) that indexes one split."""
     if FORMAT in ("synth", "ytvis"):
-        return f"data index --format ytvis --json {ytvis_json(wildcards)} --images {ytvis_images(wildcards)}"
+        return (
+            f"data index --format ytvis --json {q(ytvis_json(wildcards))} "
+            f"--images {q(ytvis_images(wildcards))}"
+        )
     if FORMAT == "davis":
         imageset = split_cfg(wildcards.split)["imageset"]
-        return f"data index --format davis --root {davis_root()} --imageset {imageset}"
+        return f"data index --format davis --root {q(davis_root())} --imageset {q(imageset)}"
     return _extract_args(wildcards.split, f"{R}/frames/{wildcards.split}")
 
 
@@ -168,7 +201,7 @@ SHARDS = list(range(NUM_SHARDS))
 
 def preset_sets(overrides):
     """`--set key=value` options for a preset block's overrides (values as JSON)."""
-    return " ".join(f"--set {k}={json.dumps(v)!r}" for k, v in overrides.items())
+    return " ".join(f"--set {q(f'{k}={json.dumps(v)}')}" for k, v in overrides.items())
 
 
 def ssl_pretrain_sets():
@@ -216,9 +249,9 @@ def cutler_weights_input(wildcards):
 def vocabulary_args(wildcards):
     """Where the class names (and ids) come from: the YouTube-VIS JSON, or the vocabulary."""
     if FORMAT in ("synth", "ytvis"):
-        return f"--categories-json {ytvis_json(wildcards)}"
+        return f"--categories-json {q(ytvis_json(wildcards))}"
     vocab = config["dataset"].get("vocabulary") or ["object"]
-    return f"--vocabulary {vocab if isinstance(vocab, str) else ','.join(vocab)!r}"
+    return f"--vocabulary {q(vocab if isinstance(vocab, str) else ','.join(vocab))}"
 
 
 def pseudo_label_targets():
@@ -286,13 +319,14 @@ def train_vis_targets(wildcards, input):
         level, tau = pseudo_selection(wildcards.vis_run)
         vocab = vocabulary_args(Namespace(split=TRAIN_SPLIT))
         tau_arg = "" if tau is None else f" --tau {tau}"
-        return f"--labels {input.labels} --level {level}{tau_arg} {vocab}"
-    return f"--gt-json {input.gt} --images {ytvis_images(Namespace(split=TRAIN_SPLIT))}"
+        return f"--labels {q(input.labels)} --level {level}{tau_arg} {vocab}"
+    images = ytvis_images(Namespace(split=TRAIN_SPLIT))
+    return f"--gt-json {q(input.gt)} --images {q(images)}"
 
 
 def backbone_weights_args(wildcards):
     w = backbone_weights()
-    return f"--backbone-weights {w}" if w else ""
+    return f"--backbone-weights {q(w)}" if w else ""
 
 
 def tracking_lambda(wildcards):
@@ -302,7 +336,7 @@ def tracking_lambda(wildcards):
 
 def deepsort_opts():
     return " ".join(
-        f"--{k.replace('_', '-')} {v}"
+        f"--{k.replace('_', '-')} {q(str(v))}"
         for k, v in config["deepsort"]["overrides"].items()
     )
 
@@ -326,7 +360,7 @@ def vis_metrics(wildcards):
 
 def vis_compare_args(wildcards, input):
     return " ".join(
-        f"'{label}={input[folder]}'" for label, folder in _vis_compare_runs()
+        q(f"{label}={input[folder]}") for label, folder in _vis_compare_runs()
     )
 
 
@@ -430,4 +464,29 @@ def tagvis_compare_inputs(wildcards):
 
 
 def tagvis_compare_args(wildcards, input):
-    return " ".join(f"'{v}={input[v]}'" for v in tagvis_variants())
+    return " ".join(q(f"{v}={input[v]}") for v in tagvis_variants())
+
+
+# Config checks that need the library, at DAG build: every preset/overrides block built into its
+# settings dataclass, every weight resolved (uvis.workflow_checks), the tag-based variants to
+# run. A bad value stops here with one line naming the config key, not hours later in its job.
+
+
+def _check_config():
+    from uvis.errors import UvisError
+    from uvis.workflow_checks import check_config
+
+    try:
+        if config["tagvis"]["enabled"]:
+            tagvis_variants()
+        check_config(
+            config,
+            src=Path(SRC) / "uvis",
+            cache_dir=Path(".snakemake") / "uvis-settings-checked",
+            warn=lambda text: print(f"uvis: {text}", file=sys.stderr),
+        )
+    except (UvisError, ValueError) as exc:
+        raise WorkflowError(str(exc)) from None
+
+
+_check_config()

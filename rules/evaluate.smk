@@ -16,7 +16,8 @@ rule eval_ytvis:
         mem_mb=4000,
         runtime=60,
     shell:
-        "python -m uvis eval ytvis {input.gt} {input.results} --out {output} > {log} 2>&1"
+        "python -m uvis eval ytvis {input.gt:q} {input.results:q} --out {output:q} "
+        "> {log:q} 2>&1"
 
 
 rule eval_davis:
@@ -36,8 +37,8 @@ rule eval_davis:
         gt=f"{davis_root()}/Annotations_unsupervised/480p",
         imageset=davis_imageset,
     shell:
-        "python -m uvis eval davis {params.gt} {input.pred} --imageset {params.imageset} "
-        "--out {output} > {log} 2>&1"
+        "python -m uvis eval davis {params.gt:q} {input.pred:q} --imageset {params.imageset:q} "
+        "--out {output:q} > {log:q} 2>&1"
 
 
 rule submission:
@@ -57,5 +58,5 @@ rule submission:
         mem_mb=4000,
         runtime=30,
     shell:
-        "python -m uvis eval submission {input.videos} {input.results} --out {output} "
-        "> {log} 2>&1"
+        "python -m uvis eval submission {input.videos:q} {input.results:q} --out {output:q} "
+        "> {log:q} 2>&1"

@@ -19,11 +19,13 @@ rule frame_index:
     params:
         args=_frame_index_args,
         stride=config["frames"]["stride"],
-        verify=(f"--verify {config['frames']['verify']}" if FORMAT != "videos" else ""),
+        verify=(
+            f"--verify {q(config['frames']['verify'])}" if FORMAT != "videos" else ""
+        ),
         on_error=config["frames"]["on_error"],
     shell:
-        "python -m uvis {params.args} --stride {params.stride} {params.verify} "
-        "--on-error {params.on_error} --out {output} > {log} 2>&1"
+        "python -m uvis {params.args} --stride {params.stride:q} {params.verify} "
+        "--on-error {params.on_error:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule frames_from_video:
@@ -45,8 +47,8 @@ rule frames_from_video:
         stride=config["frames"]["stride"],
         on_error=config["frames"]["on_error"],
     shell:
-        "python -m uvis {params.args} --stride {params.stride} --on-error {params.on_error} "
-        "--out {output} > {log} 2>&1"
+        "python -m uvis {params.args} --stride {params.stride:q} --on-error {params.on_error:q} "
+        "--out {output:q} > {log:q} 2>&1"
 
 
 rule holdout_split:
@@ -68,5 +70,6 @@ rule holdout_split:
         fraction=HOLDOUT["fraction"] if HOLDOUT else None,
         seed=HOLDOUT["seed"] if HOLDOUT else None,
     shell:
-        "python -m uvis data holdout {input} --fraction {params.fraction} --seed {params.seed} "
-        "--fit-out {output.fit} --holdout-out {output.holdout} > {log} 2>&1"
+        "python -m uvis data holdout {input:q} --fraction {params.fraction:q} "
+        "--seed {params.seed:q} --fit-out {output.fit:q} --holdout-out {output.holdout:q} "
+        "> {log:q} 2>&1"

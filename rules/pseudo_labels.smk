@@ -23,8 +23,9 @@ rule pretrain_ssl:
         preset=config["ssl"]["pretrain"]["preset"],
         sets=ssl_pretrain_sets(),
     shell:
-        "python -m uvis pretrain ssl {params.corpus} {output.ckpt} --preset {params.preset} "
-        "{params.sets} --threads {threads} --no-progress > {log} 2>&1"
+        "python -m uvis pretrain ssl {params.corpus:q} {output.ckpt:q} "
+        "--preset {params.preset:q} {params.sets} --threads {threads} --no-progress "
+        "> {log:q} 2>&1"
 
 
 rule pretrain_clip:
@@ -49,9 +50,9 @@ rule pretrain_clip:
         preset=config["clip"]["pretrain"]["preset"],
         sets=clip_pretrain_sets(),
     shell:
-        "python -m uvis pretrain clip {params.corpus} {output.ckpt} --preset {params.preset} "
-        "--eval-world {params.world} {params.sets} --threads {threads} --no-progress "
-        "> {log} 2>&1"
+        "python -m uvis pretrain clip {params.corpus:q} {output.ckpt:q} "
+        "--preset {params.preset:q} --eval-world {params.world:q} {params.sets} "
+        "--threads {threads} --no-progress > {log:q} 2>&1"
 
 
 rule maskcut:
@@ -78,10 +79,11 @@ rule maskcut:
         refine=config["proposals"]["maskcut"]["refine"],
         num_shards=NUM_SHARDS,
     shell:
-        "python -m uvis proposals maskcut --frames {input.frames} --shard {wildcards.shard} "
-        "--num-shards {params.num_shards} --arch {params.arch} --arch-kwargs '{params.arch_kwargs}' "
-        "--weights {params.weights} --tau {params.tau} --num-masks {params.num_masks} "
-        "--refine {params.refine} --threads {threads} --out {output} > {log} 2>&1"
+        "python -m uvis proposals maskcut --frames {input.frames:q} "
+        "--shard {wildcards.shard:q} --num-shards {params.num_shards} --arch {params.arch:q} "
+        "--arch-kwargs {params.arch_kwargs:q} --weights {params.weights:q} "
+        "--tau {params.tau:q} --num-masks {params.num_masks:q} --refine {params.refine:q} "
+        "--threads {threads} --out {output:q} > {log:q} 2>&1"
 
 
 rule train_detector:
@@ -105,9 +107,9 @@ rule train_detector:
         preset=config["proposals"]["detector"]["preset"],
         sets=preset_sets(config["proposals"]["detector"]["overrides"]),
     shell:
-        "python -m uvis proposals train-detector --frames {input.frames} --masks {input.masks} "
-        "--preset {params.preset} {params.sets} --threads {threads} --out {output.ckpt} "
-        "> {log} 2>&1"
+        "python -m uvis proposals train-detector --frames {input.frames:q} "
+        "--masks {input.masks:q} --preset {params.preset:q} {params.sets} --threads {threads} "
+        "--out {output.ckpt:q} > {log:q} 2>&1"
 
 
 if config["proposals"]["backend"] == "maskcut":
@@ -130,9 +132,9 @@ if config["proposals"]["backend"] == "maskcut":
         params:
             num_shards=NUM_SHARDS,
         shell:
-            "python -m uvis proposals detect --frames {input.frames} --shard {wildcards.shard} "
-            "--num-shards {params.num_shards} --detector {input.detector} --threads {threads} "
-            "--out {output} > {log} 2>&1"
+            "python -m uvis proposals detect --frames {input.frames:q} "
+            "--shard {wildcards.shard:q} --num-shards {params.num_shards} "
+            "--detector {input.detector:q} --threads {threads} --out {output:q} > {log:q} 2>&1"
 
 else:
 
@@ -156,9 +158,9 @@ else:
             weights=config["proposals"]["cutler_weights"],
             num_shards=NUM_SHARDS,
         shell:
-            "python -m uvis proposals cutler --frames {input.frames} --shard {wildcards.shard} "
-            "--num-shards {params.num_shards} --weights {params.weights} --threads {threads} "
-            "--out {output} > {log} 2>&1"
+            "python -m uvis proposals cutler --frames {input.frames:q} "
+            "--shard {wildcards.shard:q} --num-shards {params.num_shards} "
+            "--weights {params.weights:q} --threads {threads} --out {output:q} > {log:q} 2>&1"
 
 
 rule clip_scores:
@@ -181,25 +183,25 @@ rule clip_scores:
         vocabulary=vocabulary_args,
         model=config["clip"]["model"],
         weights=clip_weights,
-        templates=" ".join(f"--template {t!r}" for t in config["clip"]["templates"]),
+        templates=" ".join(f"--template {q(t)}" for t in config["clip"]["templates"]),
         context=config["clip"]["context"],
         mask_background=(
-            f"--mask-background {config['clip']['mask_background']}"
+            f"--mask-background {q(config['clip']['mask_background'])}"
             if config["clip"]["mask_background"]
             else ""
         ),
         batch_size=config["clip"]["batch_size"],
         resize_mode=(
-            f"--resize-mode {config['clip']['resize_mode']}"
+            f"--resize-mode {q(config['clip']['resize_mode'])}"
             if config["clip"]["resize_mode"]
             else ""
         ),
     shell:
-        "python -m uvis pseudo clip-scores --frames {input.frames} --proposals {input.proposals} "
-        "{params.vocabulary} --model {params.model} --weights {params.weights} "
-        "{params.templates} --context {params.context} {params.mask_background} "
-        "--batch-size {params.batch_size} {params.resize_mode} --threads {threads} "
-        "--out {output} > {log} 2>&1"
+        "python -m uvis pseudo clip-scores --frames {input.frames:q} "
+        "--proposals {input.proposals:q} {params.vocabulary} --model {params.model:q} "
+        "--weights {params.weights:q} {params.templates} --context {params.context:q} "
+        "{params.mask_background} --batch-size {params.batch_size:q} {params.resize_mode} "
+        "--threads {threads} --out {output:q} > {log:q} 2>&1"
 
 
 rule filter:
@@ -229,10 +231,10 @@ rule filter:
         k_min=config["filter"]["k_min"],
         k_max=config["filter"]["k_max"],
     shell:
-        "python -m uvis pseudo filter --proposals {input.proposals} --clip {input.clip} "
-        "--objectness-threshold {params.objectness} --clip-threshold {params.clip} "
-        "--tau {params.tau} --k-ratio {params.k_ratio} --k-min {params.k_min} "
-        "--k-max {params.k_max} --out {output} > {log} 2>&1"
+        "python -m uvis pseudo filter --proposals {input.proposals:q} --clip {input.clip:q} "
+        "--objectness-threshold {params.objectness:q} --clip-threshold {params.clip:q} "
+        "--tau {params.tau:q} --k-ratio {params.k_ratio:q} --k-min {params.k_min:q} "
+        "--k-max {params.k_max:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule pseudo_quality:
@@ -245,7 +247,8 @@ rule pseudo_quality:
     log:
         f"{R}/logs/pseudo_quality/{{split}}.log",
     conda:
-        "../envs/core.yaml"
+        # The filter levels are read with uvis.prototypes.select, whose module needs faiss.
+        "../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=4000,
@@ -253,7 +256,8 @@ rule pseudo_quality:
     params:
         images=ytvis_images,
         stride=config["frames"]["stride"],
+        title=lambda wildcards: f"Pseudo-label quality: {wildcards.split} split",
     shell:
-        "python -m uvis pseudo quality {input.labels} --gt-json {input.gt} "
-        "--images {params.images} --stride {params.stride} "
-        "--title 'Pseudo-label quality: {wildcards.split} split' --out {output} > {log} 2>&1"
+        "python -m uvis pseudo quality {input.labels:q} --gt-json {input.gt:q} "
+        "--images {params.images:q} --stride {params.stride:q} --title {params.title:q} "
+        "--out {output:q} > {log:q} 2>&1"

@@ -46,8 +46,8 @@ rule table:
     params:
         args=lambda wildcards: table_args(wildcards.table),
     shell:
-        "python -m uvis report table {wildcards.table} {params.args} --out {output.md} "
-        "> {log} 2>&1"
+        "python -m uvis report table {wildcards.table:q} {params.args} --out {output.md:q} "
+        "> {log:q} 2>&1"
 
 
 rule pseudo_quality_html:
@@ -70,7 +70,7 @@ rule pseudo_quality_html:
         mem_mb=500,
         runtime=5,
     shell:
-        "python -m uvis report html {input} --out {output} > {log} 2>&1"
+        "python -m uvis report html {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule plot_loss:
@@ -94,9 +94,10 @@ rule plot_loss:
         runtime=5,
     params:
         csv=training_csv,
+        title=lambda wildcards: f"Training loss: {wildcards.train_run}",
     shell:
-        "python -m uvis report loss {params.csv} --title 'Training loss: {wildcards.train_run}' "
-        "--out {output} > {log} 2>&1"
+        "python -m uvis report loss {params.csv:q} --title {params.title:q} "
+        "--out {output:q} > {log:q} 2>&1"
 
 
 rule plot_per_category_ap:
@@ -120,12 +121,10 @@ rule plot_per_category_ap:
         runtime=5,
     params:
         runs=per_category_args,
-        title=lambda wildcards: shlex.quote(
-            f"Per-category AP: {wildcards.table} ({DS}, {EVAL_SPLIT})"
-        ),
+        title=lambda wildcards: f"Per-category AP: {wildcards.table} ({DS}, {EVAL_SPLIT})",
     shell:
-        "python -m uvis report per-category-ap {params.runs} --title {params.title} "
-        "--out {output} > {log} 2>&1"
+        "python -m uvis report per-category-ap {params.runs} --title {params.title:q} "
+        "--out {output:q} > {log:q} 2>&1"
 
 
 rule failures:
@@ -149,11 +148,11 @@ rule failures:
         per_kind=TABLES["strips"]["failures_per_kind"],
         iou=TABLES["failures"]["iou"],
         cover=TABLES["failures"]["cover"],
+        title=lambda wildcards: f"Failure cases: {wildcards.run} on {wildcards.split}",
     shell:
-        "python -m uvis report failures --gt-json {input.gt} --tracks {input.tracks} "
-        "--per-kind {params.per_kind} --iou {params.iou} --cover {params.cover} "
-        "--title 'Failure cases: {wildcards.run} on {wildcards.split}' --no-progress "
-        "--out {output.json} > {log} 2>&1"
+        "python -m uvis report failures --gt-json {input.gt:q} --tracks {input.tracks:q} "
+        "--per-kind {params.per_kind:q} --iou {params.iou:q} --cover {params.cover:q} "
+        "--title {params.title:q} --no-progress --out {output.json:q} > {log:q} 2>&1"
 
 
 rule strips:
@@ -186,10 +185,10 @@ rule strips:
         frames=TABLES["strips"]["frames"],
         height=TABLES["strips"]["height"],
     shell:
-        "python -m uvis report strips --gt-json {input.gt} --frames {input.frames} "
-        "--tracks {input.tracks} --failures {input.failures} --run {wildcards.run} "
-        "--samples {params.samples} --strip-frames {params.frames} --height {params.height} "
-        "--no-progress --out {output} > {log} 2>&1"
+        "python -m uvis report strips --gt-json {input.gt:q} --frames {input.frames:q} "
+        "--tracks {input.tracks:q} --failures {input.failures:q} --run {wildcards.run:q} "
+        "--samples {params.samples:q} --strip-frames {params.frames:q} "
+        "--height {params.height:q} --no-progress --out {output:q} > {log:q} 2>&1"
 
 
 # A failed run: the tables are still built, its rows marked failed.

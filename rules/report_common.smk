@@ -249,19 +249,59 @@ def report_targets():
     return targets
 
 
-def build_tables_after_error(snakemake_log):
-    """After a failed run (the default profile keeps going), build every table that has a failed
-    run from the metrics that exist, as tables/<name>.partial.{md,csv,html}: a failed row cites
-    its newest stage log, or this Snakemake log when none of its stages started."""
+def failed_tables():
+    """Tables that this Snakemake run was to build and could not, because a job they depend on
+    (their runs' evaluation, tracking, training, or a stage upstream) failed: the table jobs
+    of this run's DAG left unfinished with a failed job among their ancestors. A table that was
+    not a target of this run, or that only stayed unbuilt because the run was stopped (SIGTERM:
+    Snakemake lets running jobs finish and starts no new one), is not listed.
+
+    Reads Snakemake's DAG and scheduler (`workflow.dag`, `workflow.scheduler.failed`); returns
+    None where this Snakemake version does not expose them."""
+    try:
+        dag = workflow.dag
+        failed = set(workflow.scheduler.failed)
+        pending = [job for job in dag.needrun_jobs() if job.rule.name == "table"]
+        names = []
+        for job in pending:
+            if failed & set(dag.bfs(dag.dependencies, job)):
+                names.append(job.wildcards.table)
+    except AttributeError:
+        return None
+    return [name for name in built_tables() if name in names]
+
+
+def build_tables_after_error(snakemake_logs):
+    """After a failed run (the default profile keeps going), build each table of
+    :func:`failed_tables` from the metrics that exist, as tables/<name>.partial.{md,csv,html}:
+    a failed row cites its newest stage log, or this run's Snakemake log when none of its
+    stages started. (`onerror` passes the Snakemake log files as a list.)"""
+    tables = failed_tables()
+    if tables is None:
+        print(
+            "onerror: this Snakemake version does not say which jobs failed; "
+            "no partial tables written",
+            file=sys.stderr,
+        )
+        return
+    if isinstance(snakemake_logs, str | os.PathLike):
+        snakemake_logs = [snakemake_logs]
+    fallback = os.fspath(snakemake_logs[0]) if snakemake_logs else None
     os.makedirs(f"{R}/logs/report", exist_ok=True)
-    for name in built_tables():
+    pythonpath = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
+    for name in tables:
         log = f"{R}/logs/report/table_{name}.partial.log"
-        try:
-            shell(
-                f"python -m uvis report table {name} {table_args(name, snakemake_log)} "
-                f"--out {R}/tables/{name}.md --partial > {log} 2>&1"
+        command = [sys.executable, "-m", "uvis", "report", "table", name]
+        command += shlex.split(table_args(name, fallback))
+        command += ["--out", f"{R}/tables/{name}.md", "--partial"]
+        with open(log, "w") as out:
+            proc = subprocess.run(
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONPATH": pythonpath},
             )
-        except subprocess.CalledProcessError:
+        if proc.returncode != 0:
             print(f"table {name} could not be built, see {log}", file=sys.stderr)
         else:
             with open(log) as f:

@@ -19,10 +19,7 @@ rule synth_world:
         out=lambda wildcards, output: os.path.dirname(output.manifest),
         preset=config["synth"]["preset"],
         seed=config["synth"]["seed"],
-        overrides=" ".join(
-            f"--set {k}={json.dumps(v)!r}"
-            for k, v in config["synth"]["overrides"].items()
-        ),
+        overrides=preset_sets(config["synth"]["overrides"]),
     shell:
-        "python -m uvis synth {params.out} --preset {params.preset} --seed {params.seed} "
-        "{params.overrides} > {log} 2>&1"
+        "python -m uvis synth {params.out:q} --preset {params.preset:q} --seed {params.seed:q} "
+        "{params.overrides} > {log:q} 2>&1"

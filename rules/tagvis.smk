@@ -31,9 +31,9 @@ rule train_tagvis:
         sets=tagvis_train_sets,
         out_dir=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
-        "python -m uvis train tagvis --frames {input.frames} {params.targets} "
-        "--preset {params.preset} {params.sets} --threads {threads} --restart-stale "
-        "--no-progress --out {params.out_dir} > {log} 2>&1"
+        "python -m uvis train tagvis --frames {input.frames:q} {params.targets} "
+        "--preset {params.preset:q} {params.sets} --threads {threads} --restart-stale "
+        "--no-progress --out {params.out_dir:q} > {log:q} 2>&1"
 
 
 rule infer_tagvis:
@@ -59,9 +59,10 @@ rule infer_tagvis:
     params:
         sets=preset_sets(config["tagvis"]["inference"]),
     shell:
-        "python -m uvis infer tagvis --checkpoint {input.ckpt} --frames {input.frames} "
-        "{params.sets} --threads {threads} --no-progress --out {output.results} "
-        "--davis {output.davis} --speed {output.speed} --tracks {output.tracks} > {log} 2>&1"
+        "python -m uvis infer tagvis --checkpoint {input.ckpt:q} --frames {input.frames:q} "
+        "{params.sets} --threads {threads} --no-progress --out {output.results:q} "
+        "--davis {output.davis:q} --speed {output.speed:q} --tracks {output.tracks:q} "
+        "> {log:q} 2>&1"
 
 
 rule compare_tagvis:
@@ -83,7 +84,9 @@ rule compare_tagvis:
         columns=lambda wildcards: (
             "AP,AP50,AP75,AR1,AR10" if wildcards.bench == "ytvis" else "JF,J,F"
         ),
+        title=lambda wildcards: (
+            f"Tag-based variants on {wildcards.split} ({wildcards.bench})"
+        ),
     shell:
-        "python -m uvis eval compare {params.runs} --columns {params.columns} "
-        "--title 'Tag-based variants on {wildcards.split} ({wildcards.bench})' "
-        "--out {output} > {log} 2>&1"
+        "python -m uvis eval compare {params.runs} --columns {params.columns:q} "
+        "--title {params.title:q} --out {output:q} > {log:q} 2>&1"

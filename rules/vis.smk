@@ -32,8 +32,9 @@ rule pretrain_backbone:
         preset=config["vis"]["backbone_pretrain"]["preset"],
         sets=preset_sets(config["vis"]["backbone_pretrain"]["overrides"]),
     shell:
-        "python -m uvis pretrain backbone {params.corpus} {output.ckpt} --preset {params.preset} "
-        "{params.sets} --threads {threads} --no-progress > {log} 2>&1"
+        "python -m uvis pretrain backbone {params.corpus:q} {output.ckpt:q} "
+        "--preset {params.preset:q} {params.sets} --threads {threads} --no-progress "
+        "> {log:q} 2>&1"
 
 
 rule train_vis:
@@ -61,9 +62,9 @@ rule train_vis:
         out_dir=lambda wildcards, output: os.path.dirname(output[0]),
         launcher=lambda wildcards, resources: torch_launcher(resources.gpu),
     shell:
-        "{params.launcher} uvis train vis --frames {input.frames} {params.targets} "
-        "--model {params.model} {params.backbone} --preset {params.preset} {params.sets} "
-        "--threads {threads} --restart-stale --out {params.out_dir} > {log} 2>&1"
+        "{params.launcher} uvis train vis --frames {input.frames:q} {params.targets} "
+        "--model {params.model:q} {params.backbone} --preset {params.preset:q} {params.sets} "
+        "--threads {threads} --restart-stale --out {params.out_dir:q} > {log:q} 2>&1"
 
 
 rule track_vis:
@@ -88,9 +89,10 @@ rule track_vis:
         top_k=config["tracking"]["top_k"],
         batch_size=config["vis"]["batch_size"],
     shell:
-        "python -m uvis track vis --checkpoint {input.ckpt} --frames {input.frames} "
-        "--lam {params.lam} --top-k {params.top_k} --batch-size {params.batch_size} "
-        "--threads {threads} --out {output.results} --tracks {output.tracks} > {log} 2>&1"
+        "python -m uvis track vis --checkpoint {input.ckpt:q} --frames {input.frames:q} "
+        "--lam {params.lam:q} --top-k {params.top_k:q} --batch-size {params.batch_size:q} "
+        "--threads {threads} --out {output.results:q} --tracks {output.tracks:q} "
+        "> {log:q} 2>&1"
 
 
 rule deepsort:
@@ -117,9 +119,10 @@ rule deepsort:
         level=config["deepsort"]["level"],
         opts=deepsort_opts(),
     shell:
-        "python -m uvis track deepsort --labels {input.labels} --clip-scores {input.clip} "
-        "--frames {input.frames} --categories-json {input.categories} --level {params.level} "
-        "{params.opts} --out {output.results} --tracks {output.tracks} > {log} 2>&1"
+        "python -m uvis track deepsort --labels {input.labels:q} --clip-scores {input.clip:q} "
+        "--frames {input.frames:q} --categories-json {input.categories:q} "
+        "--level {params.level:q} {params.opts} --out {output.results:q} "
+        "--tracks {output.tracks:q} > {log:q} 2>&1"
 
 
 rule compare_vis:
@@ -138,6 +141,7 @@ rule compare_vis:
         runtime=5,
     params:
         runs=vis_compare_args,
+        title=lambda wildcards: f"VIS on {wildcards.split}",
     shell:
-        "python -m uvis eval compare {params.runs} --title 'VIS on {wildcards.split}' "
-        "--out {output} > {log} 2>&1"
+        "python -m uvis eval compare {params.runs} --title {params.title:q} "
+        "--out {output:q} > {log:q} 2>&1"

@@ -17,8 +17,22 @@ import pytest
 import yaml
 
 from test_workflow import ROOT, snakemake
+from uvis.foundation.weights import KNOWN_WEIGHTS
 
 YTVIS_CONFIGS = ["ytvis2019", "ytvis2021", "ovis"]
+
+
+@pytest.fixture(autouse=True)
+def placeholder_weights(tmp_path, monkeypatch) -> Path:
+    """Every known weight file present in $UVIS_WEIGHTS (as placeholders): the workflow checks
+    at DAG build that the weights the configs name exist."""
+    folder = tmp_path / "weights"
+    for spec in KNOWN_WEIGHTS.values():
+        path = folder / spec.name / spec.filename
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"placeholder")
+    monkeypatch.setenv("UVIS_WEIGHTS", str(folder))
+    return folder
 
 
 def _jobs(proc_stdout: str) -> dict[str, int]:
@@ -97,3 +111,14 @@ def test_davis_config_evaluates_with_j_and_f(tiny_davis, tmp_path):
     jobs = _jobs(snakemake("-n", *args).stdout)
     assert jobs["eval_davis"] >= 1 and "eval_ytvis" not in jobs and "submission" not in jobs
     assert jobs["train_vis"] == 1  # no YouTube-VIS ground truth: no upper bound
+
+
+def test_a_missing_weight_of_a_real_config_stops_the_dry_run(tiny_ytvis, tmp_path, monkeypatch):
+    """Without the DINO file the dry run already stops, naming the config key and the file."""
+    monkeypatch.setenv("UVIS_WEIGHTS", str(tmp_path / "empty"))
+    args = _with_paths("ytvis2019", tmp_path, _ytvis_splits(tiny_ytvis, tmp_path))
+    proc = snakemake("-n", *args, check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "config ssl.weights: weight 'dino_vitb8'" in out
+    assert str(tmp_path / "empty" / "dino_vitb8" / "dino_vitbase8_pretrain.pth") in out

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,11 +18,14 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def snakemake(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+def snakemake(
+    *args: str, check: bool = True, cwd: Path = ROOT, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run snakemake in the repository root (where users run it)."""
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", *args],
-        cwd=ROOT,
+        cwd=cwd,
+        env=None if env is None else {**os.environ, **env},
         capture_output=True,
         text=True,
         timeout=900,
@@ -120,6 +127,51 @@ def test_bad_config_is_rejected_naming_the_key(tmp_path, override, names):
         assert name in err, err
 
 
+def test_a_schema_error_is_one_line_not_the_schema_and_config(tmp_path):
+    """An unknown top-level key: jsonschema's own message appended the whole schema and config
+    (about 790 lines)."""
+    cfg = {"results": str(tmp_path), "colour": 1}
+    proc = snakemake("-n", *overlay(tmp_path / "bad.yaml", cfg), check=False)
+    assert proc.returncode != 0
+    err = proc.stdout + proc.stderr
+    assert "Error validating config file: unknown config key colour (known keys: results," in err
+    assert "Failed validating" not in err and "On instance" not in err
+    assert len(err.splitlines()) < 10, err
+
+
+@pytest.mark.parametrize(
+    ("override", "line"),
+    [
+        ({"clip": {"weights": "/nonexistent"}}, "config clip.weights: weight file '/nonexistent'"),
+        (
+            {"ssl": {"weights": "dino_vitb8", "arch": "vit_base_patch8_224", "arch_kwargs": {}}},
+            "config ssl.weights: weight 'dino_vitb8' (",
+        ),
+        (
+            {"tagvis": {"variants": {"full": {}, "odd": {"tag_atention": False}}}},
+            "config tagvis.variants.odd: unknown tagvis setting 'tag_atention'",
+        ),
+        (
+            {"vis": {"train": {"preset": "default", "overrides": {"lr": "fast"}}}},
+            "config vis.train: train setting 'lr': expected a value like",
+        ),
+    ],
+    ids=["clip-weights-file", "ssl-weights-name", "tagvis-switch", "vis-lr"],
+)
+def test_dry_run_catches_settings_and_weights_the_jobs_would_fail_on(tmp_path, override, line):
+    """Issue 14's late failures: each passed `snakemake -n` and stopped its job."""
+    cfg = {"results": str(tmp_path), **override}
+    weights = tmp_path / "weights"  # an empty weights folder
+    weights.mkdir()
+    proc = snakemake(
+        "-n", *overlay(tmp_path / "bad.yaml", cfg), check=False, env={"UVIS_WEIGHTS": str(weights)}
+    )
+    assert proc.returncode != 0
+    err = proc.stdout + proc.stderr
+    assert line in err, err
+    assert "Traceback" not in err
+
+
 def test_unknown_tagvis_variant_to_run_is_named(tmp_path):
     cfg = {"results": str(tmp_path), "tagvis": {"run_variants": ["full", "nope"]}}
     proc = snakemake("-n", *overlay(tmp_path / "bad.yaml", cfg), check=False)
@@ -218,3 +270,95 @@ def test_smoke_run_end_to_end_and_param_reruns(tmp_path):
     ):
         assert f"rule {rule}:" not in planned
     assert "params" in planned.lower()
+
+
+# --------------------------------------------------------------------------------------------
+# Paths with spaces, quotes and non-ASCII characters (issue 14)
+
+#: Options of the rules' shell commands that are whole option strings, built with shlex.quote
+#: in rules/common.smk and rules/report_common.smk (or numbers and the launcher).
+PREQUOTED = {
+    "args",
+    "backbone",
+    "launcher",
+    "mask_background",
+    "num_shards",
+    "opts",
+    "overrides",
+    "resize_mode",
+    "runs",
+    "sets",
+    "targets",
+    "templates",
+    "verify",
+    "vocabulary",
+}
+
+
+def test_every_path_in_a_shell_command_is_quoted():
+    """Each {input}, {output}, {log}, {params.x} and {wildcards.x} of every rule's shell
+    command is formatted with :q, except the option strings quoted where they are built."""
+    unquoted = []
+    for path in sorted((ROOT / "rules").glob("*.smk")):
+        text = path.read_text()
+        for block in re.findall(r"shell:\n((?:\s+\".*\"\n)+)", text):
+            for field in re.findall(r"(?<!\{)\{([a-z_.]+)(:q)?\}", block):
+                name, quoted = field
+                if quoted or name == "threads" or name.split(".")[-1] in PREQUOTED:
+                    continue
+                unquoted.append(f"{path.name}: {{{name}}}")
+    assert not unquoted
+
+
+WEIRD = "rés ults 'q'"
+
+
+def weird_repo(tmp_path: Path) -> Path:
+    """A copy of the workflow and library in a folder whose path has a space and an accent."""
+    repo = tmp_path / "répo with space"
+    repo.mkdir()
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy(ROOT / name, repo / name)
+    for name in ("rules", "workflow", "envs", "profiles"):
+        shutil.copytree(ROOT / name, repo / name)
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(ROOT / "src" / "uvis", repo / "src" / "uvis", ignore=ignore)
+    return repo
+
+
+def test_paths_with_spaces_quotes_and_accents(tmp_path):
+    """From a checkout at a path with a space and an accent, into a results folder with a
+    space, a quote and an accent: every shell command of the default DAG keeps each path one
+    word, and the synthetic world, its frame index, the baseline and its evaluation run."""
+    repo = weird_repo(tmp_path)
+    results = tmp_path / WEIRD
+    cfg = {
+        "results": str(results),
+        "synth": {"preset": "smoke", "seed": 0, "overrides": {}},
+        **SMOKE_MODELS,
+    }
+    args = overlay(tmp_path / "weird.yaml", cfg)
+    dry = snakemake("-n", "-F", "-p", *args, cwd=repo)
+    commands = [
+        line[len("Shell command: ") :]
+        for line in (dry.stdout + dry.stderr).splitlines()
+        if line.startswith("Shell command: ") and line != "Shell command: None"  # rule all
+    ]
+    assert len(commands) > 20
+    for command in commands:
+        words = shlex.split(command)
+        split = [w for w in words if ("rés" in w or "ults" in w) and str(results) not in w]
+        assert not split, command
+        assert words[0] in ("python", "torchrun"), command
+
+    res = results / "synth"
+    targets = [str(res / "metrics/baseline.valid.ytvis.json"), str(res / "frames/valid.parquet")]
+    snakemake("--cores", "1", *args, "--", *targets, cwd=repo)
+    metrics = json.loads((res / "metrics/baseline.valid.ytvis.json").read_text())
+    assert 0 < metrics["AP"] <= 100
+    assert pq.read_table(res / "frames/valid.parquet").num_rows > 0
+    assert "AP" in (res / "logs/eval_ytvis/baseline.valid.log").read_text()
+    # Nothing was written at a truncated path (e.g. a log redirect to ".../rés").
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["répo with space", WEIRD, "weird.yaml"]
+    )
