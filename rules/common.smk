@@ -341,9 +341,33 @@ def deepsort_opts():
     )
 
 
+#: Run names of the DeepSORT baseline: `deepsort` (deepsort.level) and `deepsort_<level>`.
+DEEPSORT_RUN_PATTERN = "deepsort(_(none|objectness|clip|pmf))?"
+
+
+def deepsort_runs():
+    """`deepsort` (UVIS Table 2's A1 at deepsort.level) and one run per other extra level."""
+    level = config["deepsort"]["level"]
+    extra = [lvl for lvl in config["deepsort"].get("extra_levels", []) if lvl != level]
+    return ["deepsort"] + [f"deepsort_{lvl}" for lvl in extra]
+
+
+def deepsort_level(ds_run):
+    """The pseudo-label level a DeepSORT run tracks."""
+    if ds_run == "deepsort":
+        return config["deepsort"]["level"]
+    return ds_run[len("deepsort_") :]
+
+
+def deepsort_label(ds_run):
+    level = deepsort_level(ds_run)
+    what = "unfiltered" if level == "none" else f"{level}-level"
+    return f"DeepSORT on {what} pseudo-labels"
+
+
 #: Rows of the side-by-side table: (label, run folder under predictions/).
 def _vis_compare_runs():
-    rows = [("DeepSORT on pseudo-labels", "deepsort")]
+    rows = [(deepsort_label(run), run) for run in deepsort_runs()]
     for run in vis_runs():
         name = "UVIS" if run == "uvis" else "Supervised (upper bound)"
         rows.append((f"{name}, MinVIS matching", f"{run}-minvis"))
@@ -369,7 +393,7 @@ def vis_targets():
         return [f"{R}/metrics/vis.{EVAL_SPLIT}.md"]
     if FORMAT == "ytvis":
         # No public ground truth: the zipped results the evaluation server takes.
-        runs = [f"{run}-memory" for run in vis_runs()] + ["deepsort"]
+        runs = [f"{run}-memory" for run in vis_runs()] + deepsort_runs()
         return [f"{R}/submission/{run}.{EVAL_SPLIT}.zip" for run in runs]
     return [
         f"{R}/predictions/{run}-memory/{EVAL_SPLIT}/results.json" for run in vis_runs()

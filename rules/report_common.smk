@@ -71,7 +71,11 @@ def table_rows(name):
     """(row role, run) pairs of a table, as `uvis report table --row` takes them."""
     supervised = "supervised" in vis_runs()
     if name == "uvis_table1":
-        rows = [("deepsort", "deepsort"), ("uvis", "uvis-memory")]
+        rows = [("deepsort", "deepsort")]
+        rows += [
+            ("deepsort_pmf", run) for run in deepsort_runs() if run == "deepsort_pmf"
+        ]
+        rows.append(("uvis", "uvis-memory"))
         return ([("supervised", "supervised-minvis")] if supervised else []) + rows
     if name == "uvis_table2":
         rows = [("A1", "deepsort")]
@@ -129,8 +133,8 @@ def run_logs(run):
         f"{R}/logs/eval_ytvis/{run}.{EVAL_SPLIT}.log",
         f"{R}/logs/eval_davis/{run}.{EVAL_SPLIT}.log",
     ]
-    if run == "deepsort":
-        logs.append(f"{R}/logs/deepsort/{EVAL_SPLIT}.log")
+    if run in deepsort_runs():
+        logs.append(f"{R}/logs/{run}/{EVAL_SPLIT}.log")
     elif run.endswith(("-minvis", "-memory")):
         vis_run = run.rsplit("-", 1)[0]
         logs.append(f"{R}/logs/train_vis/{vis_run}.log")
@@ -169,6 +173,7 @@ def table_args(name, fallback_log=None):
 ROLE_LABELS = {
     "supervised": "Supervised (upper bound)",
     "deepsort": "DeepSORT",
+    "deepsort_pmf": "DeepSORT (PMF-level pseudo-labels)",
     "uvis": "UVIS",
     "ours": "Tag-based",
 }

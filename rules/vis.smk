@@ -7,6 +7,7 @@ wildcard_constraints:
     vis_run=VIS_RUN_PATTERN,
     split="[^./]+",
     tracker="minvis|memory",
+    ds_run=DEEPSORT_RUN_PATTERN,
 
 
 rule pretrain_backbone:
@@ -96,7 +97,8 @@ rule track_vis:
 
 
 rule deepsort:
-    """The training-free baseline: pseudo-labels + CLIP embeddings tracked by DeepSORT."""
+    """The training-free baseline: pseudo-labels + CLIP embeddings tracked by DeepSORT (run
+    `deepsort` at deepsort.level, runs `deepsort_<level>` at deepsort.extra_levels)."""
     input:
         labels=f"{R}/pseudo/labels/{{split}}.parquet",
         clip=expand(
@@ -105,10 +107,10 @@ rule deepsort:
         frames=f"{R}/frames/{{split}}.parquet",
         categories=ytvis_json,
     output:
-        results=f"{R}/predictions/deepsort/{{split}}/results.json",
-        tracks=f"{R}/predictions/deepsort/{{split}}/tracks.parquet",
+        results=f"{R}/predictions/{{ds_run}}/{{split}}/results.json",
+        tracks=f"{R}/predictions/{{ds_run}}/{{split}}/tracks.parquet",
     log:
-        f"{R}/logs/deepsort/{{split}}.log",
+        f"{R}/logs/{{ds_run}}/{{split}}.log",
     conda:
         "../envs/torch.yaml"
     threads: 1
@@ -116,7 +118,7 @@ rule deepsort:
         mem_mb=4000,
         runtime=60,
     params:
-        level=config["deepsort"]["level"],
+        level=lambda wildcards: deepsort_level(wildcards.ds_run),
         opts=deepsort_opts(),
     shell:
         "python -m uvis track deepsort --labels {input.labels:q} --clip-scores {input.clip:q} "

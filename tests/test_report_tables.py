@@ -224,6 +224,21 @@ def test_uvis_table1_supervision_columns_and_metrics(tmp_path):
     ]
 
 
+def test_uvis_table1_deepsort_on_filtered_labels_is_an_extra_row_after_a1(tmp_path):
+    files = {
+        run: RunFiles(write_metrics(tmp_path, run, AP=ap, AP50=0, AP75=0, AR1=0, AR10=0))
+        for run, ap in (("deepsort", 3.0), ("deepsort_pmf", 5.0), ("uvis-memory", 9.0))
+    }
+    rows = [("deepsort", "deepsort"), ("deepsort_pmf", "deepsort_pmf"), ("uvis", "uvis-memory")]
+    table = build_table(table_spec("uvis_table1", rows, "synth"), files, PROVENANCE)
+    got = [(r[0], r[5]) for r in markdown_rows(table_markdown(table))]
+    assert got == [
+        ("DeepSORT", "3.0"),
+        ("DeepSORT (PMF-level pseudo-labels)", "5.0"),
+        ("UVIS", "9.0"),
+    ]
+
+
 def test_tag_tables_read_davis_metrics_and_fps(tmp_path):
     davis = {"full": (74.3, 72.2, 76.4), "no_tag_attention": (65.9, 63.5, 68.3)}
     files = {}
