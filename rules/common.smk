@@ -361,7 +361,9 @@ def deepsort_level(ds_run):
 
 def deepsort_label(ds_run):
     level = deepsort_level(ds_run)
-    what = "unfiltered" if level == "none" else f"{level}-level"
+    what = {"none": "unfiltered", "objectness": "objectness-filtered"}.get(
+        level, f"{level.upper()}-filtered"
+    )
     return f"DeepSORT on {what} pseudo-labels"
 
 

@@ -133,7 +133,7 @@ def run_logs(run):
         f"{R}/logs/eval_ytvis/{run}.{EVAL_SPLIT}.log",
         f"{R}/logs/eval_davis/{run}.{EVAL_SPLIT}.log",
     ]
-    if run in deepsort_runs():
+    if run == "deepsort" or run.startswith("deepsort_"):
         logs.append(f"{R}/logs/{run}/{EVAL_SPLIT}.log")
     elif run.endswith(("-minvis", "-memory")):
         vis_run = run.rsplit("-", 1)[0]

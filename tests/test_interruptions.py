@@ -197,8 +197,9 @@ def test_two_trainings_never_share_an_output_folder(tmp_path: Path) -> None:
     message = str(info.value)
     assert message.startswith(f"{out}: ") and f"pid {os.getpid()} is already running" in message
     assert checkpoints(out) == []
-    # Released: the same training now runs.
+    # Released: the same training now runs, and leaves no lock file behind.
     assert train_vis(data, smoke(iterations=2), out, progress=False).final is not None
+    assert not (out / ".lock").exists()
 
 
 def test_a_closed_pipe_is_no_traceback() -> None:

@@ -70,8 +70,10 @@ def test_ytvis_config_without_valid_ground_truth_makes_server_zips(name, tiny_yt
     args = _with_paths(name, tmp_path, _ytvis_splits(tiny_ytvis, tmp_path))
     proc = snakemake("-n", "-p", *args)
     jobs = _jobs(proc.stdout)
-    # UVIS with memory, the upper bound (trained on the annotated train split), DeepSORT.
-    assert jobs["submission"] == 3 and jobs["train_vis"] == 2
+    # UVIS with memory, the upper bound (trained on the annotated train split), DeepSORT (A1)
+    # and DeepSORT on the PMF-level pseudo-labels (deepsort.extra_levels).
+    assert jobs["submission"] == 4 and jobs["train_vis"] == 2
+    assert jobs["deepsort"] == 2
     assert "eval_ytvis" not in jobs and "compare_vis" not in jobs
     assert jobs["pseudo_quality"] == 1  # the train split only: valid has no ground truth
     trainings = [line for line in proc.stdout.splitlines() if "-m uvis train " in line]

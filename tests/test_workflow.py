@@ -227,7 +227,8 @@ def test_smoke_run_end_to_end_and_param_reruns(tmp_path):
     table = (res / "metrics/vis.valid.md").read_text().splitlines()
     runs = [line.split("|")[1].strip() for line in table if line.startswith("| ")][1:]
     assert runs == [
-        "DeepSORT on pseudo-labels",
+        "DeepSORT on unfiltered pseudo-labels",
+        "DeepSORT on PMF-filtered pseudo-labels",
         "UVIS, MinVIS matching",
         "UVIS, tracking memory",
         "Supervised (upper bound), MinVIS matching",

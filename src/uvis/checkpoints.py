@@ -60,7 +60,7 @@ def load_torch_file(
     if p.is_dir():
         raise DataError(path, f"is a folder, not {what}")
     if not p.is_file():
-        raise DataError(path, "file does not exist")
+        raise DataError(path, "checkpoint file does not exist")
     if p.stat().st_size == 0:
         raise DataError(path, f"file is empty (0 bytes), not {what}: an interrupted write?")
     try:

@@ -106,7 +106,8 @@ def exclusive_lock(folder: str | os.PathLike[str], what: str) -> Iterator[None]:
     """Hold ``folder/.lock`` for the block, so two processes never write one run at once.
 
     The lock (``flock``) is released when the block ends or the process dies, whatever kills
-    it; the file stays, empty but for the holder's host and pid, and is reused.
+    it. The file holds the holder's host and pid (for the error message) and is removed when
+    the block ends; one left by a killed process is simply locked again by the next one.
 
     Raises:
         DataError: naming the folder when another process holds the lock (its host and pid).
@@ -134,7 +135,13 @@ def exclusive_lock(folder: str | os.PathLike[str], what: str) -> Iterator[None]:
         handle.truncate()
         handle.write(f"{_host()} pid {os.getpid()}\n")
         handle.flush()
-        yield
+        try:
+            yield
+        finally:
+            # No lock file left among the results: removed while still held, so no other
+            # process can have taken it in between.
+            with contextlib.suppress(OSError):
+                (folder / ".lock").unlink()
     finally:
         handle.close()
 
