@@ -77,6 +77,8 @@ class TrainConfig:
         grad_clip: the whole model's gradient norm is clipped to this (0: off).
         lr_drop_fraction, lr_drop_factor: the learning rate is multiplied by ``lr_drop_factor``
             once ``lr_drop_fraction * iterations`` steps are done.
+        warmup_iterations: the learning rate rises linearly over the first this many steps,
+            from ``lr / warmup_iterations`` to ``lr`` (0: no warm-up, as MinVIS).
         scales: each training image is resized so its short side is ``s * test_short_side`` of
             the model, ``s`` drawn uniformly from these (scale jitter, MinVIS's choice of sizes).
         flip: mirror half of the training images left-right.
@@ -109,6 +111,7 @@ class TrainConfig:
     grad_clip: float = 0.01
     lr_drop_fraction: float = 2 / 3
     lr_drop_factor: float = 0.1
+    warmup_iterations: int = 0
     scales: tuple[float, ...] = (1.0, 4 / 3)
     flip: bool = True
     channel_shuffle: bool = False
@@ -142,6 +145,7 @@ class TrainConfig:
             "grad_clip": self.grad_clip >= 0,
             "lr_drop_fraction": 0 <= self.lr_drop_fraction <= 1,
             "lr_drop_factor": 0 < self.lr_drop_factor <= 1,
+            "warmup_iterations": 0 <= self.warmup_iterations <= self.iterations,
             "scales": len(self.scales) >= 1 and all(s > 0 for s in self.scales),
             "empty_frames": self.empty_frames in EMPTY_FRAME_POLICIES,
             "checkpoint_period": self.checkpoint_period >= 1,
