@@ -15,7 +15,7 @@ Presets (the field defaults are ``default``):
 * ``default`` - ``uvis-tiny`` on the embedded synthetic world: 4,000 iterations of 4 frames
   at the test size only (``scales`` (1,): MinVIS's 4/3 doubles the pixels and the cost of a
   step), lr 3e-4 with the backbone at x 1.0, about 5 CPU minutes at one thread (76 ms a step;
-  ``benchmarks/bench_vis_profile.py``). Chosen on worlds of synth seeds 1 and 2, never on the
+  ``benchmarks/bench_vis_profile.py``). Chosen on the world of synth seed 1, never on the
   default world's valid split: ``benchmarks/bench_vis_curve.py`` and ``benchmarks/RESULTS.md``
   (section "The supervised upper bound learns") give its learning curves.
 * ``smoke`` - ``uvis-smoke``, a few iterations, for tests.
