@@ -187,6 +187,10 @@ def test_minvis_param_groups() -> None:
 def test_lr_schedule_and_batch_positions() -> None:
     cfg = smoke(iterations=6)  # x 0.1 from step 4 = 2/3 * 6
     assert [lr_factor(s, cfg) for s in range(6)] == [1, 1, 1, 1, 0.1, 0.1]
+    warm = smoke(iterations=6, warmup_iterations=4, lr_drop_fraction=0.5)  # drop at step 3
+    assert [lr_factor(s, warm) for s in range(6)] == pytest.approx([0.25, 0.5, 0.75, 0.1, 0.1, 0.1])
+    with pytest.raises(ConfigError, match="warmup_iterations"):
+        smoke(iterations=6, warmup_iterations=7)
     ranks = [
         list(PositionBatches(start=1, iterations=3, batch_size=4, world_size=2, rank=r))
         for r in (0, 1)

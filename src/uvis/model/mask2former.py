@@ -19,8 +19,11 @@ Named configurations live in :data:`MODEL_CONFIGS` and are built by :func:`creat
   prediction from the learnable queries), 8 heads, feed-forward 2048, 12,544 sampled points,
   test size 360 (short side) / 1333 (long side cap), as MinVIS's YouTube-VIS R50 config.
 * ``uvis-tiny`` - the embedded default for the 96 x 128 synthetic world: timm's 0.4 M-parameter
-  ``test_resnet`` with trainable BatchNorm, hidden width 128, 32 queries, 2 pixel-decoder and
-  4 decoder layers, trained from scratch in a few CPU minutes.
+  ``test_resnet`` with trainable BatchNorm, hidden width 64, 16 queries (the world has at most
+  4 objects per frame), 2 pixel-decoder and 4 decoder layers, 256 sampled points (the mask
+  logits of a 96 x 128 frame have 768 pixels); 0.7 M parameters, about 76 ms of CPU per
+  training step of 4 frames at one thread (width 128, 32 queries and 1,024 points at MinVIS's
+  two scales: 234 ms; ``benchmarks/bench_vis_profile.py``).
 * ``uvis-smoke`` - the same family at width 32 with 8 queries, for tests (seconds).
 
 Inputs follow detectron2's conventions, as the original code does: RGB in 0..255 normalised
@@ -182,14 +185,14 @@ MODEL_CONFIGS: dict[str, VisModelConfig] = {
             name="uvis-tiny",
             backbone="test_resnet",
             freeze_backbone_norm=False,
-            hidden_dim=128,
-            num_queries=32,
+            hidden_dim=64,
+            num_queries=16,
             encoder_layers=2,
             decoder_layers=4,
             num_heads=4,
-            dim_feedforward=512,
-            encoder_feedforward_dim=256,
-            train_num_points=1024,
+            dim_feedforward=256,
+            encoder_feedforward_dim=128,
+            train_num_points=256,
             test_short_side=96,
             max_size=1333,
         ),

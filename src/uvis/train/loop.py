@@ -139,8 +139,13 @@ def minvis_param_groups(model: VisModel, cfg: TrainConfig) -> list[dict[str, Any
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
     """MinVIS's step schedule: the learning rate times ``lr_drop_factor`` from step
-    ``lr_drop_fraction * iterations`` on (MinVIS: x 0.1 at 4000 of 6000; no warm-up)."""
-    return cfg.lr_drop_factor if step >= cfg.lr_drop_fraction * cfg.iterations else 1.0
+    ``lr_drop_fraction * iterations`` on (MinVIS: x 0.1 at 4000 of 6000; no warm-up), times
+    ``(step + 1) / warmup_iterations`` during a linear warm-up of ``warmup_iterations`` steps
+    (0-based ``step``: the first step trains at ``lr / warmup_iterations``)."""
+    drop = cfg.lr_drop_factor if step >= cfg.lr_drop_fraction * cfg.iterations else 1.0
+    if step < cfg.warmup_iterations:
+        return drop * (step + 1) / cfg.warmup_iterations
+    return drop
 
 
 def step_seed(seed: int, iteration: int, rank: int) -> int:
