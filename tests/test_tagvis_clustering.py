@@ -117,14 +117,17 @@ def test_objects_with_the_same_tag_are_split_where_apart_in_space_time() -> None
     tags = np.where(ids == 2, 3.0, tags)  # B now has A's tag
     probs = np.stack([ids == 0, ids > 0]).astype(float)  # background, one class
     prediction = ClipPrediction(tags=tags, probs=probs)
-    split = clip_instances(prediction, InferenceConfig(min_area=0.0), prior_class=0)
-    assert sorted(int(inst.masks.sum()) for inst in split) == [4 * 3, 9 * 3]
-    merged = clip_instances(
-        prediction, InferenceConfig(min_area=0.0, split_components=False), prior_class=0
+    split = clip_instances(
+        prediction, InferenceConfig(min_area=0.0, split_components=True), prior_class=0
     )
+    assert sorted(int(inst.masks.sum()) for inst in split) == [4 * 3, 9 * 3]
+    merged = clip_instances(prediction, InferenceConfig(min_area=0.0), prior_class=0)
+    # The default is the paper's inference: tags alone, no space-time split.
     assert len(merged) == 1 and merged[0].masks.sum() == 12 + 27
     # A part smaller than min_area (here: A, 12 pixels < 0.25 * 64) is dropped.
-    small = clip_instances(prediction, InferenceConfig(min_area=0.25), prior_class=0)
+    small = clip_instances(
+        prediction, InferenceConfig(min_area=0.25, split_components=True), prior_class=0
+    )
     assert len(small) == 1 and small[0].masks.sum() == 27
 
 

@@ -3,6 +3,8 @@ R(2+1)D-18 weights in torchvision's format."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -224,3 +226,19 @@ def test_r2plus1d_18_weights_in_torchvision_format_load(tmp_path, monkeypatch) -
         small = tmp_path / "small.pth"
         torch.save(reference.state_dict(), small)
         load_r2plus1d_weights(R2Plus1DEncoder((16, 32), (1, 1)), small)
+
+
+def test_learning_rate_warms_up_then_follows_the_schedule() -> None:
+    constant = smoke(lr=1e-3, lr_schedule="constant", warmup_steps=0)
+    assert [constant.learning_rate(s, 10) for s in (1, 5, 10)] == [1e-3, 1e-3, 1e-3]
+    cosine = smoke(lr=1e-3, lr_schedule="cosine", warmup_steps=4)
+    assert [cosine.learning_rate(s, 104) for s in (1, 2, 4)] == pytest.approx([2.5e-4, 5e-4, 1e-3])
+    # Half-way through the 100 steps after warm-up: half the rate; the last step: 0.
+    assert cosine.learning_rate(54, 104) == pytest.approx(5e-4)
+    assert cosine.learning_rate(104, 104) == pytest.approx(0.0, abs=1e-12)
+    rates = [cosine.learning_rate(s, 104) for s in range(4, 105)]
+    assert all(a >= b for a, b in itertools.pairwise(rates))
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        smoke(lr_schedule="step")
+    with pytest.raises(ConfigError, match="loss_reduction"):
+        smoke(loss_reduction="median")

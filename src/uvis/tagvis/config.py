@@ -20,6 +20,7 @@ Presets (the field defaults are ``default``):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,10 @@ from uvis.errors import ConfigError
 from uvis.presets import config_from_dict, config_from_preset, config_to_dict, resume_conflicts
 
 DEVICES = ("auto", "cpu", "cuda")
+#: Learning-rate schedules of :func:`learning_rate`.
+LR_SCHEDULES = ("constant", "cosine")
+#: Reductions of the tagging loss terms (:mod:`uvis.tagvis.losses`).
+REDUCTIONS = ("sum", "mean")
 #: Encoder widths and depths of torchvision's R(2+1)D-18 (its Kinetics weights fit only these).
 R2PLUS1D_18_WIDTHS = (64, 128, 256, 512)
 R2PLUS1D_18_DEPTHS = (2, 2, 2, 2)
@@ -104,6 +109,8 @@ class TagVisConfig:
 
     Loss:
         margin: G of eqs. 3 and 5 (the paper's 3).
+        loss_reduction: ``"mean"`` (every tagging term a mean over what it sums) or ``"sum"``
+            (eqs. 2-5 as written); why the default is ``"mean"``: :mod:`uvis.tagvis.losses`.
         pixels_per_frame: pixels sampled per instance and frame (the paper's M' is this times
             the frames an instance is visible in).
 
@@ -120,6 +127,9 @@ class TagVisConfig:
     Optimisation (:mod:`uvis.tagvis.train`):
         epochs: passes over the training videos, one clip per video each.
         batch_size: clips per step. lr: Adam's learning rate (the paper's 1e-4).
+        lr_schedule: ``constant``, or ``cosine``: after ``warmup_steps`` of linear warm-up
+            the rate falls along a half cosine to 0 at the last step (:func:`learning_rate`).
+        warmup_steps: steps of linear warm-up from ``lr / warmup_steps`` (0: none).
         checkpoint_period, keep_checkpoints, log_period: steps between checkpoints, how many
             intermediate ones to keep (0: all), steps per loss-curve point.
         seed: of the initialisation, the clip sampling and the augmentation.
@@ -146,6 +156,7 @@ class TagVisConfig:
     temporal_grouping: bool = True
     temporal_separation: bool = True
     margin: float = 3.0
+    loss_reduction: str = "mean"
     pixels_per_frame: int = 16
     clip_frames: int = 8
     input_size: tuple[int, ...] = (96, 128)
@@ -158,6 +169,8 @@ class TagVisConfig:
     epochs: int = 15
     batch_size: int = 2
     lr: float = 1e-3
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
     checkpoint_period: int = 100
     keep_checkpoints: int = 2
     log_period: int = 10
@@ -185,6 +198,7 @@ class TagVisConfig:
             and self.feature_stride <= stride,
             "tag_attention_pool": self.tag_attention_pool >= 1,
             "margin": self.margin > 0,
+            "loss_reduction": self.loss_reduction in REDUCTIONS,
             "pixels_per_frame": self.pixels_per_frame >= 1,
             "clip_frames": self.clip_frames >= 1 and self.clip_frames % self.temporal_stride == 0,
             "input_size": len(self.input_size) == 2
@@ -196,6 +210,8 @@ class TagVisConfig:
             "epochs": self.epochs >= 1,
             "batch_size": self.batch_size >= 1,
             "lr": self.lr > 0,
+            "lr_schedule": self.lr_schedule in LR_SCHEDULES,
+            "warmup_steps": self.warmup_steps >= 0,
             "checkpoint_period": self.checkpoint_period >= 1,
             "keep_checkpoints": self.keep_checkpoints >= 0,
             "log_period": self.log_period >= 1,
@@ -256,6 +272,17 @@ class TagVisConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of all fields (tuples as lists)."""
         return config_to_dict(self)
+
+    def learning_rate(self, step: int, total: int) -> float:
+        """Adam's learning rate at ``step`` (1-based) of ``total``: ``lr_schedule`` after the
+        linear warm-up of ``warmup_steps``."""
+        if step <= self.warmup_steps:
+            return self.lr * step / self.warmup_steps
+        if self.lr_schedule == "constant":
+            return self.lr
+        span = max(1, total - self.warmup_steps)
+        progress = min(1.0, (step - self.warmup_steps) / span)
+        return 0.5 * self.lr * (1 + math.cos(math.pi * progress))
 
     def resume_conflicts(self, saved: Mapping[str, Any]) -> list[str]:
         """Settings that differ from a checkpoint's ``saved`` config and must not on resume."""

@@ -8,11 +8,12 @@ For each video (Kini & Shah, §IV "Inference"):
 2. **Instances from tags** (:func:`clip_instances`). The semantic branch gives the foreground
    (pixels whose most probable class is not background); the tags of the foreground pixels of
    all ``T`` frames are clustered together by 1-D mean-shift (:mod:`uvis.tagvis.clustering`;
-   ``bandwidth``), so one cluster is one instance in every frame: no separate tracking. Tags
-   alone cannot tell apart two objects whose tags came out alike; where they lie apart in
-   space-time, ``split_components`` makes each connected part of a cluster (6-connectivity
-   over the clip's frames) an instance of its own, as STEm-Seg's embeddings, which carry
-   space-time coordinates, separate such objects. Clusters and parts under ``min_area`` of a
+   ``bandwidth``), so one cluster is one instance in every frame: no separate tracking. This
+   is the paper's inference and the default (what Table III's rows measure). Tags alone
+   cannot tell apart two objects whose tags came out alike; where they lie apart in
+   space-time, the option ``split_components`` (uvis's addition, off by default) makes each
+   connected part of a cluster (6-connectivity over the clip's frames) an instance of its
+   own, as STEm-Seg's embeddings, which carry space-time coordinates, separate such objects. Clusters and parts under ``min_area`` of a
    frame are dropped. Without the semantic branch every pixel is clustered and the cluster
    holding most of the frames' border pixels is the background.
 3. **Class and score.** With the semantic branch an instance's class is the class of highest
@@ -80,7 +81,7 @@ class InferenceConfig:
         min_area: clusters (and parts) with fewer pixels than this fraction of one frame (at
             the model's input size, summed over the clip) are dropped.
         split_components: a cluster whose pixels form several space-time connected parts
-            becomes one instance per part.
+            becomes one instance per part (not in the paper; off by default).
         max_instances: instances kept per video, by score (DAVIS allows 20).
         classes_per_instance: results per instance in the YouTube-VIS output, one per class,
             the most probable first.
@@ -88,7 +89,7 @@ class InferenceConfig:
 
     bandwidth: float = 0.25
     min_area: float = 0.002
-    split_components: bool = True
+    split_components: bool = False
     max_instances: int = DAVIS_MAX_OBJECTS
     classes_per_instance: int = 1
 

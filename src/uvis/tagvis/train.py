@@ -92,7 +92,13 @@ def clip_losses(
     tag_total = torch.zeros((), device=device)
     for i, sample in enumerate(batch):
         tags = gather_tags(output.tags[i], sample.pixels.to(device))
-        result = tagging_loss(tags, sample.present.to(device), margin=cfg.margin, enabled=enabled)
+        result = tagging_loss(
+            tags,
+            sample.present.to(device),
+            margin=cfg.margin,
+            enabled=enabled,
+            reduction=cfg.loss_reduction,
+        )
         tag_total = tag_total + result.total
         sums = {name: sums[name] + result.terms[name] for name in TERMS}
     n = len(batch)
@@ -254,10 +260,11 @@ def _train(
     with interrupt.deferred() as term:
         try:
             for iteration, batch in enumerate(loader, start + 1):
-                window.append(_step(state, batch, cfg, iteration))
+                lr = cfg.learning_rate(iteration, iterations)
+                window.append(_step(state, batch, cfg, iteration, lr))
                 bar.update()
                 if iteration % cfg.log_period == 0 or iteration == iterations:
-                    row = _log_row(iteration, window, cfg.lr, time.perf_counter() - window_start)
+                    row = _log_row(iteration, window, lr, time.perf_counter() - window_start)
                     metrics.append(row)
                     atomic_write_text(out / METRICS_NAME, metrics_csv(metrics, METRIC_COLUMNS))
                     bar.set_postfix(loss=f"{row['loss']:.3f}")
@@ -301,9 +308,9 @@ def _train(
 
 
 def _step(
-    state: _State, batch: list[ClipSample], cfg: TagVisConfig, iteration: int
+    state: _State, batch: list[ClipSample], cfg: TagVisConfig, iteration: int, lr: float
 ) -> torch.Tensor:
-    """One Adam step; returns the batch's :data:`LOSS_COLUMNS` (CPU).
+    """One Adam step at learning rate ``lr``; returns the batch's :data:`LOSS_COLUMNS` (CPU).
 
     Raises:
         UvisError: when the loss is NaN or infinite.
@@ -318,6 +325,8 @@ def _step(
             f"checkpoint: {state.last_checkpoint or 'none written yet'}"
         )
     state.optimizer.zero_grad(set_to_none=True)
+    for group in state.optimizer.param_groups:
+        group["lr"] = lr
     losses["loss"].backward()
     state.optimizer.step()
     state.iteration = iteration
