@@ -31,6 +31,8 @@ from uvis.presets import config_from_dict, config_from_preset, config_to_dict, r
 DEVICES = ("auto", "cpu", "cuda")
 #: Learning-rate schedules of :func:`learning_rate`.
 LR_SCHEDULES = ("constant", "cosine")
+#: Pixel weightings of the cross-entropy (:func:`uvis.tagvis.train.semantic_cross_entropy`).
+SEMANTIC_WEIGHTINGS = ("pixels", "foreground")
 #: Reductions of the tagging loss terms (:mod:`uvis.tagvis.losses`).
 REDUCTIONS = ("sum", "mean")
 #: Encoder widths and depths of torchvision's R(2+1)D-18 (its Kinetics weights fit only these).
@@ -111,6 +113,9 @@ class TagVisConfig:
         margin: G of eqs. 3 and 5 (the paper's 3).
         loss_reduction: ``"mean"`` (every tagging term a mean over what it sums) or ``"sum"``
             (eqs. 2-5 as written); why the default is ``"mean"``: :mod:`uvis.tagvis.losses`.
+        semantic_weighting: ``pixels`` (the plain mean of the cross-entropy over pixels) or
+            ``foreground`` (background and object pixels weigh half each); see
+            :func:`uvis.tagvis.train.semantic_cross_entropy`.
         pixels_per_frame: pixels sampled per instance and frame (the paper's M' is this times
             the frames an instance is visible in).
 
@@ -157,6 +162,7 @@ class TagVisConfig:
     temporal_separation: bool = True
     margin: float = 3.0
     loss_reduction: str = "mean"
+    semantic_weighting: str = "pixels"
     pixels_per_frame: int = 16
     clip_frames: int = 8
     input_size: tuple[int, ...] = (96, 128)
@@ -199,6 +205,7 @@ class TagVisConfig:
             "tag_attention_pool": self.tag_attention_pool >= 1,
             "margin": self.margin > 0,
             "loss_reduction": self.loss_reduction in REDUCTIONS,
+            "semantic_weighting": self.semantic_weighting in SEMANTIC_WEIGHTINGS,
             "pixels_per_frame": self.pixels_per_frame >= 1,
             "clip_frames": self.clip_frames >= 1 and self.clip_frames % self.temporal_stride == 0,
             "input_size": len(self.input_size) == 2

@@ -42,7 +42,7 @@ from uvis.devices import resolve_device
 from uvis.errors import ConfigError, DataError, UvisError
 from uvis.io import atomic_write_json, atomic_write_text, exclusive_lock
 from uvis.tagvis.checkpoint import checkpoint_dict, model_from_checkpoint, read_checkpoint
-from uvis.tagvis.config import TagVisConfig
+from uvis.tagvis.config import SEMANTIC_WEIGHTINGS, TagVisConfig
 from uvis.tagvis.data import ClipSample, ClipSamples, VideoTargets, class_counts, video_targets
 from uvis.tagvis.losses import TERMS, gather_tags, tagging_loss
 from uvis.tagvis.model import TagVisNet, TagVisOutput, create_tagvis_model
@@ -81,6 +81,29 @@ def total_iterations(cfg: TagVisConfig, num_videos: int) -> int:
     return math.ceil(cfg.epochs * num_videos / cfg.batch_size)
 
 
+def semantic_cross_entropy(
+    logits: torch.Tensor, semantic: torch.Tensor, weighting: str = "pixels"
+) -> torch.Tensor:
+    """Eq. 7's ``L_crossentropy`` over every pixel: ``logits`` ``(B, 1 + C, T, H, W)``,
+    ``semantic`` ``(B, T, H, W)`` (0 background).
+
+    ``weighting="pixels"`` is the plain mean over pixels. The paper does not say how pixels
+    are weighted; on small objects the plain mean is mostly background (objects cover about a
+    tenth of the embedded world's frames), so the classes get a tenth of the gradient.
+    ``"foreground"`` (the ``default`` preset's) is the mean of the background pixels' mean and
+    the object pixels' mean, so both count half (the plain mean where either is missing).
+    """
+    if weighting not in SEMANTIC_WEIGHTINGS:
+        raise ValueError(f"unknown weighting {weighting!r}; known: {SEMANTIC_WEIGHTINGS}")
+    if weighting == "pixels":
+        return F.cross_entropy(logits, semantic)
+    per_pixel = F.cross_entropy(logits, semantic, reduction="none")
+    objects = semantic > 0
+    if objects.all() or not objects.any():
+        return per_pixel.mean()
+    return 0.5 * (per_pixel[objects].mean() + per_pixel[~objects].mean())
+
+
 def clip_losses(
     output: TagVisOutput, batch: list[ClipSample], cfg: TagVisConfig
 ) -> dict[str, torch.Tensor]:
@@ -106,7 +129,7 @@ def clip_losses(
     cross_entropy = torch.zeros((), device=device)
     if output.logits is not None:
         semantic = torch.stack([s.semantic for s in batch]).to(device)
-        cross_entropy = F.cross_entropy(output.logits, semantic)
+        cross_entropy = semantic_cross_entropy(output.logits, semantic, cfg.semantic_weighting)
     return {"loss": tag_total / n + cross_entropy, "cross_entropy": cross_entropy, **losses}
 
 
