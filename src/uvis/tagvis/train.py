@@ -284,7 +284,7 @@ def _train(
         try:
             for iteration, batch in enumerate(loader, start + 1):
                 lr = cfg.learning_rate(iteration, iterations)
-                window.append(_step(state, batch, cfg, iteration, lr))
+                window.append(_step(state, batch, cfg, lr, iteration))
                 bar.update()
                 if iteration % cfg.log_period == 0 or iteration == iterations:
                     row = _log_row(iteration, window, lr, time.perf_counter() - window_start)
@@ -331,9 +331,10 @@ def _train(
 
 
 def _step(
-    state: _State, batch: list[ClipSample], cfg: TagVisConfig, iteration: int, lr: float
+    state: _State, batch: list[ClipSample], cfg: TagVisConfig, lr: float, iteration: int
 ) -> torch.Tensor:
-    """One Adam step at learning rate ``lr``; returns the batch's :data:`LOSS_COLUMNS` (CPU).
+    """Step ``iteration`` of Adam at learning rate ``lr``; returns the batch's
+    :data:`LOSS_COLUMNS` (CPU).
 
     Raises:
         UvisError: when the loss is NaN or infinite.
