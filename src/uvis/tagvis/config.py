@@ -19,7 +19,8 @@ Presets (the field defaults are ``default``):
 * ``paper`` - Kini & Shah: R(2+1)D-18 from its Kinetics-400 weights (``r2plus1d_18_kinetics``,
   a local file; see :mod:`uvis.foundation.weights`), clips of 32 frames, Adam at 1e-4 for 100
   epochs. The paper does not give its input size, batch size or the tag-pixel sample size;
-  those here are ours.
+  those here are ours, and so is ``loss_reduction: mean`` (inherited from the field
+  defaults; ``sum`` is the equations as written).
 """
 
 from __future__ import annotations

@@ -18,9 +18,8 @@ Choices where the paper leaves room, each stated where it applies:
   choice too, and their product sets the weights: with ``K = 16`` pixels in 8 frames the
   pull of eq. 2 and the push of eq. 5 are each hundreds of times the cross-entropy's gradient
   (measured on the untrained default model; benchmarks/RESULTS.md), so the shared encoder
-  learns the tags only and the semantic branch learns almost nothing, and eq. 2's pull
-  (summed over 128 pixels) holds the instances' means together. ``"mean"`` (the ``default``
-  preset's) makes every term a mean over what it sums: eq. 2 over an instance's sampled
+  learns the tags only and the semantic branch's gradient is lost in theirs. ``"mean"``
+  (the ``default`` preset's) makes every term a mean over what it sums: eq. 2 over an instance's sampled
   pixels then over instances, eq. 3 over the pairs of visible instances, eq. 4 over an
   instance's visible frames then over instances, eq. 5 over the (pair, frame) entries where
   both are visible. Each term is then O(1), like the cross-entropy, whatever ``K``, ``T`` and
