@@ -19,8 +19,8 @@ Choices where the paper leaves room, each stated where it applies:
   pull of eq. 2 and the push of eq. 5 are each hundreds of times the cross-entropy's gradient
   (measured on the untrained default model; benchmarks/RESULTS.md), so the shared encoder
   learns the tags only and the semantic branch's gradient is lost in theirs. ``"mean"``
-  (the ``default`` preset's) makes every term a mean over what it sums: eq. 2 over an instance's sampled
-  pixels then over instances, eq. 3 over the pairs of visible instances, eq. 4 over an
+  (the ``default`` preset's) makes every term a mean over what it sums: eq. 2 over an
+  instance's sampled pixels then over instances, eq. 3 over the pairs of visible instances, eq. 4 over an
   instance's visible frames then over instances, eq. 5 over the (pair, frame) entries where
   both are visible. Each term is then O(1), like the cross-entropy, whatever ``K``, ``T`` and
   ``N``; a term is zero exactly when it is zero under ``"sum"``.
