@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from uvis.errors import ConfigError
 from uvis.tagvis.clustering import cluster_tags, density_modes, tag_density
 from uvis.tagvis.infer import (
     ClipPrediction,
@@ -117,14 +118,17 @@ def test_objects_with_the_same_tag_are_split_where_apart_in_space_time() -> None
     tags = np.where(ids == 2, 3.0, tags)  # B now has A's tag
     probs = np.stack([ids == 0, ids > 0]).astype(float)  # background, one class
     prediction = ClipPrediction(tags=tags, probs=probs)
-    split = clip_instances(prediction, InferenceConfig(min_area=0.0), prior_class=0)
-    assert sorted(int(inst.masks.sum()) for inst in split) == [4 * 3, 9 * 3]
-    merged = clip_instances(
-        prediction, InferenceConfig(min_area=0.0, split_components=False), prior_class=0
+    split = clip_instances(
+        prediction, InferenceConfig(min_area=0.0, split_components=True), prior_class=0
     )
+    assert sorted(int(inst.masks.sum()) for inst in split) == [4 * 3, 9 * 3]
+    merged = clip_instances(prediction, InferenceConfig(min_area=0.0), prior_class=0)
+    # The default is the paper's inference: tags alone, no space-time split.
     assert len(merged) == 1 and merged[0].masks.sum() == 12 + 27
     # A part smaller than min_area (here: A, 12 pixels < 0.25 * 64) is dropped.
-    small = clip_instances(prediction, InferenceConfig(min_area=0.25), prior_class=0)
+    small = clip_instances(
+        prediction, InferenceConfig(min_area=0.25, split_components=True), prior_class=0
+    )
     assert len(small) == 1 and small[0].masks.sum() == 27
 
 
@@ -177,3 +181,22 @@ def test_shift_mask_empties_what_leaves_the_frame() -> None:
     expected[0:2, 3] = True  # one of the two columns is still in the frame
     np.testing.assert_array_equal(shift_mask(mask, 0.4, 1.2), expected)
     assert shift_mask(mask, 0, 1.6).sum() == 0  # rounded to 2 px: all of it left
+
+
+def test_foreground_is_where_the_classes_together_outweigh_the_background() -> None:
+    # Object A: background 0.3, each of 10 classes 0.07: no single class beats the
+    # background, but together they do (0.7). Object B: background 0.6, classes 0.4.
+    tags, ids = two_objects()
+    probs = np.zeros((11, *ids.shape))
+    probs[0] = 1.0
+    a, b = ids == 1, ids == 2
+    probs[:, a] = np.array([0.3] + [0.07] * 10)[:, None]
+    probs[:, b] = np.array([0.6] + [0.04] * 10)[:, None]
+    prediction = ClipPrediction(tags=tags, probs=probs)
+    mass = clip_instances(prediction, InferenceConfig(min_area=0.0), prior_class=0)
+    assert len(mass) == 1
+    np.testing.assert_array_equal(mass[0].masks, a)
+    argmax = InferenceConfig(min_area=0.0, foreground="argmax")
+    assert clip_instances(prediction, argmax, prior_class=0) == []
+    with pytest.raises(ConfigError, match="foreground"):
+        InferenceConfig(foreground="all")

@@ -122,3 +122,44 @@ def test_a_disabled_term_adds_nothing_and_sends_no_gradient() -> None:
     torch.testing.assert_close(grad, expected)
     with pytest.raises(ValueError, match="unknown tagging loss terms"):
         tagging_loss(tags, present, margin=G, enabled=frozenset({"spectra"}))
+
+
+def test_mean_reduction_hand_computed_on_the_tiny_clip() -> None:
+    # The clip of test_hand_computed_values_on_a_tiny_clip, every term a mean.
+    tags = torch.tensor([[[0.0, 2.0], [4.0, 6.0]], [[4.0, 4.0], [4.0, 4.0]]])
+    present = torch.ones(2, 2, dtype=torch.bool)
+    means = instance_mean_tags(tags, present)
+    frame_means = frame_mean_tags(tags, present)
+    # Eq. 2: instance 0's squared deviations 20 over its 4 pixels, instance 1's 0: (5 + 0) / 2.
+    assert spatial_intra_instance_loss(tags, present, means, "mean").item() == pytest.approx(2.5)
+    # Eq. 3: one pair.
+    assert spatial_inter_instance_loss(means, present, G, "mean").item() == pytest.approx(2.0)
+    # Eq. 4: instance 0: 8 over its 2 frames; instance 1: 0: (4 + 0) / 2.
+    grouping = temporal_instance_grouping_loss(means, frame_means, present, "mean")
+    assert grouping.item() == pytest.approx(2.0)
+    # Eq. 5: (0 + 2) over the 2 (pair, frame) entries.
+    separation = temporal_instance_separation_loss(frame_means, present, G, "mean")
+    assert separation.item() == pytest.approx(1.0)
+    total = tagging_loss(tags, present, margin=G, reduction="mean").total
+    assert total.item() == pytest.approx(7.5)
+    with pytest.raises(ValueError, match="unknown reduction"):
+        tagging_loss(tags, present, margin=G, reduction="median")
+
+
+def test_mean_reduction_does_not_grow_with_the_sample_size() -> None:
+    # The same tags sampled 5 and 50 times per instance and frame: "sum" grows tenfold in
+    # eq. 2, "mean" stays; with more frames eq. 5's sum grows and its mean stays.
+    base = torch.tensor([[[0.0], [1.0]], [[0.5], [0.5]]])
+    present = torch.ones(2, 2, dtype=torch.bool)
+    small, large = base.expand(2, 2, 5), base.expand(2, 2, 50)
+    for reduction, ratio in (("sum", 10.0), ("mean", 1.0)):
+        a = tagging_loss(small, present, margin=G, reduction=reduction).terms["spatial_intra"]
+        b = tagging_loss(large, present, margin=G, reduction=reduction).terms["spatial_intra"]
+        assert b.item() == pytest.approx(ratio * a.item())
+    longer = torch.cat([small, small], dim=1)
+    both = torch.ones(2, 4, dtype=torch.bool)
+    for reduction, ratio in (("sum", 2.0), ("mean", 1.0)):
+        a = tagging_loss(small, present, margin=G, reduction=reduction)
+        b = tagging_loss(longer, both, margin=G, reduction=reduction)
+        sep_a, sep_b = a.terms["temporal_separation"], b.terms["temporal_separation"]
+        assert sep_b.item() == pytest.approx(ratio * sep_a.item())

@@ -3,6 +3,9 @@ R(2+1)D-18 weights in torchvision's format."""
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -20,7 +23,7 @@ from uvis.tagvis.model import (
     create_tagvis_model,
     load_r2plus1d_weights,
 )
-from uvis.tagvis.train import clip_losses
+from uvis.tagvis.train import clip_losses, semantic_cross_entropy
 
 torch.set_num_threads(1)
 
@@ -224,3 +227,39 @@ def test_r2plus1d_18_weights_in_torchvision_format_load(tmp_path, monkeypatch) -
         small = tmp_path / "small.pth"
         torch.save(reference.state_dict(), small)
         load_r2plus1d_weights(R2Plus1DEncoder((16, 32), (1, 1)), small)
+
+
+def test_learning_rate_warms_up_then_follows_the_schedule() -> None:
+    constant = smoke(lr=1e-3, lr_schedule="constant", warmup_steps=0)
+    assert [constant.learning_rate(s, 10) for s in (1, 5, 10)] == [1e-3, 1e-3, 1e-3]
+    cosine = smoke(lr=1e-3, lr_schedule="cosine", warmup_steps=4)
+    assert [cosine.learning_rate(s, 104) for s in (1, 2, 4)] == pytest.approx([2.5e-4, 5e-4, 1e-3])
+    # Half-way through the 100 steps after warm-up: half the rate; the last step: 0.
+    assert cosine.learning_rate(54, 104) == pytest.approx(5e-4)
+    assert cosine.learning_rate(104, 104) == pytest.approx(0.0, abs=1e-12)
+    rates = [cosine.learning_rate(s, 104) for s in range(4, 105)]
+    assert all(a >= b for a, b in itertools.pairwise(rates))
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        smoke(lr_schedule="step")
+    with pytest.raises(ConfigError, match="loss_reduction"):
+        smoke(loss_reduction="median")
+
+
+def test_foreground_weighting_gives_objects_and_background_half_each() -> None:
+    # 4 pixels, 3 classes (background first): three background pixels predicted uniformly
+    # (CE ln 3 each), one pixel of class 1 with logits (0, ln 2, 0): CE ln 4 - ln 2 = ln 2.
+    logits = torch.zeros(1, 3, 1, 2, 2)
+    logits[0, 1, 0, 1, 1] = math.log(2)
+    semantic = torch.zeros(1, 1, 2, 2, dtype=torch.long)
+    semantic[0, 0, 1, 1] = 1
+    pixels = semantic_cross_entropy(logits, semantic, "pixels")
+    assert pixels.item() == pytest.approx((3 * math.log(3) + math.log(2)) / 4)
+    balanced = semantic_cross_entropy(logits, semantic, "foreground")
+    assert balanced.item() == pytest.approx((math.log(3) + math.log(2)) / 2)
+    # Without object pixels both are the plain mean.
+    empty = torch.zeros_like(semantic)
+    assert semantic_cross_entropy(logits, empty, "foreground").item() == pytest.approx(
+        semantic_cross_entropy(logits, empty, "pixels").item()
+    )
+    with pytest.raises(ValueError, match="unknown weighting"):
+        semantic_cross_entropy(logits, semantic, "classes")

@@ -6,13 +6,14 @@ For each video (Kini & Shah, §IV "Inference"):
    input size (:func:`~uvis.tagvis.clips.inference_frame_indices`); a shorter video repeats
    frames.
 2. **Instances from tags** (:func:`clip_instances`). The semantic branch gives the foreground
-   (pixels whose most probable class is not background); the tags of the foreground pixels of
+   (pixels whose background probability is under one half; ``foreground``); the tags of the foreground pixels of
    all ``T`` frames are clustered together by 1-D mean-shift (:mod:`uvis.tagvis.clustering`;
-   ``bandwidth``), so one cluster is one instance in every frame: no separate tracking. Tags
-   alone cannot tell apart two objects whose tags came out alike; where they lie apart in
-   space-time, ``split_components`` makes each connected part of a cluster (6-connectivity
-   over the clip's frames) an instance of its own, as STEm-Seg's embeddings, which carry
-   space-time coordinates, separate such objects. Clusters and parts under ``min_area`` of a
+   ``bandwidth``), so one cluster is one instance in every frame: no separate tracking. This
+   is the paper's inference and the default (what Table III's rows measure). Tags alone
+   cannot tell apart two objects whose tags came out alike; where they lie apart in
+   space-time, the option ``split_components`` (uvis's addition, off by default) makes each
+   connected part of a cluster (6-connectivity over the clip's frames) an instance of its
+   own, as STEm-Seg's embeddings, which carry space-time coordinates, separate such objects. Clusters and parts under ``min_area`` of a
    frame are dropped. Without the semantic branch every pixel is clustered and the cluster
    holding most of the frames' border pixels is the background.
 3. **Class and score.** With the semantic branch an instance's class is the class of highest
@@ -65,6 +66,8 @@ from uvis.tracking.results import ResultsWriter, TrackFrame, TrackResult
 
 logger = logging.getLogger(__name__)
 
+#: How the semantic branch gives the foreground (:class:`InferenceConfig`).
+FOREGROUND_RULES = ("mass", "argmax")
 #: The DAVIS benchmark rejects predictions with ids above this.
 DAVIS_MAX_OBJECTS = 20
 
@@ -80,15 +83,21 @@ class InferenceConfig:
         min_area: clusters (and parts) with fewer pixels than this fraction of one frame (at
             the model's input size, summed over the clip) are dropped.
         split_components: a cluster whose pixels form several space-time connected parts
-            becomes one instance per part.
+            becomes one instance per part (not in the paper; off by default).
         max_instances: instances kept per video, by score (DAVIS allows 20).
         classes_per_instance: results per instance in the YouTube-VIS output, one per class,
             the most probable first.
+        foreground: which pixels are grouped: ``mass``, those whose background probability is
+            under one half (the classes together are more probable), or ``argmax``, those
+            whose single most probable class is not the background. While the classes are
+            uncertain (ten classes at 0.07 each and background at 0.3: an object pixel with
+            70 % object probability), ``argmax`` calls object pixels background.
     """
 
     bandwidth: float = 0.25
     min_area: float = 0.002
-    split_components: bool = True
+    split_components: bool = False
+    foreground: str = "mass"
     max_instances: int = DAVIS_MAX_OBJECTS
     classes_per_instance: int = 1
 
@@ -98,6 +107,7 @@ class InferenceConfig:
             "min_area": 0 <= self.min_area < 1,
             "max_instances": 1 <= self.max_instances <= DAVIS_MAX_OBJECTS,
             "classes_per_instance": self.classes_per_instance >= 1,
+            "foreground": self.foreground in FOREGROUND_RULES,
         }
         bad = [key for key, ok in checks.items() if not ok]
         if bad:
@@ -163,7 +173,9 @@ def clip_instances(
     tags, probs = prediction.tags, prediction.probs
     _, height, width = tags.shape
     min_pixels = max(1, round(cfg.min_area * height * width))
-    foreground = probs.argmax(axis=0) != 0 if probs is not None else np.ones(tags.shape, bool)
+    foreground = np.ones(tags.shape, bool)
+    if probs is not None:
+        foreground = probs[0] < 0.5 if cfg.foreground == "mass" else probs.argmax(axis=0) != 0
     clusters = cluster_tags(tags, foreground, bandwidth=cfg.bandwidth, min_pixels=min_pixels)
     background = 0
     if probs is None:

@@ -12,8 +12,18 @@ instance with no visible frame in the clip does not count in ``N``.
 
 Choices where the paper leaves room, each stated where it applies:
 
-* Eq. 2 sums over an instance's sampled pixels and averages over instances, as written, so each
-  sampled pixel is pulled with the same strength whatever the sample size.
+* **Reduction** (``reduction``, :data:`REDUCTIONS`). ``"sum"`` is the equations as written:
+  eq. 2 sums over an instance's ``M'`` sampled pixels, eqs. 3 and 5 over all pairs (eq. 5 also
+  over frames), eqs. 2 and 4 divide by ``N``. The paper does not give ``M'``, ``T`` is a
+  choice too, and their product sets the weights: with ``K = 16`` pixels in 8 frames the
+  pull of eq. 2 and the push of eq. 5 are each hundreds of times the cross-entropy's gradient
+  (measured on the untrained default model; benchmarks/RESULTS.md), so the shared encoder
+  learns the tags only and the semantic branch's gradient is lost in theirs. ``"mean"``
+  (the ``default`` preset's) makes every term a mean over what it sums: eq. 2 over an
+  instance's sampled pixels then over instances, eq. 3 over the pairs of visible instances, eq. 4 over an
+  instance's visible frames then over instances, eq. 5 over the (pair, frame) entries where
+  both are visible. Each term is then O(1), like the cross-entropy, whatever ``K``, ``T`` and
+  ``N``; a term is zero exactly when it is zero under ``"sum"``.
 * Eq. 5 separates "an arbitrary subset N' of instances" per frame: here every pair of instances
   visible in the same frame.
 * Eq. 6 is the sum of the terms that are switched on (``TagVisConfig.spatial_intra`` ...): the
@@ -26,8 +36,15 @@ from dataclasses import dataclass
 
 import torch
 
+from uvis.tagvis.config import REDUCTIONS
+
 #: Names of the four terms of eq. 6, in the paper's order (the keys of :class:`TaggingLoss`).
 TERMS = ("spatial_intra", "spatial_inter", "temporal_grouping", "temporal_separation")
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"unknown reduction {reduction!r}; known: {REDUCTIONS}")
 
 
 def gather_tags(tag_map: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
@@ -58,50 +75,64 @@ def frame_mean_tags(tags: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
 
 
 def spatial_intra_instance_loss(
-    tags: torch.Tensor, present: torch.Tensor, means: torch.Tensor
+    tags: torch.Tensor, present: torch.Tensor, means: torch.Tensor, reduction: str = "sum"
 ) -> torch.Tensor:
     """Eq. 2: ``L_spectra = 1/N sum_n sum_m (h_n - h'_nm)^2`` - pulls an instance's pixels
-    together."""
+    together. ``reduction="mean"``: ``1/N sum_n 1/M'_n sum_m``."""
+    _check_reduction(reduction)
     visible = _visible(present)
     if not visible.any():
         return tags.sum() * 0
-    squared = (tags - means[:, None, None]) ** 2 * present[:, :, None].to(tags.dtype)
-    return squared.sum() / visible.sum()
+    weight = present[:, :, None].to(tags.dtype).expand_as(tags)
+    per_instance = ((tags - means[:, None, None]) ** 2 * weight).sum(dim=(1, 2))
+    if reduction == "mean":
+        per_instance = per_instance / weight.sum(dim=(1, 2)).clamp(min=1)
+    return per_instance.sum() / visible.sum()
 
 
 def spatial_inter_instance_loss(
-    means: torch.Tensor, present: torch.Tensor, margin: float
+    means: torch.Tensor, present: torch.Tensor, margin: float, reduction: str = "sum"
 ) -> torch.Tensor:
     """Eq. 3: ``L_specter = sum_{n < n'} max(0, G - |h_n - h_n'|)`` - pushes instances at least
-    ``G`` apart."""
+    ``G`` apart. ``reduction="mean"``: the mean over the pairs (0 with fewer than two)."""
+    _check_reduction(reduction)
     visible = _visible(present)
-    pairs = torch.triu(visible[:, None] & visible[None, :], diagonal=1)
+    pairs = torch.triu(visible[:, None] & visible[None, :], diagonal=1).to(means.dtype)
     gap = (means[:, None] - means[None, :]).abs()
-    return (torch.relu(margin - gap) * pairs.to(means.dtype)).sum()
+    total = (torch.relu(margin - gap) * pairs).sum()
+    return total / pairs.sum().clamp(min=1) if reduction == "mean" else total
 
 
 def temporal_instance_grouping_loss(
-    means: torch.Tensor, frame_means: torch.Tensor, present: torch.Tensor
+    means: torch.Tensor, frame_means: torch.Tensor, present: torch.Tensor, reduction: str = "sum"
 ) -> torch.Tensor:
     """Eq. 4: ``L_tempra = 1/N sum_n sum_t (h_n - h_nt)^2`` over the frames where ``n`` is
-    visible - keeps an instance's tag the same in every frame."""
+    visible - keeps an instance's tag the same in every frame. ``reduction="mean"``:
+    ``1/N sum_n 1/T_n sum_t`` (``T_n`` the frames where ``n`` is visible)."""
+    _check_reduction(reduction)
     visible = _visible(present)
     if not visible.any():
         return frame_means.sum() * 0
-    squared = (means[:, None] - frame_means) ** 2 * present.to(frame_means.dtype)
-    return squared.sum() / visible.sum()
+    weight = present.to(frame_means.dtype)
+    per_instance = ((means[:, None] - frame_means) ** 2 * weight).sum(dim=1)
+    if reduction == "mean":
+        per_instance = per_instance / weight.sum(dim=1).clamp(min=1)
+    return per_instance.sum() / visible.sum()
 
 
 def temporal_instance_separation_loss(
-    frame_means: torch.Tensor, present: torch.Tensor, margin: float
+    frame_means: torch.Tensor, present: torch.Tensor, margin: float, reduction: str = "sum"
 ) -> torch.Tensor:
     """Eq. 5: ``L_temper = sum_{n < n'} sum_t max(0, G - |h_nt - h_n't|)`` over the pairs visible
-    together in frame ``t`` - keeps instances apart in every frame."""
+    together in frame ``t`` - keeps instances apart in every frame. ``reduction="mean"``: the
+    mean over those (pair, frame) entries."""
+    _check_reduction(reduction)
     together = present[:, None, :] & present[None, :, :]  # (N, N, T)
     upper = torch.triu(torch.ones_like(together[:, :, 0]), diagonal=1)
     gap = (frame_means[:, None, :] - frame_means[None, :, :]).abs()
     mask = (together & upper[:, :, None]).to(frame_means.dtype)
-    return (torch.relu(margin - gap) * mask).sum()
+    total = (torch.relu(margin - gap) * mask).sum()
+    return total / mask.sum().clamp(min=1) if reduction == "mean" else total
 
 
 @dataclass(frozen=True, eq=False)
@@ -119,11 +150,13 @@ def tagging_loss(
     *,
     margin: float,
     enabled: frozenset[str] = frozenset(TERMS),
+    reduction: str = "sum",
 ) -> TaggingLoss:
     """Eq. 6: ``L_tag = L_spectra + L_specter + L_tempra + L_temper`` over the ``enabled`` terms.
 
     ``tags`` ``(N, T, K)`` are the sampled pixels' tags, ``present`` ``(N, T)`` where each
-    instance is visible. A disabled term contributes no gradient.
+    instance is visible. A disabled term contributes no gradient. ``reduction``: ``"sum"``
+    (the equations as written) or ``"mean"`` (every term a mean; see the module docstring).
     """
     unknown = set(enabled) - set(TERMS)
     if unknown:
@@ -131,10 +164,14 @@ def tagging_loss(
     means = instance_mean_tags(tags, present)
     frame_means = frame_mean_tags(tags, present)
     terms = {
-        "spatial_intra": spatial_intra_instance_loss(tags, present, means),
-        "spatial_inter": spatial_inter_instance_loss(means, present, margin),
-        "temporal_grouping": temporal_instance_grouping_loss(means, frame_means, present),
-        "temporal_separation": temporal_instance_separation_loss(frame_means, present, margin),
+        "spatial_intra": spatial_intra_instance_loss(tags, present, means, reduction),
+        "spatial_inter": spatial_inter_instance_loss(means, present, margin, reduction),
+        "temporal_grouping": temporal_instance_grouping_loss(
+            means, frame_means, present, reduction
+        ),
+        "temporal_separation": temporal_instance_separation_loss(
+            frame_means, present, margin, reduction
+        ),
     }
     total = sum((terms[name] for name in TERMS if name in enabled), tags.sum() * 0)
     logged = {name: value if name in enabled else value.detach() for name, value in terms.items()}

@@ -42,7 +42,7 @@ from uvis.devices import resolve_device
 from uvis.errors import ConfigError, DataError, UvisError
 from uvis.io import atomic_write_json, atomic_write_text, exclusive_lock
 from uvis.tagvis.checkpoint import checkpoint_dict, model_from_checkpoint, read_checkpoint
-from uvis.tagvis.config import TagVisConfig
+from uvis.tagvis.config import SEMANTIC_WEIGHTINGS, TagVisConfig
 from uvis.tagvis.data import ClipSample, ClipSamples, VideoTargets, class_counts, video_targets
 from uvis.tagvis.losses import TERMS, gather_tags, tagging_loss
 from uvis.tagvis.model import TagVisNet, TagVisOutput, create_tagvis_model
@@ -81,6 +81,29 @@ def total_iterations(cfg: TagVisConfig, num_videos: int) -> int:
     return math.ceil(cfg.epochs * num_videos / cfg.batch_size)
 
 
+def semantic_cross_entropy(
+    logits: torch.Tensor, semantic: torch.Tensor, weighting: str = "pixels"
+) -> torch.Tensor:
+    """Eq. 7's ``L_crossentropy`` over every pixel: ``logits`` ``(B, 1 + C, T, H, W)``,
+    ``semantic`` ``(B, T, H, W)`` (0 background).
+
+    ``weighting="pixels"`` is the plain mean over pixels. The paper does not say how pixels
+    are weighted; on small objects the plain mean is mostly background (objects cover about a
+    tenth of the embedded world's frames), so the classes get a tenth of the gradient.
+    ``"foreground"`` (the ``default`` preset's) is the mean of the background pixels' mean and
+    the object pixels' mean, so both count half (the plain mean where either is missing).
+    """
+    if weighting not in SEMANTIC_WEIGHTINGS:
+        raise ValueError(f"unknown weighting {weighting!r}; known: {SEMANTIC_WEIGHTINGS}")
+    if weighting == "pixels":
+        return F.cross_entropy(logits, semantic)
+    per_pixel = F.cross_entropy(logits, semantic, reduction="none")
+    objects = semantic > 0
+    if objects.all() or not objects.any():
+        return per_pixel.mean()
+    return 0.5 * (per_pixel[objects].mean() + per_pixel[~objects].mean())
+
+
 def clip_losses(
     output: TagVisOutput, batch: list[ClipSample], cfg: TagVisConfig
 ) -> dict[str, torch.Tensor]:
@@ -92,7 +115,13 @@ def clip_losses(
     tag_total = torch.zeros((), device=device)
     for i, sample in enumerate(batch):
         tags = gather_tags(output.tags[i], sample.pixels.to(device))
-        result = tagging_loss(tags, sample.present.to(device), margin=cfg.margin, enabled=enabled)
+        result = tagging_loss(
+            tags,
+            sample.present.to(device),
+            margin=cfg.margin,
+            enabled=enabled,
+            reduction=cfg.loss_reduction,
+        )
         tag_total = tag_total + result.total
         sums = {name: sums[name] + result.terms[name] for name in TERMS}
     n = len(batch)
@@ -100,7 +129,7 @@ def clip_losses(
     cross_entropy = torch.zeros((), device=device)
     if output.logits is not None:
         semantic = torch.stack([s.semantic for s in batch]).to(device)
-        cross_entropy = F.cross_entropy(output.logits, semantic)
+        cross_entropy = semantic_cross_entropy(output.logits, semantic, cfg.semantic_weighting)
     return {"loss": tag_total / n + cross_entropy, "cross_entropy": cross_entropy, **losses}
 
 
@@ -254,10 +283,11 @@ def _train(
     with interrupt.deferred() as term:
         try:
             for iteration, batch in enumerate(loader, start + 1):
-                window.append(_step(state, batch, cfg, iteration))
+                lr = cfg.learning_rate(iteration, iterations)
+                window.append(_step(state, batch, cfg, lr, iteration))
                 bar.update()
                 if iteration % cfg.log_period == 0 or iteration == iterations:
-                    row = _log_row(iteration, window, cfg.lr, time.perf_counter() - window_start)
+                    row = _log_row(iteration, window, lr, time.perf_counter() - window_start)
                     metrics.append(row)
                     atomic_write_text(out / METRICS_NAME, metrics_csv(metrics, METRIC_COLUMNS))
                     bar.set_postfix(loss=f"{row['loss']:.3f}")
@@ -301,9 +331,10 @@ def _train(
 
 
 def _step(
-    state: _State, batch: list[ClipSample], cfg: TagVisConfig, iteration: int
+    state: _State, batch: list[ClipSample], cfg: TagVisConfig, lr: float, iteration: int
 ) -> torch.Tensor:
-    """One Adam step; returns the batch's :data:`LOSS_COLUMNS` (CPU).
+    """Step ``iteration`` of Adam at learning rate ``lr``; returns the batch's
+    :data:`LOSS_COLUMNS` (CPU).
 
     Raises:
         UvisError: when the loss is NaN or infinite.
@@ -318,6 +349,8 @@ def _step(
             f"checkpoint: {state.last_checkpoint or 'none written yet'}"
         )
     state.optimizer.zero_grad(set_to_none=True)
+    for group in state.optimizer.param_groups:
+        group["lr"] = lr
     losses["loss"].backward()
     state.optimizer.step()
     state.iteration = iteration
