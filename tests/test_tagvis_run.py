@@ -16,7 +16,7 @@ from uvis import masks
 from uvis.cli import main
 from uvis.data import load_ytvis
 from uvis.data.frames import Category
-from uvis.errors import DataError, UvisError
+from uvis.errors import ConfigError, DataError, UvisError
 from uvis.evaluation.davis import evaluate_folders
 from uvis.evaluation.ytvis import evaluate_files
 from uvis.inference.videos import frame_index_videos
@@ -255,3 +255,16 @@ def test_sigterm_stops_after_the_step_with_a_checkpoint_and_resumes_exactly(
     a, b = whole.model.state_dict(), resumed.model.state_dict()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+def test_steps_are_epochs_of_clips_capped_at_max_steps():
+    from uvis.tagvis.train import total_iterations
+
+    cfg = TagVisConfig(epochs=20, batch_size=2, max_steps=600)
+    assert total_iterations(cfg, 60) == 600  # 20 x 60 / 2: the cap is not reached
+    assert total_iterations(cfg, 61) == 600  # 610 steps, capped
+    assert total_iterations(cfg, 600) == 600
+    assert total_iterations(TagVisConfig(epochs=3, batch_size=2, max_steps=0), 7) == 11  # ceil
+    assert TagVisConfig.preset("paper").max_steps == 0
+    with pytest.raises(ConfigError, match="max_steps"):
+        TagVisConfig(max_steps=-1)

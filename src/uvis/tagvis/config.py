@@ -74,6 +74,7 @@ _PRESETS: dict[str, dict[str, Any]] = {
         "input_size": (224, 384),
         "pixels_per_frame": 32,
         "epochs": 100,
+        "max_steps": 0,
         "batch_size": 4,
         "lr": 1e-4,
         "lr_schedule": "constant",
@@ -138,6 +139,9 @@ class TagVisConfig:
 
     Optimisation (:mod:`uvis.tagvis.train`):
         epochs: passes over the training videos, one clip per video each.
+        max_steps: at most this many steps (0: no cap), whatever the number of videos: the
+            default world's 600 training videos would otherwise make 20 epochs ten times the
+            600 steps the default recipe was measured at (on 60 videos).
         batch_size: clips per step. lr: Adam's learning rate (the paper's 1e-4).
         lr_schedule: ``constant``, or ``cosine``: after ``warmup_steps`` of linear warm-up
             the rate falls along a half cosine to 0 at the last step (:func:`learning_rate`).
@@ -180,6 +184,7 @@ class TagVisConfig:
     link_iou: float = 0.5
     link_gap: int = 2
     epochs: int = 20
+    max_steps: int = 600
     batch_size: int = 2
     lr: float = 2e-3
     lr_schedule: str = "cosine"
@@ -222,6 +227,7 @@ class TagVisConfig:
             "link_iou": 0 < self.link_iou <= 1,
             "link_gap": self.link_gap >= 0,
             "epochs": self.epochs >= 1,
+            "max_steps": self.max_steps >= 0,
             "batch_size": self.batch_size >= 1,
             "lr": self.lr > 0,
             "lr_schedule": self.lr_schedule in LR_SCHEDULES,

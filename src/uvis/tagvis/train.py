@@ -77,8 +77,10 @@ class TagVisTrainResult:
 
 
 def total_iterations(cfg: TagVisConfig, num_videos: int) -> int:
-    """Adam steps of a run: ``epochs`` passes of one clip per video, ``batch_size`` per step."""
-    return math.ceil(cfg.epochs * num_videos / cfg.batch_size)
+    """Adam steps of a run: ``epochs`` passes of one clip per video, ``batch_size`` per step,
+    at most ``max_steps`` (when > 0)."""
+    steps = math.ceil(cfg.epochs * num_videos / cfg.batch_size)
+    return min(steps, cfg.max_steps) if cfg.max_steps > 0 else steps
 
 
 def semantic_cross_entropy(
