@@ -153,7 +153,12 @@ def run_maskcut(args: argparse.Namespace) -> None:
     trained = load_trained_ssl_vit(Path(args.weights))
     report = json.loads(Path(args.weights).with_suffix(".json").read_text(encoding="utf-8"))
     random_init = initial_network(DinoConfig.from_dict(report["config"])).backbone.eval()
-    cfg = MaskCutConfig(tau=args.tau, num_masks=args.num_masks, refine=args.refine)
+    cfg = MaskCutConfig(
+        tau=args.tau,
+        num_masks=args.num_masks,
+        refine=args.refine,
+        min_area_frac=args.min_area_frac,
+    )
     for name, model in (("trained", trained), ("random init", random_init)):
         cpu = time.process_time()
         q = maskcut_quality(
@@ -203,6 +208,7 @@ def main() -> None:
     m.add_argument("--num-masks", type=int, default=3)
     m.add_argument("--refine", default="bilateral")
     m.add_argument("--input-short", type=int, default=None)
+    m.add_argument("--min-area-frac", type=float, default=0.01)
     m.add_argument("--frame-stride", type=int, default=4)
     c = sub.add_parser("clip")
     c.add_argument("world")

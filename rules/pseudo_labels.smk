@@ -76,12 +76,19 @@ rule maskcut:
         tau=config["proposals"]["maskcut"]["tau"],
         num_masks=config["proposals"]["maskcut"]["num_masks"],
         refine=config["proposals"]["maskcut"]["refine"],
+        input_short=(
+            f"--input-short {config['proposals']['maskcut']['input_short']}"
+            if config["proposals"]["maskcut"].get("input_short")
+            else ""
+        ),
+        min_area_frac=config["proposals"]["maskcut"].get("min_area_frac", 0.01),
         num_shards=NUM_SHARDS,
     shell:
         "python -m uvis proposals maskcut --frames {input.frames} --shard {wildcards.shard} "
         "--num-shards {params.num_shards} --arch {params.arch} --arch-kwargs '{params.arch_kwargs}' "
         "--weights {params.weights} --tau {params.tau} --num-masks {params.num_masks} "
-        "--refine {params.refine} --threads {threads} --out {output} > {log} 2>&1"
+        "--refine {params.refine} {params.input_short} --min-area-frac {params.min_area_frac} "
+        "--threads {threads} --out {output} > {log} 2>&1"
 
 
 rule train_detector:

@@ -24,7 +24,13 @@ def _maskcut(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = create_ssl_vit(args.arch, weights=args.weights, arch_kwargs=args.arch_kwargs).to(device)
-    cfg = MaskCutConfig(tau=args.tau, num_masks=args.num_masks, refine=args.refine, device=device)
+    cfg = MaskCutConfig(
+        tau=args.tau,
+        num_masks=args.num_masks,
+        refine=args.refine,
+        min_area_frac=args.min_area_frac,
+        device=device,
+    )
     stats = maskcut_shard(
         args.frames,
         args.out,
@@ -141,6 +147,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--refine", choices=["none", "bilateral"], default="bilateral")
     m.add_argument("--batch-size", type=int, default=8)
     m.add_argument("--input-short", type=int, help="resize frames so the short side is this")
+    m.add_argument(
+        "--min-area-frac",
+        type=float,
+        default=0.01,
+        help="drop a later mask covering at most this fraction of the patch grid",
+    )
     m.set_defaults(func=_maskcut)
 
     t = ps.add_parser(
