@@ -18,9 +18,6 @@ minutes; numbers are held-out zero-shot accuracy, chance 10 %):
   context (captions are at most 12 tokens). ViT towers trained from scratch on so few images
   learn shape far more slowly: a ViT (patch 8, width 192, 4 blocks, 64 px) reached 21 % after
   20 epochs, a ResNet tower 36 % after 8 at a third of the cost.
-* 70 epochs (about 260 CPU-s at one thread): on a world of synth seed 1, 40 epochs gave 73.4 %
-  on video box crops and 82.2 % with mean-filled background, 70 epochs 79.1 % and 84.9 %
-  (held-out corpus 96 -> 98 %); seed 1, not the default world's valid split, was used to choose.
 * Batches of one caption colour (``colour_batches``): captions name the colour, which is
   visible at a glance, so a random batch is told apart by colour and the shape, the thing the
   pipeline needs, is learned slowly. Within a one-colour batch only shape and wording separate
@@ -87,7 +84,7 @@ class ClipTrainConfig:
     """
 
     model: str = "uvis-clip-tiny"
-    epochs: int = 70
+    epochs: int = 40
     batch_size: int = 32
     lr: float = 2e-3
     weight_decay: float = 0.1
