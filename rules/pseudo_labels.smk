@@ -77,13 +77,24 @@ rule maskcut:
         tau=config["proposals"]["maskcut"]["tau"],
         num_masks=config["proposals"]["maskcut"]["num_masks"],
         refine=config["proposals"]["maskcut"]["refine"],
+        input_short=config["proposals"]["maskcut"].get("input_short") or 0,
+        min_area_frac=config["proposals"]["maskcut"].get("min_area_frac", 0.01),
+        # Every N-th frame of the train split (the detector generalises to the rest); the eval
+        # split's MaskCut masks, where made, keep every frame.
+        frame_stride=lambda wildcards: (
+            config["proposals"]["maskcut"].get("frame_stride", 1)
+            if wildcards.split == TRAIN_SPLIT
+            else 1
+        ),
         num_shards=NUM_SHARDS,
     shell:
         "python -m uvis proposals maskcut --frames {input.frames:q} "
         "--shard {wildcards.shard:q} --num-shards {params.num_shards} --arch {params.arch:q} "
         "--arch-kwargs {params.arch_kwargs:q} --weights {params.weights:q} "
         "--tau {params.tau:q} --num-masks {params.num_masks:q} --refine {params.refine:q} "
-        "--threads {threads} --out {output:q} > {log:q} 2>&1"
+        "--input-short {params.input_short:q} --min-area-frac {params.min_area_frac:q} "
+        "--frame-stride {params.frame_stride:q} --threads {threads} --out {output:q} "
+        "> {log:q} 2>&1"
 
 
 rule train_detector:

@@ -31,6 +31,9 @@ from uvis.foundation.clip import (
 from uvis.foundation.clip_train import (
     ClipTrainConfig,
     epoch_batches,
+    random_letterbox,
+    random_low_resolution,
+    random_resized_crops,
     read_captioned_corpus,
     register_cli,
     train_clip,
@@ -339,6 +342,51 @@ def test_one_colour_batches():
     assert [len(b) for b in plain] == [4, 4] and len(set(torch.cat(plain).tolist())) == 8
 
 
+def test_centred_crops_sit_in_the_middle():
+    # Pixels encode their own x coordinate; a centred window of area 1/4 of a 64 px image is
+    # 32 px wide (aspect ratio fixed at 1), so it spans x = 16..48 and its mean x is 32.
+    xs = torch.arange(64, dtype=torch.float32).expand(5, 3, 64, 64).contiguous()
+    gen = torch.Generator().manual_seed(0)
+    centred = random_resized_crops(xs, (8, 8), (0.25, 0.25), gen, (1.0, 1.0), centre_jitter=0.0)
+    assert torch.allclose(centred.mean(dim=(1, 2, 3)), torch.full((5,), 31.5), atol=0.01)
+    assert centred.min() > 15 and centred.max() < 48
+    # Anywhere (jitter 1): the windows' mean x spreads over 16..48.
+    spread = random_resized_crops(xs, (8, 8), (0.25, 0.25), gen, (1.0, 1.0), centre_jitter=1.0)
+    assert spread.mean(dim=(1, 2, 3)).std() > 2
+
+
+def test_letterbox_squeezes_and_pads_with_black():
+    images = torch.ones(40, 3, 16, 16)
+    out = random_letterbox(images, 0.5, 2.0, torch.Generator().manual_seed(0))
+    black = (out == 0).all(dim=1)  # (B, H, W)
+    changed = black.any(dim=(1, 2))
+    assert 0 < changed.sum() < 40  # about half of them
+    for image in black[changed]:
+        rows, cols = image.all(dim=1), image.all(dim=0)
+        bars = rows if rows.any() else cols  # black bars along one axis only
+        assert not (rows.any() and cols.any())
+        assert bars.sum() <= 8  # squeezed by at most 2: at least half the side is image
+        kept = torch.nonzero(~bars).flatten()
+        assert (kept == torch.arange(kept[0], kept[-1] + 1)).all()  # one centred block
+        assert abs(int(kept[0]) - (16 - 1 - int(kept[-1]))) <= 1
+    assert torch.equal(out[~changed], images[~changed])
+    assert torch.equal(random_letterbox(images, 0.0, 2.0, torch.Generator()), images)
+
+
+def test_low_resolution_blurs_detail_and_keeps_flat_images():
+    # A one-pixel checkerboard has no content left below full resolution; a flat image is flat
+    # at any resolution.
+    board = ((torch.arange(16)[:, None] + torch.arange(16)[None, :]) % 2).float()
+    images = board.expand(30, 3, 16, 16).contiguous()
+    out = random_low_resolution(images, 0.5, 0.5, torch.Generator().manual_seed(0))
+    changed = (out != images).any(dim=(1, 2, 3))
+    assert 0 < changed.sum() < 30
+    assert (out[changed].std(dim=(1, 2, 3)) < 0.3 * images[0].std()).all()
+    assert torch.equal(out[~changed], images[~changed])
+    flat = torch.full((4, 3, 16, 16), 0.25)
+    assert torch.allclose(random_low_resolution(flat, 1.0, 0.3, torch.Generator()), flat)
+
+
 def test_train_config_overrides_and_errors():
     cfg = ClipTrainConfig.preset("default", epochs=3, lr=1, crop_scale=[0.5, 1])
     assert (cfg.epochs, cfg.lr, cfg.crop_scale) == (3, 1.0, (0.5, 1.0))
@@ -349,6 +397,10 @@ def test_train_config_overrides_and_errors():
         ClipTrainConfig.preset("default", epochs="many")
     with pytest.raises(ConfigError, match="holdout_fraction"):
         ClipTrainConfig.preset("default", holdout_fraction=1.0)
+    with pytest.raises(ConfigError, match="crop_centre_jitter"):
+        ClipTrainConfig.preset("default", crop_centre_jitter=1.5)
+    with pytest.raises(ConfigError, match="pad_ratio"):
+        ClipTrainConfig.preset("default", pad_ratio=0.5)
     with pytest.raises(ConfigError, match="preset"):
         ClipTrainConfig.preset("huge")
 

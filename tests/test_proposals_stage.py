@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from uvis import masks
-from uvis.errors import DataError
+from uvis.errors import ConfigError, DataError
 from uvis.foundation.ssl import create_ssl_vit
 from uvis.proposals.maskcut import MaskCutConfig
 from uvis.proposals.stage import maskcut_shard, model_input_size
@@ -83,3 +83,15 @@ def test_frame_of_wrong_size_is_named(tmp_path, tiny_vit):
         )
     assert bad in str(err.value)
     assert not (tmp_path / "o.parquet").exists()
+
+
+def test_frame_stride_segments_every_nth_frame_of_each_video(tmp_path, tiny_vit):
+    index = write_index(tmp_path, [(32, 40, 5), (24, 24, 3)])  # frames 0-4 and 0-2
+    out = tmp_path / "strided.parquet"
+    cfg = MaskCutConfig(refine="none")
+    stats = maskcut_shard(index, out, tiny_vit, cfg, frame_stride=2, progress=False)
+    assert stats["frames"] == 5  # video 1: 0, 2, 4; video 2: 0, 2
+    kept = {(r["video_id"], r["frame_index"]) for r in pq.read_table(out).to_pylist()}
+    assert kept <= {(1, 0), (1, 2), (1, 4), (2, 0), (2, 2)}
+    with pytest.raises(ConfigError, match="frame_stride must be >= 1"):
+        maskcut_shard(index, out, tiny_vit, cfg, frame_stride=0, progress=False)

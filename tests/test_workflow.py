@@ -49,7 +49,11 @@ SMOKE_MODELS = {
     "pseudo_labels": {"splits": ["train", "valid"], "shards": 2},
     "ssl": {"pretrain": {"preset": "smoke", "overrides": {}}},
     "clip": {"model": "uvis-clip-smoke", "pretrain": {"preset": "smoke", "overrides": {}}},
-    "proposals": {"detector": {"preset": "smoke", "overrides": {}}},
+    # MaskCut at the frames' own size (the default upsamples them to short side 192 px).
+    "proposals": {
+        "detector": {"preset": "smoke", "overrides": {}},
+        "maskcut": {"input_short": None},
+    },
     # The smoke world's few pseudo-labels may all fail the filters: train on every proposal.
     "vis": {
         "model": "uvis-smoke",

@@ -26,7 +26,13 @@ def _maskcut(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = create_ssl_vit(args.arch, weights=args.weights, arch_kwargs=args.arch_kwargs).to(device)
-    cfg = MaskCutConfig(tau=args.tau, num_masks=args.num_masks, refine=args.refine, device=device)
+    cfg = MaskCutConfig(
+        tau=args.tau,
+        num_masks=args.num_masks,
+        refine=args.refine,
+        min_area_frac=args.min_area_frac,
+        device=device,
+    )
     stats = maskcut_shard(
         args.frames,
         args.out,
@@ -35,7 +41,8 @@ def _maskcut(args: argparse.Namespace) -> int:
         shard=args.shard,
         num_shards=args.num_shards,
         batch_size=args.batch_size,
-        input_short=args.input_short,
+        input_short=args.input_short or None,
+        frame_stride=args.frame_stride,
     )
     print(
         f"maskcut shard {args.shard}/{args.num_shards}: {stats['proposals']} masks on "
@@ -143,7 +150,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--refine", choices=["none", "bilateral"], default="bilateral")
     m.add_argument("--batch-size", type=positive_int, default=8)
     m.add_argument(
-        "--input-short", type=positive_int, help="resize frames so the short side is this"
+        "--input-short",
+        type=nonnegative_int,
+        default=0,
+        help="resize frames so the short side is this (0, the default: as stored)",
+    )
+    m.add_argument(
+        "--min-area-frac",
+        type=unit_float,
+        default=0.01,
+        help="drop a later mask covering at most this fraction of the patch grid",
+    )
+    m.add_argument(
+        "--frame-stride",
+        type=positive_int,
+        default=1,
+        help="MaskCut on every N-th frame of each video only (the detector trained on the "
+        "masks generalises to the others; default 1: every frame)",
     )
     m.set_defaults(func=_maskcut)
 

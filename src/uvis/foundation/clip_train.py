@@ -69,6 +69,13 @@ class ClipTrainConfig:
     ``crop_scale``, aspect ratio 3/4-4/3) resampled to the model's input size, and random
     horizontal and vertical flips (the shapes' names do not depend on orientation); no colour
     jitter, since captions name the colour. ``colour_batches``: see the module notes.
+    Options meant to make training crops look like the video object crops the pipeline scores
+    (all off by default): ``crop_centre_jitter`` below 1 keeps crop windows near the image
+    centre, where corpus objects lie (:func:`random_resized_crops`); ``lowres_prob`` shows a
+    crop at a lower resolution, down to ``lowres_min`` of its side, as small objects reach the
+    model (:func:`random_low_resolution`); ``pad_prob`` squeezes a crop by up to ``pad_ratio``
+    and pads it with black, as the ``longest`` resize shows a non-square box
+    (:func:`random_letterbox`).
     ``holdout_fraction`` of the corpus is kept out of training for the zero-shot test.
     ``eval_*`` set how video object crops are cut and fed for the quality report: box margin
     ``eval_context`` (as :func:`uvis.foundation.clip.crop_regions`), the smallest visible
@@ -83,6 +90,11 @@ class ClipTrainConfig:
     weight_decay: float = 0.1
     warmup_steps: int = 50
     crop_scale: tuple[float, float] = (0.6, 1.0)
+    crop_centre_jitter: float = 1.0
+    pad_prob: float = 0.0
+    pad_ratio: float = 2.0
+    lowres_prob: float = 0.0
+    lowres_min: float = 0.4
     flip: bool = True
     colour_batches: bool = True
     holdout_fraction: float = 0.1
@@ -112,6 +124,11 @@ class ClipTrainConfig:
             "warmup_steps": self.warmup_steps >= 0,
             "crop_scale": len(self.crop_scale) == 2
             and 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1,
+            "crop_centre_jitter": 0 <= self.crop_centre_jitter <= 1,
+            "pad_prob": 0 <= self.pad_prob <= 1,
+            "pad_ratio": self.pad_ratio >= 1,
+            "lowres_prob": 0 <= self.lowres_prob <= 1,
+            "lowres_min": 0 < self.lowres_min <= 1,
             "holdout_fraction": 0 < self.holdout_fraction < 1,
             "eval_context": self.eval_context >= 0,
             "eval_min_area": self.eval_min_area >= 1,
@@ -232,12 +249,16 @@ def random_resized_crops(
     scale: tuple[float, float],
     generator: torch.Generator,
     ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    centre_jitter: float = 1.0,
 ) -> torch.Tensor:
     """Batched random resized crop: ``(B, 3, H, W)`` float -> ``(B, 3, *size)``.
 
     Per image, a window of area fraction ``U(scale)`` and aspect ratio log-uniform in ``ratio``
-    (clipped to the image), placed uniformly, bilinearly resampled to ``size`` in one
-    ``roi_align`` call (no per-image Python loop).
+    (clipped to the image), bilinearly resampled to ``size`` in one ``roi_align`` call (no
+    per-image Python loop). The window is placed uniformly within the middle ``centre_jitter``
+    fraction of the room it has: 1 anywhere in the image, 0 centred (the corpus images show
+    their object near the centre, so small centred windows are object-scale crops, as the video
+    crops the pipeline classifies).
     """
     import torch
     from torchvision.ops import roi_align
@@ -247,13 +268,72 @@ def random_resized_crops(
     log_r = torch.empty(b).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=generator)
     cw = torch.sqrt(area * log_r.exp()).clamp(1, w)
     ch = torch.sqrt(area / log_r.exp()).clamp(1, h)
-    x0 = torch.rand(b, generator=generator) * (w - cw)
-    y0 = torch.rand(b, generator=generator) * (h - ch)
+    x0 = (0.5 + centre_jitter * (torch.rand(b, generator=generator) - 0.5)) * (w - cw)
+    y0 = (0.5 + centre_jitter * (torch.rand(b, generator=generator) - 0.5)) * (h - ch)
     rois = torch.stack([torch.arange(b, dtype=torch.float32), x0, y0, x0 + cw, y0 + ch], dim=1)
     rois = rois.to(images.device)
     return roi_align(
         images, rois, output_size=size, spatial_scale=1.0, sampling_ratio=2, aligned=True
     )
+
+
+def random_letterbox(
+    images: torch.Tensor, prob: float, max_ratio: float, generator: torch.Generator
+) -> torch.Tensor:
+    """Show some square crops as open_clip's ``longest`` resize shows a non-square box crop.
+
+    With probability ``prob`` an image ``(3, S, S)`` is squeezed along one axis (chosen at
+    random) by a factor log-uniform in ``1 / max_ratio .. 1`` and centred on a black canvas of
+    side ``S``: the fit-the-longer-side-and-pad preprocessing of a box crop whose aspect ratio is
+    up to ``max_ratio``. The others are returned unchanged.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    b, _, height, width = images.shape
+    chosen = torch.rand(b, generator=generator) < prob
+    log_squeeze = torch.rand(b, generator=generator) * math.log(max_ratio)
+    along_width = torch.rand(b, generator=generator) < 0.5
+    out = images.clone()
+    for i in torch.nonzero(chosen).flatten().tolist():
+        factor = math.exp(-float(log_squeeze[i]))
+        new_h, new_w = height, width
+        if along_width[i]:
+            new_w = max(1, round(width * factor))
+        else:
+            new_h = max(1, round(height * factor))
+        small = F.interpolate(images[i : i + 1], size=(new_h, new_w), mode="bilinear",
+                              antialias=True, align_corners=False)  # fmt: skip
+        top, left = (height - new_h) // 2, (width - new_w) // 2
+        out[i] = 0.0
+        out[i, :, top : top + new_h, left : left + new_w] = small[0]
+    return out
+
+
+def random_low_resolution(
+    images: torch.Tensor, prob: float, min_fraction: float, generator: torch.Generator
+) -> torch.Tensor:
+    """Show some crops as a small object's crop looks after upsampling to the model's size.
+
+    With probability ``prob`` an image ``(3, S, S)`` is downsampled (antialiased) to a side
+    uniform in ``min_fraction * S .. S`` and bilinearly upsampled back to ``S``: objects a few
+    pixels wide in a video frame reach the model this blurred. Others are unchanged.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    b, _, height, width = images.shape
+    chosen = torch.rand(b, generator=generator) < prob
+    fraction = min_fraction + (1 - min_fraction) * torch.rand(b, generator=generator)
+    out = images.clone()
+    for i in torch.nonzero(chosen).flatten().tolist():
+        small_size = (
+            max(2, round(height * float(fraction[i]))),
+            max(2, round(width * float(fraction[i]))),
+        )
+        small = F.interpolate(images[i : i + 1], size=small_size, mode="bilinear", antialias=True)
+        out[i] = F.interpolate(small, size=(height, width), mode="bilinear")[0]
+    return out
 
 
 def random_flips(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -348,8 +428,16 @@ def train_clip(
         for batch in epoch_batches(groups, batch_size, generator):
             idx = batch.to(device)
             x = random_resized_crops(
-                images[idx].float() / 255, bundle.image_size, cfg.crop_scale, generator
+                images[idx].float() / 255,
+                bundle.image_size,
+                cfg.crop_scale,
+                generator,
+                centre_jitter=cfg.crop_centre_jitter,
             )
+            if cfg.lowres_prob:
+                x = random_low_resolution(x, cfg.lowres_prob, cfg.lowres_min, generator)
+            if cfg.pad_prob:
+                x = random_letterbox(x, cfg.pad_prob, cfg.pad_ratio, generator)
             if cfg.flip:
                 x = random_flips(x, generator)
             image_features, text_features, logit_scale = model((x - mean) / std, tokens[idx])[:3]

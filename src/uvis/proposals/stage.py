@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from uvis.data.frames import read_frame
 from uvis.data.shards import select_shard
+from uvis.errors import ConfigError
 from uvis.io import atomic_path
 from uvis.proposals.maskcut import MaskCutConfig, maskcut
 from uvis.proposals.table import ProposalRows
@@ -89,12 +90,23 @@ def maskcut_shard(
     num_shards: int = 1,
     batch_size: int = 8,
     input_short: int | None = None,
+    frame_stride: int = 1,
     progress: bool = True,
 ) -> dict[str, int]:
-    """Run MaskCut on one shard of a frame index and write its proposals atomically."""
+    """Run MaskCut on one shard of a frame index and write its proposals atomically.
+
+    With ``frame_stride`` > 1 only every ``frame_stride``-th frame of each video is segmented
+    (frame positions 0, N, 2N, ...): MaskCut's masks only train the class-agnostic detector,
+    which leaves out frames without masks and then runs on every frame.
+    """
     from uvis.foundation.ssl import last_block_keys, normalise_images, patch_size_of
 
     frames = select_shard(read_frame_index(frame_index), num_shards, shard)
+    if frame_stride < 1:
+        raise ConfigError(f"maskcut frame_stride must be >= 1, got {frame_stride}")
+    if frame_stride > 1:
+        positions = frames.column("frame_index").to_numpy(zero_copy_only=False)
+        frames = frames.filter(pa.array(positions % frame_stride == 0))
     patch = patch_size_of(model)[0]
     device = next(model.parameters()).device
     rows = ProposalRows()

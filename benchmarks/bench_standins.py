@@ -1,0 +1,224 @@
+"""Quality and cost of the embedded foundation-model stand-ins (issue 12).
+
+Usage (one thread; the world is any ``uvis synth`` output folder)::
+
+    python benchmarks/bench_standins.py dino WORLD [--set KEY=VALUE ...] [--out CKPT.pth]
+    python benchmarks/bench_standins.py maskcut WORLD --weights CKPT.pth [--split train]
+        [--tau 0.15] [--num-masks 3] [--input-short N] [--frame-stride 4]
+    python benchmarks/bench_standins.py clip WORLD [--set KEY=VALUE ...] [--out CKPT.pt]
+
+``dino`` trains the DINO stand-in exactly as the ``pretrain_ssl`` rule does (the default preset,
+the pipeline config's ``arch``/``arch_kwargs`` unless overridden) on ``WORLD/corpora/unlabeled``
+and prints the k-NN shape accuracy of the trained teacher and of its random initialisation (on
+held-out corpus images) and the CPU time.
+
+``maskcut`` runs MaskCut on every ``--frame-stride``-th frame of a split with the keys of the
+given checkpoint and, for contrast, of the same architecture at its random initialisation, and
+prints class-agnostic recall and precision at IoU 0.5 (one-to-one per frame, as
+:mod:`uvis.pseudo.quality`). Tune MaskCut on the train split only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from uvis.data.frames import read_frame
+from uvis.data.ytvis import load_ytvis
+from uvis.foundation.dino import DinoConfig, initial_network, train_dino
+from uvis.foundation.ssl import last_block_keys, normalise_images, patch_size_of
+from uvis.masks import to_coco
+from uvis.proposals.maskcut import MaskCutConfig, maskcut
+from uvis.proposals.stage import model_input_size
+from uvis.pseudo.quality import _match_frame
+
+# The pipeline's ssl block (config.yaml): the architecture pretrain_ssl trains and MaskCut loads.
+PIPELINE_ARCH = "vit_tiny_patch16_224"
+
+
+def _pipeline_arch_kwargs() -> dict[str, Any]:
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = yaml.safe_load((root / "config.yaml").read_text(encoding="utf-8"))
+    return dict(cfg["ssl"]["arch_kwargs"])
+
+
+def _parse_sets(items: list[str]) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def run_dino(args: argparse.Namespace) -> dict[str, Any]:
+    overrides = {"arch": PIPELINE_ARCH, "arch_kwargs": _pipeline_arch_kwargs()}
+    overrides.update(_parse_sets(args.set))
+    cfg = DinoConfig.preset(args.preset, **overrides)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cpu = time.process_time()
+    report = train_dino(Path(args.world) / "corpora" / "unlabeled", out, cfg, progress=False)
+    cpu = time.process_time() - cpu
+    probe = report["knn_probe"]
+    losses = " ".join(f"{e['loss']:.3f}" for e in report["training"]["epochs"])
+    print(
+        f"dino {args.world}: k-NN shape accuracy trained {probe['accuracy_trained']:.3f}, "
+        f"random init {probe['accuracy_random_init']:.3f} (chance {probe['chance_accuracy']:.2f}); "
+        f"training {report['training']['cpu_seconds']:.0f} CPU-s, total {cpu:.0f} CPU-s "
+        f"({torch.get_num_threads()} thread); losses {losses}"
+    )
+    return report
+
+
+def _gt_by_frame(world: Path, split: str) -> tuple[Any, dict[tuple[int, int], list[dict]]]:
+    data = load_ytvis(world / "ytvis" / f"{split}.json", world / "ytvis" / split / "JPEGImages")
+    gts: dict[tuple[int, int], list[dict]] = {}
+    for inst in data.instances or ():
+        for t, seg in enumerate(inst.segmentations):
+            if seg is not None and not inst.iscrowd:
+                gts.setdefault((inst.video_id, t), []).append(to_coco(seg))
+    return data, gts
+
+
+def maskcut_quality(
+    model: torch.nn.Module,
+    world: Path,
+    split: str,
+    cfg: MaskCutConfig,
+    *,
+    frame_stride: int,
+    input_short: int | None,
+) -> dict[str, float]:
+    """Class-agnostic recall/precision at IoU 0.5 of MaskCut on every ``frame_stride``-th frame."""
+    data, gts = _gt_by_frame(world, split)
+    patch = patch_size_of(model)[0]
+    n_gt = n_prop = n_match = 0
+    for video in data.videos:
+        frames = list(enumerate(video.frame_paths))[::frame_stride]
+        in_h, in_w = model_input_size(video.height, video.width, patch, input_short)
+        images = [read_frame(p, video.height, video.width) for _, p in frames]
+        resized = [
+            img
+            if (in_h, in_w) == img.shape[:2]
+            else np.asarray(Image.fromarray(img).resize((in_w, in_h), Image.BICUBIC))
+            for img in images
+        ]
+        stack = np.stack(resized)
+        with torch.no_grad():
+            keys = last_block_keys(
+                model, normalise_images(torch.from_numpy(stack).permute(0, 3, 1, 2))
+            )
+        per_image = maskcut(stack, keys.keys.float(), keys.grid_hw, cfg)
+        for (t, _), masks in zip(frames, per_image, strict=True):
+            props = []
+            for m in masks:
+                if m.shape != (video.height, video.width):
+                    m = (
+                        np.asarray(
+                            Image.fromarray(m.astype(np.uint8) * 255).resize(
+                                (video.width, video.height), Image.NEAREST
+                            )
+                        )
+                        > 127
+                    )
+                props.append(mask_utils.encode(np.asfortranarray(m.astype(np.uint8))))
+            frame_gts = gts.get((video.id, t), [])
+            n_gt += len(frame_gts)
+            n_prop += len(props)
+            n_match += len(_match_frame(frame_gts, props, 0.5))
+    return {
+        "gt_masks": n_gt,
+        "proposals": n_prop,
+        "recall": n_match / max(n_gt, 1),
+        "precision": n_match / max(n_prop, 1),
+    }
+
+
+def run_maskcut(args: argparse.Namespace) -> None:
+    from uvis.foundation.dino import load_trained_ssl_vit
+
+    trained = load_trained_ssl_vit(Path(args.weights))
+    report = json.loads(Path(args.weights).with_suffix(".json").read_text(encoding="utf-8"))
+    random_init = initial_network(DinoConfig.from_dict(report["config"])).backbone.eval()
+    cfg = MaskCutConfig(
+        tau=args.tau,
+        num_masks=args.num_masks,
+        refine=args.refine,
+        min_area_frac=args.min_area_frac,
+    )
+    for name, model in (("trained", trained), ("random init", random_init)):
+        cpu = time.process_time()
+        q = maskcut_quality(
+            model, Path(args.world), args.split, cfg,
+            frame_stride=args.frame_stride, input_short=args.input_short,
+        )  # fmt: skip
+        cpu = time.process_time() - cpu
+        print(
+            f"maskcut {args.split} ({args.world}, every {args.frame_stride}th frame, "
+            f"tau {args.tau}, N {args.num_masks}, input_short {args.input_short}) {name} keys: "
+            f"recall {q['recall']:.3f}, precision {q['precision']:.3f} "
+            f"({q['proposals']} masks, {q['gt_masks']} GT masks), {cpu:.0f} CPU-s"
+        )
+
+
+def run_clip(args: argparse.Namespace) -> None:
+    from uvis.foundation.clip_train import ClipTrainConfig, train_clip
+
+    cfg = ClipTrainConfig.preset(args.preset, **_parse_sets(args.set))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    world = Path(args.world)
+    report = train_clip(world / "corpora" / "captioned", out, cfg, eval_world=world, progress=False)
+    q = report["quality"]
+    print(
+        f"clip {args.world}: zero-shot accuracy held-out corpus {q['heldout_corpus']['accuracy']:.3f}, "
+        f"valid video crops {q['video_crops']['accuracy']:.3f} (box), "
+        f"{q['video_crops_masked_mean']['accuracy']:.3f} (mean-filled background); "
+        f"{report['cpu_seconds']:.0f} CPU-s ({report['torch_threads']} thread)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--threads", type=int, default=1)
+    sub = parser.add_subparsers(dest="what", required=True)
+    d = sub.add_parser("dino")
+    d.add_argument("world")
+    d.add_argument("--preset", default="default")
+    d.add_argument("--set", action="append", default=[])
+    d.add_argument("--out", default="/tmp/bench_standins/ssl_vit.pth")
+    m = sub.add_parser("maskcut")
+    m.add_argument("world")
+    m.add_argument("--weights", required=True)
+    m.add_argument("--split", default="train")
+    m.add_argument("--tau", type=float, default=0.15)
+    m.add_argument("--num-masks", type=int, default=3)
+    m.add_argument("--refine", default="bilateral")
+    m.add_argument("--input-short", type=int, default=None)
+    m.add_argument("--min-area-frac", type=float, default=0.01)
+    m.add_argument("--frame-stride", type=int, default=4)
+    c = sub.add_parser("clip")
+    c.add_argument("world")
+    c.add_argument("--preset", default="default")
+    c.add_argument("--set", action="append", default=[])
+    c.add_argument("--out", default="/tmp/bench_standins/clip.pt")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    {"dino": run_dino, "maskcut": run_maskcut, "clip": run_clip}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()
