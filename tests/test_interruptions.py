@@ -154,7 +154,7 @@ def test_sigkill_leftovers_are_removed_by_the_next_writer(tmp_path: Path) -> Non
     assert proc.stdout is not None and proc.stdout.readline().strip() == b"writing"
     assert len(_temporaries(tmp_path)) == 1
     # While the writer lives, its temporary is left alone.
-    assert remove_stale_temporaries(dest) == []
+    assert remove_stale_temporaries(tmp_path) == []
     proc.kill()
     proc.wait(timeout=30)
     with atomic_path(dest) as tmp:

@@ -3,9 +3,9 @@
 Every artefact is written to a temporary file in the destination folder and renamed into
 place, so an interrupted job never leaves a half-written file that looks finished.
 
-* The temporary file is named ``.<name>.<host>-<pid>.<random>.tmp<suffix>``; one left behind by
-  a process that was killed (SIGKILL, a node failure) is removed the next time a process on
-  the same host writes the same file, once that process no longer exists.
+* The temporary file is named ``.<name>.<host>-<pid>.<random>.tmp<suffix>``; those left behind
+  by a process that was killed (SIGKILL, a node failure) are removed by the next process on the
+  same host that writes into the folder, once the killed process no longer exists.
 * Files get the permissions any other tool's output would get (``0666`` less the umask), not
   the ``0600`` of :func:`tempfile.mkstemp`: on a shared cluster the group can read results.
 * A destination that cannot be written (a folder, a parent that is a file, no permission, a
@@ -18,6 +18,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import socket
 import tempfile
 from collections.abc import Iterator
@@ -61,26 +62,31 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporaries(dest: str | os.PathLike[str]) -> list[Path]:
-    """Remove the temporaries of ``dest`` left by dead processes of this host; returns them."""
-    dest = Path(dest)
-    prefix = _temp_prefix(dest)
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporaries in ``folder`` left by dead processes of this host (of any
+    destination); returns them."""
+    marker = re.compile(rf"^\..+\.{re.escape(_host())}-(\d+)\.[^/]*\.tmp")
     removed = []
     try:
-        entries = list(dest.parent.iterdir())
+        entries = list(os.scandir(folder))
     except OSError:
         return removed
     for entry in entries:
-        name = entry.name
-        if not name.startswith(prefix) or ".tmp" not in name[len(prefix) :]:
+        match = marker.match(entry.name)
+        if match is None or not entry.is_file(follow_symlinks=False):
             continue
-        pid_text = name[len(prefix) :].split(".", 1)[0]
-        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _pid_alive(int(pid_text)):
+        pid = int(match.group(1))
+        if pid == os.getpid() or _pid_alive(pid):
             continue
         with contextlib.suppress(OSError):
-            entry.unlink()
-            removed.append(entry)
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
     return removed
+
+
+#: Folders this process has already cleared of dead writers' temporaries (once is enough: the
+#: scan lists the whole folder, and a folder of thousands of frames gets thousands of writes).
+_cleared: set[Path] = set()
 
 
 def prepare_output(path: str | os.PathLike[str]) -> Path:
@@ -167,7 +173,9 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
             when the block fails with an error only writing can cause (disk full, read-only).
     """
     dest = prepare_output(path)
-    remove_stale_temporaries(dest)
+    if dest.parent not in _cleared:
+        remove_stale_temporaries(dest.parent)
+        _cleared.add(dest.parent)
     sfx = dest.suffix if suffix is None else suffix
     try:
         fd, tmp = tempfile.mkstemp(
