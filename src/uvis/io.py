@@ -144,8 +144,10 @@ def exclusive_lock(folder: str | os.PathLike[str], what: str) -> Iterator[None]:
         try:
             yield
         finally:
-            # No lock file left among the results: removed while still held, so no other
-            # process can have taken it in between.
+            # No lock file left among the results. Removed while still held; a process that
+            # opened the file before the removal could still lock the old file once this one
+            # closes it, beside a newcomer's new file: a race of three trainings on one folder
+            # that this does not guard against.
             with contextlib.suppress(OSError):
                 (folder / ".lock").unlink()
     finally:
@@ -191,24 +193,16 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
     try:
         yield tmp_path
         os.replace(tmp_path, dest)
-    except OSError as exc:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
-        if exc.errno in _WRITE_ERRNOS:
+        if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
             raise write_error(dest, exc) from exc
-        raise
-    except RuntimeError as exc:
-        with contextlib.suppress(FileNotFoundError):
-            tmp_path.unlink()
-        # torch.save's zip writer reports a failed write (a full disk) this way.
-        if any(mark in str(exc) for mark in _TORCH_WRITE_FAILURES):
+        # torch.save's zip writer reports a failed write (a full disk) as a RuntimeError.
+        if isinstance(exc, RuntimeError) and any(m in str(exc) for m in _TORCH_WRITE_FAILURES):
             raise DataError(
                 dest, "cannot write: the file was cut short (is the disk or quota full?)"
             ) from exc
-        raise
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp_path.unlink()
         raise
 
 
