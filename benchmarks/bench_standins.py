@@ -6,6 +6,8 @@ Usage (one thread; the world is any ``uvis synth`` output folder)::
     python benchmarks/bench_standins.py maskcut WORLD --weights CKPT.pth [--split train]
         [--tau 0.15] [--num-masks 3] [--input-short N] [--frame-stride 4]
     python benchmarks/bench_standins.py clip WORLD [--set KEY=VALUE ...] [--out CKPT.pt]
+    python benchmarks/bench_standins.py detector RESULTS [--set KEY=VALUE ...] [--out CKPT.pth]
+        [--video-stride 25]
 
 ``dino`` trains the DINO stand-in exactly as the ``pretrain_ssl`` rule does (the default preset,
 the pipeline config's ``arch``/``arch_kwargs`` unless overridden) on ``WORLD/corpora/unlabeled``
@@ -16,6 +18,13 @@ held-out corpus images) and the CPU time.
 given checkpoint and, for contrast, of the same architecture at its random initialisation, and
 prints class-agnostic recall and precision at IoU 0.5 (one-to-one per frame, as
 :mod:`uvis.pseudo.quality`). Tune MaskCut on the train split only.
+
+``detector`` trains the class-agnostic detector (the default preset with ``--set`` overrides) on
+the MaskCut train-split shards of a finished run (``RESULTS`` is its ``results/synth`` folder),
+as the ``train_detector`` rule does, then detects on every ``--video-stride``-th *train* video
+and prints class-agnostic recall and precision at IoU 0.5 for several objectness thresholds
+(the ``filter`` stage keeps objectness >= 0.7). An existing ``--out`` checkpoint is evaluated
+without retraining.
 """
 
 from __future__ import annotations
@@ -191,6 +200,62 @@ def run_clip(args: argparse.Namespace) -> None:
     )
 
 
+def run_detector(args: argparse.Namespace) -> None:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from uvis.proposals.detector import (
+        DetectorConfig,
+        detect_frames,
+        load_detector,
+        targets_from_proposals,
+        train_detector,
+    )
+    from uvis.proposals.stage import read_frame_index
+    from uvis.pseudo.filtering import read_shards
+    from uvis.schemas import PROPOSALS
+
+    results, out = Path(args.results), Path(args.out)
+    frames = read_frame_index(results / "frames" / "train.parquet")
+    if not out.is_file():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shards = sorted((results / "pseudo" / "maskcut" / "train").glob("shard-*.parquet"))
+        targets = targets_from_proposals(frames, read_shards(shards, PROPOSALS))
+        cfg = DetectorConfig.preset("default", **_parse_sets(args.set))
+        cpu = time.process_time()
+        report = train_detector(targets, cfg, out, progress=False)
+        print(
+            f"detector trained: {report['masks']} MaskCut masks, final loss "
+            f"{report['final_loss']:.3f}, {time.process_time() - cpu:.0f} CPU-s"
+        )
+    model, cfg = load_detector(out)
+    videos = sorted(set(frames.column("video_id").to_pylist()))[:: args.video_stride]
+    subset = frames.filter(pc.is_in(frames.column("video_id"), pa.array(videos)))
+    props = detect_frames(model, subset, cfg, progress=False).to_pydict()
+    _, gts = _gt_by_frame(results / "world", "train")
+    rows_of: dict[tuple[int, int], list[int]] = {}
+    for i, key in enumerate(zip(props["video_id"], props["frame_index"], strict=True)):
+        rows_of.setdefault(key, []).append(i)
+    ids, times = (subset.column(c).to_pylist() for c in ("video_id", "frame_index"))
+    keys = set(zip(ids, times, strict=True))
+    for threshold in (0.0, 0.5, 0.6, 0.7, 0.8):
+        n_gt = n_prop = n_match = 0
+        for key in keys:
+            rows = [i for i in rows_of.get(key, []) if props["objectness"][i] >= threshold]
+            rles = [
+                {"size": [props["height"][i], props["width"][i]], "counts": props["rle"][i]}
+                for i in rows
+            ]
+            frame_gts = gts.get(key, [])
+            n_gt, n_prop = n_gt + len(frame_gts), n_prop + len(rles)
+            n_match += len(_match_frame(frame_gts, rles, 0.5))
+        print(
+            f"detector {out.name} on {subset.num_rows} train frames of {len(videos)} videos, "
+            f"objectness >= {threshold}: recall {n_match / max(n_gt, 1):.3f}, precision "
+            f"{n_match / max(n_prop, 1):.3f} ({n_prop} detections, {n_gt} GT masks)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--threads", type=int, default=1)
@@ -215,9 +280,15 @@ def main() -> None:
     c.add_argument("--preset", default="default")
     c.add_argument("--set", action="append", default=[])
     c.add_argument("--out", default="/tmp/bench_standins/clip.pt")
+    t = sub.add_parser("detector")
+    t.add_argument("results")
+    t.add_argument("--set", action="append", default=[])
+    t.add_argument("--out", default="/tmp/bench_standins/objectness.pth")
+    t.add_argument("--video-stride", type=int, default=25)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    {"dino": run_dino, "maskcut": run_maskcut, "clip": run_clip}[args.what](args)
+    runs = {"dino": run_dino, "maskcut": run_maskcut, "clip": run_clip, "detector": run_detector}
+    runs[args.what](args)
 
 
 if __name__ == "__main__":
