@@ -540,6 +540,46 @@ def test_smoke_training_checkpoint_is_read_by_the_real_loader(tmp_path):
     torch.testing.assert_close(dino.load_trained_ssl_vit(out).pos_embed, loaded.pos_embed)
 
 
+def test_teacher_entropies_tell_the_two_collapses_apart():
+    k = 8
+    uniform = torch.zeros(2, 5, k)  # every output equal: the uniform collapse
+    per_image, batch = dino.teacher_entropies(uniform, torch.zeros(k), 0.04)
+    assert per_image == pytest.approx(math.log(k)) and batch == pytest.approx(math.log(k))
+    one = torch.zeros(1, 4, k)
+    one[..., 3] = 10.0  # every image sharply on prototype 3: the one-prototype collapse
+    per_image, batch = dino.teacher_entropies(one, torch.zeros(k), 0.04)
+    assert per_image == pytest.approx(0.0, abs=1e-6) and batch == pytest.approx(0.0, abs=1e-6)
+    two = torch.zeros(1, 4, k)
+    two[0, :2, 1] = two[0, 2:, 6] = 10.0  # half the images on each of two prototypes
+    per_image, batch = dino.teacher_entropies(two, torch.zeros(k), 0.04)
+    assert per_image == pytest.approx(0.0, abs=1e-6) and batch == pytest.approx(math.log(2))
+    # The centre is subtracted before sharpening: centring the one-prototype case makes it uniform.
+    per_image, _ = dino.teacher_entropies(one, one[0, 0], 0.04)
+    assert per_image == pytest.approx(math.log(k))
+
+
+def test_fit_dino_reports_each_epoch_and_takes_a_given_student(tmp_path):
+    corpus = write_corpus(tmp_path / "corpora" / "unlabeled")
+    cfg = dino.DinoConfig.preset("smoke", **SMOKE)
+    images = dino.load_unlabeled_corpus(corpus).images
+    seen = []
+    run = dino.fit_dino(
+        images, cfg, progress=False, device="cpu",
+        on_epoch=lambda record, teacher: seen.append((record["epoch"], teacher)),
+    )  # fmt: skip
+    assert [e for e, _ in seen] == [1, 2] and all(t is run.teacher for _, t in seen)
+    for record in run.epochs:
+        assert 0 <= record["teacher_batch_entropy"] <= math.log(cfg.out_dim) + 1e-6
+        assert 0 <= record["teacher_entropy"] <= math.log(cfg.out_dim) + 1e-6
+    # A given student (here: the default one) trains exactly as the built-in one.
+    again = dino.fit_dino(
+        images, cfg, progress=False, device="cpu", student=dino.initial_network(cfg)
+    )
+    x = dino.probe_inputs(images[:4], 32)
+    with torch.no_grad():
+        torch.testing.assert_close(again.teacher.backbone(x), run.teacher.backbone(x))
+
+
 def test_corpus_errors_name_the_file(tmp_path):
     with pytest.raises(DataError, match=r"index\.json: missing"):
         dino.load_unlabeled_corpus(tmp_path)

@@ -27,11 +27,12 @@ pytorch-lightning, hydra and aiohttp, so the objective is implemented here.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -305,6 +306,26 @@ def update_center(center: torch.Tensor, teacher_out: torch.Tensor, momentum: flo
     """
     batch_center = teacher_out.reshape(-1, teacher_out.shape[-1]).mean(dim=0)
     return center * momentum + batch_center.reshape(center.shape) * (1.0 - momentum)
+
+
+@torch.no_grad()
+def teacher_entropies(
+    teacher_out: torch.Tensor, center: torch.Tensor, teacher_temp: float
+) -> tuple[float, float]:
+    """Collapse diagnostics of the teacher distributions ``P_t`` of a batch (DINO, Sec. 5.3).
+
+    Returns ``(mean_b H(P_t(b)), H(mean_b P_t(b)))`` in nats: the mean per-image entropy, near
+    ``ln K`` when the outputs collapse to the uniform distribution, and the entropy of the
+    batch-mean distribution, near 0 when every image falls on the same prototype. ``teacher_out``
+    is ``(..., K)``; every row counts as one image.
+    """
+    probs = F.softmax((teacher_out - center.reshape(1, -1)) / teacher_temp, dim=-1)
+    probs = probs.reshape(-1, probs.shape[-1])
+
+    def entropy(p: torch.Tensor) -> torch.Tensor:
+        return -(p * p.clamp_min(1e-12).log()).sum(dim=-1)
+
+    return float(entropy(probs).mean()), float(entropy(probs.mean(dim=0)))
 
 
 @torch.no_grad()
@@ -737,10 +758,15 @@ def fit_dino(
     *,
     progress: bool = True,
     device: str | torch.device | None = None,
+    student: DinoNetwork | None = None,
+    on_epoch: Callable[[dict[str, Any], DinoNetwork], None] | None = None,
 ) -> DinoRun:
     """Train student and teacher with DINO on ``uint8`` images ``(N, 3, H, W)``.
 
     Deterministic for a given ``cfg`` (the seed included), device and thread count.
+    ``student`` replaces the network :func:`initial_network` builds (e.g. another backbone in a
+    benchmark; the teacher starts as its copy); ``on_epoch(record, teacher)`` is called after
+    each epoch with the epoch's log record (a probe, a plot).
 
     Raises:
         UvisError: the loss became NaN or infinite (lower ``lr``).
@@ -748,9 +774,13 @@ def fit_dino(
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     images = images.to(dev)
     batch, steps = steps_per_epoch(len(images), cfg)
-    student = initial_network(cfg).to(dev)
-    teacher = build_dino_network(cfg, drop_path_rate=0.0).to(dev)
-    teacher.load_state_dict(student.state_dict())
+    if student is None:
+        student = initial_network(cfg).to(dev)
+        teacher = build_dino_network(cfg, drop_path_rate=0.0).to(dev)
+        teacher.load_state_dict(student.state_dict())
+    else:
+        student = student.to(dev)
+        teacher = copy.deepcopy(student)
     teacher.requires_grad_(False)
 
     total = cfg.epochs * steps
@@ -765,7 +795,7 @@ def fit_dino(
     epochs_log: list[dict[str, Any]] = []
     bar = tqdm(total=total, desc="dino", unit="step", disable=not progress, leave=False)
     for epoch in range(cfg.epochs):
-        epoch_start, losses = time.perf_counter(), []
+        epoch_start, losses, entropies = time.perf_counter(), [], []
         order = torch.randperm(len(images), generator=gen)
         for i in range(steps):
             it = epoch * steps + i
@@ -795,6 +825,7 @@ def fit_dino(
                     param.grad = None
             optimizer.step()
             ema_update(teacher, student, float(momentum[it]))
+            entropies.append(teacher_entropies(teacher_out, center, float(temps[epoch])))
             center = update_center(center, teacher_out, cfg.center_momentum)
             losses.append(loss.item())
             bar.update()
@@ -806,14 +837,20 @@ def fit_dino(
             "weight_decay": float(wd[last]),
             "teacher_momentum": float(momentum[last]),
             "teacher_temp": float(temps[epoch]),
+            "teacher_entropy": float(np.mean([e[0] for e in entropies])),
+            "teacher_batch_entropy": float(np.mean([e[1] for e in entropies])),
             "seconds": round(time.perf_counter() - epoch_start, 2),
         }
         epochs_log.append(record)
+        if on_epoch is not None:
+            on_epoch(record, teacher)
         bar.set_postfix(loss=f"{record['loss']:.3f}")
         log.info(
-            "dino epoch %d/%d: loss %.4f, lr %.2e, teacher momentum %.4f, temp %.3f, %.1f s",
+            "dino epoch %d/%d: loss %.4f, lr %.2e, teacher momentum %.4f, temp %.3f, teacher "
+            "entropy %.2f (batch mean %.2f, uniform %.2f), %.1f s",
             epoch + 1, cfg.epochs, record["loss"], record["lr"], record["teacher_momentum"],
-            record["teacher_temp"], record["seconds"],
+            record["teacher_temp"], record["teacher_entropy"], record["teacher_batch_entropy"],
+            math.log(cfg.out_dim), record["seconds"],
         )  # fmt: skip
     bar.close()
     return DinoRun(teacher.eval(), epochs_log, batch, steps)

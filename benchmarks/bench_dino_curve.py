@@ -1,0 +1,173 @@
+"""Why the DINO stand-in does or does not learn shape: learning curves on the unlabeled corpus.
+
+Usage (one thread; WORLD is any ``uvis synth`` output folder)::
+
+    python benchmarks/bench_dino_curve.py dino WORLD [--set KEY=VALUE ...] [--conv-stem]
+        [--probe-every 5]
+    python benchmarks/bench_dino_curve.py supervised WORLD [--set KEY=VALUE ...] [--conv-stem]
+        [--epochs 40] [--lr 1e-3]
+
+``dino`` trains with :func:`uvis.foundation.dino.fit_dino` (the default preset with ``--set``
+overrides) and prints, per epoch, the loss and the teacher's collapse diagnostics (mean
+per-image entropy, entropy of the batch mean; ``ln K`` is the uniform collapse), and every
+``--probe-every`` epochs the weighted k-NN accuracy of the teacher's CLS feature on held-out
+images, for the shape category (what ``pretrain_ssl`` reports) and for the object colour (a
+nuisance the features should become invariant to).
+
+``supervised`` is the sanity check with labels: the same backbone and global crops, trained with
+cross-entropy on the shape category, and the same k-NN probe. It tells whether the architecture
+can learn shape in a given number of steps at all.
+
+``--conv-stem`` replaces the ViT's linear patch embedding by three stride-2 3x3 convolutions
+(Xiao et al., "Early convolutions help transformers see better", 2021), same token grid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from uvis.foundation.dino import (
+    DinoConfig,
+    DinoNetwork,
+    fit_dino,
+    initial_network,
+    knn_accuracy,
+    load_unlabeled_corpus,
+    multi_crop,
+    probe_inputs,
+    probe_split,
+)
+from uvis.foundation.ssl import cls_features
+
+
+def _parse_sets(items: list[str]) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def conv_stem(embed_dim: int, patch_size: int) -> nn.Sequential:
+    """``log2(patch_size)`` stride-2 3x3 convolutions (GroupNorm + GELU between them) ending at
+    ``embed_dim`` channels: the same token grid as a ``patch_size`` linear patch embedding."""
+    steps = max(1, patch_size.bit_length() - 1)
+    widths = [3] + [max(8, embed_dim >> (steps - 1 - i)) for i in range(steps)]
+    layers: list[nn.Module] = []
+    for i in range(steps):
+        layers.append(nn.Conv2d(widths[i], widths[i + 1], 3, stride=2, padding=1))
+        if i < steps - 1:
+            layers += [nn.GroupNorm(1, widths[i + 1]), nn.GELU()]
+    return nn.Sequential(*layers)
+
+
+def build_student(cfg: DinoConfig, with_conv_stem: bool) -> DinoNetwork:
+    network = initial_network(cfg)
+    if with_conv_stem:
+        backbone = network.backbone
+        torch.manual_seed(cfg.seed)
+        backbone.patch_embed.proj = conv_stem(
+            backbone.embed_dim, backbone.patch_embed.patch_size[0]
+        )
+    return network
+
+
+class Probe:
+    """k-NN accuracy of a backbone's CLS feature for the shape category and the colour."""
+
+    def __init__(self, world: Path, cfg: DinoConfig) -> None:
+        corpus = load_unlabeled_corpus(world / "corpora" / "unlabeled")
+        self.cfg, self.images, self.labels = cfg, corpus.images, corpus.labels
+        self.inputs = probe_inputs(corpus.images, cfg.global_crop_size)
+        entries = json.loads(corpus.index_path.read_text(encoding="utf-8"))["images"]
+        names = sorted({e["colour"] for e in entries})
+        self.colours = torch.tensor([names.index(e["colour"]) for e in entries])
+
+    def __call__(self, backbone: nn.Module) -> str:
+        feats = cls_features(backbone, self.inputs)
+        shape = knn_accuracy(feats, self.labels, self.cfg)
+        colour = knn_accuracy(feats, self.colours, self.cfg)
+        return f"k-NN shape {shape:.3f}, colour {colour:.3f}"
+
+
+def run_dino(args: argparse.Namespace) -> None:
+    cfg = DinoConfig.preset("default", **_parse_sets(args.set))
+    probe = Probe(Path(args.world), cfg)
+    student = build_student(cfg, args.conv_stem)
+    print(f"initialisation: {probe(student.backbone)}", flush=True)
+    start = time.process_time()
+
+    def on_epoch(record: dict[str, Any], teacher: DinoNetwork) -> None:
+        line = (
+            f"epoch {record['epoch']}: loss {record['loss']:.3f}, teacher entropy "
+            f"{record['teacher_entropy']:.2f}, batch mean {record['teacher_batch_entropy']:.2f} "
+            f"(uniform {torch.log(torch.tensor(float(cfg.out_dim))):.2f}), "
+            f"{time.process_time() - start:.0f} CPU-s"
+        )
+        if record["epoch"] % args.probe_every == 0 or record["epoch"] == cfg.epochs:
+            line += f"; {probe(teacher.backbone)}"
+        print(line, flush=True)
+
+    fit_dino(probe.images, cfg, progress=False, device="cpu", student=student, on_epoch=on_epoch)
+
+
+def run_supervised(args: argparse.Namespace) -> None:
+    cfg = DinoConfig.preset("default", **_parse_sets(args.set))
+    probe = Probe(Path(args.world), cfg)
+    backbone = build_student(cfg, args.conv_stem).backbone
+    first = int(probe.labels.min())
+    head = nn.Linear(backbone.num_features, int(probe.labels.max()) - first + 1)
+    params = list(backbone.parameters()) + list(head.parameters())
+    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.05)
+    train, _ = probe_split(len(probe.labels), cfg.probe_test_fraction, cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    start, batch = time.process_time(), cfg.batch_size
+    for epoch in range(1, args.epochs + 1):
+        order, losses = train[torch.randperm(len(train), generator=gen)], []
+        for i in range(0, len(order) - batch + 1, batch):
+            idx = order[i : i + batch]
+            view = multi_crop(probe.images[idx], cfg, gen)[0][:batch]  # the first global crop
+            loss = F.cross_entropy(head(backbone(view)), probe.labels[idx] - first)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        if epoch % args.probe_every == 0 or epoch == args.epochs:
+            print(
+                f"epoch {epoch}: cross-entropy {sum(losses) / len(losses):.3f}, "
+                f"{time.process_time() - start:.0f} CPU-s; {probe(backbone)}",
+                flush=True,
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--threads", type=int, default=1)
+    sub = parser.add_subparsers(dest="what", required=True)
+    for name in ("dino", "supervised"):
+        p = sub.add_parser(name)
+        p.add_argument("world")
+        p.add_argument("--set", action="append", default=[])
+        p.add_argument("--conv-stem", action="store_true")
+        p.add_argument("--probe-every", type=int, default=5)
+        if name == "supervised":
+            p.add_argument("--epochs", type=int, default=40)
+            p.add_argument("--lr", type=float, default=1e-3)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    {"dino": run_dino, "supervised": run_supervised}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()
