@@ -196,6 +196,10 @@ def _baseline_opts():
 
 GPUS = config["compute"]["gpus_per_job"]
 NUM_SHARDS = config["pseudo_labels"]["shards"]
+# The pseudo-label chain (DINO, MaskCut, detector, detection, CLIP scoring, filtering) is the
+# longest path of the DAG: every UVIS training waits for it. Its jobs go before the independent
+# ones (supervised and tag-based trainings), which fill the other cores meanwhile.
+PSEUDO_LABEL_PRIORITY = 10
 SHARDS = list(range(NUM_SHARDS))
 
 

@@ -11,6 +11,7 @@ rule pretrain_ssl:
         report=f"{R}/models/ssl_vit.json",
     log:
         f"{R}/logs/pretrain_ssl.log",
+    priority: PSEUDO_LABEL_PRIORITY
     conda:
         "../envs/torch.yaml"
     threads: 1
@@ -37,6 +38,7 @@ rule pretrain_clip:
         report=f"{R}/models/clip.json",
     log:
         f"{R}/logs/pretrain_clip.log",
+    priority: PSEUDO_LABEL_PRIORITY
     conda:
         "../envs/torch.yaml"
     threads: 1
@@ -63,6 +65,7 @@ rule maskcut:
         f"{R}/pseudo/maskcut/{{split}}/shard-{{shard}}.parquet",
     log:
         f"{R}/logs/maskcut/{{split}}.{{shard}}.log",
+    priority: PSEUDO_LABEL_PRIORITY
     conda:
         "../envs/torch.yaml"
     threads: 1
@@ -107,6 +110,7 @@ rule train_detector:
         report=f"{R}/models/objectness.json",
     log:
         f"{R}/logs/train_detector.log",
+    priority: PSEUDO_LABEL_PRIORITY
     conda:
         "../envs/torch.yaml"
     threads: 1
@@ -133,6 +137,7 @@ if config["proposals"]["backend"] == "maskcut":
             f"{R}/pseudo/proposals/{{split}}/shard-{{shard}}.parquet",
         log:
             f"{R}/logs/detect/{{split}}.{{shard}}.log",
+        priority: PSEUDO_LABEL_PRIORITY
         conda:
             "../envs/torch.yaml"
         threads: 1
@@ -158,6 +163,7 @@ else:
             f"{R}/pseudo/proposals/{{split}}/shard-{{shard}}.parquet",
         log:
             f"{R}/logs/cutler/{{split}}.{{shard}}.log",
+        priority: PSEUDO_LABEL_PRIORITY
         conda:
             "../envs/detectron2.yaml"
         threads: 1
@@ -183,6 +189,7 @@ rule clip_scores:
         f"{R}/pseudo/clip/{{split}}/shard-{{shard}}.parquet",
     log:
         f"{R}/logs/clip_scores/{{split}}.{{shard}}.log",
+    priority: PSEUDO_LABEL_PRIORITY
     conda:
         "../envs/torch.yaml"
     threads: 1
@@ -228,6 +235,7 @@ rule filter:
         f"{R}/pseudo/labels/{{split}}.parquet",
     log:
         f"{R}/logs/filter/{{split}}.log",
+    priority: PSEUDO_LABEL_PRIORITY
     conda:
         "../envs/torch.yaml"
     threads: 1
