@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from uvis.cli.synth import parse_overrides
 from uvis.foundation.dino import (
     DinoConfig,
     DinoNetwork,
@@ -46,17 +47,6 @@ from uvis.foundation.dino import (
     probe_split,
 )
 from uvis.foundation.ssl import cls_features
-
-
-def _parse_sets(items: list[str]) -> dict[str, Any]:
-    out = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
 
 
 def conv_stem(embed_dim: int, patch_size: int) -> nn.Sequential:
@@ -102,7 +92,7 @@ class Probe:
 
 
 def run_dino(args: argparse.Namespace) -> None:
-    cfg = DinoConfig.preset("default", **_parse_sets(args.set))
+    cfg = DinoConfig.preset("default", **parse_overrides(args.set))
     probe = Probe(Path(args.world), cfg)
     student = build_student(cfg, args.conv_stem)
     print(f"initialisation: {probe(student.backbone)}", flush=True)
@@ -123,7 +113,7 @@ def run_dino(args: argparse.Namespace) -> None:
 
 
 def run_supervised(args: argparse.Namespace) -> None:
-    cfg = DinoConfig.preset("default", **_parse_sets(args.set))
+    cfg = DinoConfig.preset("default", **parse_overrides(args.set))
     probe = Probe(Path(args.world), cfg)
     backbone = build_student(cfg, args.conv_stem).backbone
     first = int(probe.labels.min())

@@ -40,6 +40,7 @@ import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from uvis.cli.synth import parse_overrides
 from uvis.data.frames import read_frame
 from uvis.data.ytvis import load_ytvis
 from uvis.foundation.dino import DinoConfig, initial_network, train_dino
@@ -61,20 +62,9 @@ def _pipeline_arch_kwargs() -> dict[str, Any]:
     return dict(cfg["ssl"]["arch_kwargs"])
 
 
-def _parse_sets(items: list[str]) -> dict[str, Any]:
-    out = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
 def run_dino(args: argparse.Namespace) -> dict[str, Any]:
     overrides = {"arch": PIPELINE_ARCH, "arch_kwargs": _pipeline_arch_kwargs()}
-    overrides.update(_parse_sets(args.set))
+    overrides.update(parse_overrides(args.set))
     cfg = DinoConfig.preset(args.preset, **overrides)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -186,7 +176,7 @@ def run_maskcut(args: argparse.Namespace) -> None:
 def run_clip(args: argparse.Namespace) -> None:
     from uvis.foundation.clip_train import ClipTrainConfig, train_clip
 
-    cfg = ClipTrainConfig.preset(args.preset, **_parse_sets(args.set))
+    cfg = ClipTrainConfig.preset(args.preset, **parse_overrides(args.set))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     world = Path(args.world)
@@ -221,7 +211,7 @@ def run_detector(args: argparse.Namespace) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         shards = sorted((results / "pseudo" / "maskcut" / "train").glob("shard-*.parquet"))
         targets = targets_from_proposals(frames, read_shards(shards, PROPOSALS))
-        cfg = DetectorConfig.preset("default", **_parse_sets(args.set))
+        cfg = DetectorConfig.preset("default", **parse_overrides(args.set))
         cpu = time.process_time()
         report = train_detector(targets, cfg, out, progress=False)
         print(
