@@ -350,6 +350,40 @@ def test_dino_loss_sharpens_the_teacher_by_its_temperature():
     assert loss.item() == pytest.approx(want, rel=1e-5)
 
 
+def test_sinkhorn_knopp_balances_prototypes_and_keeps_rows_distributions():
+    # Every image sharply on prototype 0 (the one-prototype collapse): balancing the prototypes'
+    # mass over the batch must undo it. 4 rows, 4 prototypes, one sharp row each after the
+    # balance would be a permutation; with identical rows the only balanced answer is uniform.
+    collapsed = torch.zeros(1, 4, 4)
+    collapsed[..., 0] = 1.0
+    probs = dino.sinkhorn_knopp_teacher_probs(collapsed, teacher_temp=0.04, iterations=50)
+    torch.testing.assert_close(probs, torch.full((1, 4, 4), 0.25), atol=1e-4, rtol=0)
+    # Distinct sharp rows (a permutation) are already balanced and stay sharp on their prototype.
+    distinct = (torch.eye(4)[[2, 0, 3, 1]] * 5.0).reshape(2, 2, 4)
+    probs = dino.sinkhorn_knopp_teacher_probs(distinct, teacher_temp=0.04, iterations=3)
+    assert probs.shape == distinct.shape
+    torch.testing.assert_close(probs.sum(-1), torch.ones(2, 2))
+    assert probs.reshape(4, 4).argmax(-1).tolist() == [2, 0, 3, 1]
+    assert probs.reshape(4, 4).max(-1).values.min() > 0.99
+
+
+def test_dino_loss_with_sinkhorn_knopp_ignores_the_centre():
+    student = torch.randn(3, 5, 6, generator=torch.Generator().manual_seed(0))
+    teacher = student[:2] * 2
+    a = dino.dino_loss(
+        student, teacher, torch.zeros(6), student_temp=0.1, teacher_temp=0.04,
+        centering="sinkhorn_knopp",
+    )  # fmt: skip
+    b = dino.dino_loss(
+        student, teacher, torch.arange(6.0), student_temp=0.1, teacher_temp=0.04,
+        centering="sinkhorn_knopp",
+    )  # fmt: skip
+    c = dino.dino_loss(student, teacher, torch.arange(6.0), student_temp=0.1, teacher_temp=0.04)
+    assert a.item() == pytest.approx(b.item()) and a.item() != pytest.approx(c.item())
+    with pytest.raises(ConfigError, match="centering"):
+        dino.DinoConfig(centering="median")
+
+
 def test_update_center_formula():
     center = torch.tensor([1.0, 2.0])
     teacher = torch.tensor([[[0.0, 4.0], [2.0, 0.0]], [[4.0, 4.0], [2.0, 0.0]]])  # mean (2, 2)

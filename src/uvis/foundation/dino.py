@@ -117,6 +117,8 @@ class DinoConfig:
             linearly warmed up from the first to the second value.
         student_temp: student temperature.
         center_momentum: EMA momentum of the centre.
+        centering: how the teacher's targets avoid collapse: ``"mean"`` (DINO's centre) or
+            ``"sinkhorn_knopp"`` (DINOv2's batch balancing; the centre is then unused).
         global_crop_size, global_crop_scale: side and area fraction range of the 2 global crops.
         local_crops_number, local_crop_size, local_crop_scale: the same for the local crops.
         blur_sigma: Gaussian-blur sigma range in output-crop pixels (DINO's 0.1-2 px at 224 px
@@ -158,6 +160,7 @@ class DinoConfig:
     warmup_teacher_temp_epochs: int = 0
     student_temp: float = 0.1
     center_momentum: float = 0.9
+    centering: str = "mean"
     global_crop_size: int = 32
     global_crop_scale: tuple[float, float] = (0.4, 1.0)
     local_crops_number: int = 4
@@ -208,6 +211,7 @@ class DinoConfig:
             ),
             ("student_temp", self.student_temp > 0, "must be > 0"),
             ("center_momentum", 0 <= self.center_momentum <= 1, "must lie in [0, 1]"),
+            ("centering", self.centering in CENTERINGS, f"must be one of {CENTERINGS}"),
             ("global_crop_size", self.global_crop_size >= 8, "must be >= 8"),
             ("local_crops_number", self.local_crops_number >= 0, "must be >= 0"),
             ("local_crop_size", self.local_crop_size >= 8, "must be >= 8"),
@@ -264,6 +268,55 @@ def _is_jitter(strengths: tuple[float, float, float, float]) -> bool:
 # The objective
 
 
+CENTERINGS = ("mean", "sinkhorn_knopp")
+
+
+def centred_teacher_probs(
+    teacher_out: torch.Tensor, center: torch.Tensor, teacher_temp: float
+) -> torch.Tensor:
+    """DINO's teacher distributions ``P_t = softmax((g_t - c) / tau_t)`` over the last axis."""
+    return F.softmax((teacher_out - center.reshape(-1)) / teacher_temp, dim=-1)
+
+
+@torch.no_grad()
+def sinkhorn_knopp_teacher_probs(
+    teacher_out: torch.Tensor, teacher_temp: float, iterations: int = 3
+) -> torch.Tensor:
+    """Teacher distributions balanced over the batch by Sinkhorn-Knopp (DINOv2's replacement of
+    the centre; Oquab et al. 2023, after SwAV).
+
+    ``Q = exp(g_t / tau_t)`` over all ``R`` rows of ``teacher_out`` (``(..., K)``; every view of
+    every image is a row) is scaled alternately so that each prototype receives ``R / K`` of the
+    total mass and each row sums to 1. Equal mass per prototype makes both collapses
+    impossible: every row cannot share one prototype, nor spread evenly over all of them
+    while another row is sharp. Returns probabilities of ``teacher_out``'s shape.
+    """
+    shape = teacher_out.shape
+    logits = teacher_out.reshape(-1, shape[-1]).double() / teacher_temp
+    q = torch.exp(logits - logits.max())
+    rows, protos = q.shape
+    q = q / q.sum()
+    for _ in range(iterations):
+        q = q / q.sum(dim=0, keepdim=True) / protos
+        q = q / q.sum(dim=1, keepdim=True) / rows
+    return (q * rows).to(teacher_out.dtype).reshape(shape)
+
+
+def teacher_probs(
+    teacher_out: torch.Tensor,
+    center: torch.Tensor,
+    teacher_temp: float,
+    centering: str = "mean",
+) -> torch.Tensor:
+    """The teacher's targets: :func:`centred_teacher_probs` (``centering="mean"``, DINO) or
+    :func:`sinkhorn_knopp_teacher_probs` (``"sinkhorn_knopp"``, DINOv2; ``center`` unused)."""
+    if centering == "mean":
+        return centred_teacher_probs(teacher_out, center, teacher_temp)
+    if centering == "sinkhorn_knopp":
+        return sinkhorn_knopp_teacher_probs(teacher_out, teacher_temp)
+    raise ValueError(f"centering must be one of {CENTERINGS}: {centering!r}")
+
+
 def dino_loss(
     student_out: torch.Tensor,
     teacher_out: torch.Tensor,
@@ -271,6 +324,7 @@ def dino_loss(
     *,
     student_temp: float,
     teacher_temp: float,
+    centering: str = "mean",
 ) -> torch.Tensor:
     """DINO's cross-entropy between centred, sharpened teacher and student distributions.
 
@@ -280,16 +334,17 @@ def dino_loss(
         teacher_out: ``(G, B, K)`` head outputs of the teacher for the ``G`` global crops.
         center: ``(K,)`` or ``(1, K)`` centre subtracted from the teacher outputs.
         student_temp, teacher_temp: temperatures ``tau_s``, ``tau_t``.
+        centering: how the teacher's targets are balanced (:func:`teacher_probs`).
 
     Returns:
         ``mean over pairs (g, v), v != g, of mean_b H(P_t(g, b), P_s(v, b))`` with
-        ``P_t = softmax((teacher - c) / tau_t)`` (no gradient) and
+        ``P_t = softmax((teacher - c) / tau_t)`` (no gradient; or its Sinkhorn-Knopp form) and
         ``P_s = softmax(student / tau_s)``: a scalar.
     """
     num_global, num_views = teacher_out.shape[0], student_out.shape[0]
     if num_views < 2 or num_global > num_views:
         raise ValueError(f"need >= 2 student views and <= {num_views} teacher views")
-    targets = F.softmax((teacher_out - center.reshape(1, 1, -1)) / teacher_temp, dim=-1).detach()
+    targets = teacher_probs(teacher_out, center, teacher_temp, centering).detach()
     log_probs = F.log_softmax(student_out / student_temp, dim=-1)
     # (G, V) table of mean cross-entropies; the diagonal pairs a view with itself.
     cross = -torch.einsum("gbk,vbk->gv", targets, log_probs) / student_out.shape[1]
@@ -310,7 +365,7 @@ def update_center(center: torch.Tensor, teacher_out: torch.Tensor, momentum: flo
 
 @torch.no_grad()
 def teacher_entropies(
-    teacher_out: torch.Tensor, center: torch.Tensor, teacher_temp: float
+    teacher_out: torch.Tensor, center: torch.Tensor, teacher_temp: float, centering: str = "mean"
 ) -> tuple[float, float]:
     """Collapse diagnostics of the teacher distributions ``P_t`` of a batch (DINO, Sec. 5.3).
 
@@ -319,7 +374,7 @@ def teacher_entropies(
     batch-mean distribution, near 0 when every image falls on the same prototype. ``teacher_out``
     is ``(..., K)``; every row counts as one image.
     """
-    probs = F.softmax((teacher_out - center.reshape(1, -1)) / teacher_temp, dim=-1)
+    probs = teacher_probs(teacher_out, center, teacher_temp, centering)
     probs = probs.reshape(-1, probs.shape[-1])
 
     def entropy(p: torch.Tensor) -> torch.Tensor:
@@ -810,6 +865,7 @@ def fit_dino(
                 center,
                 student_temp=cfg.student_temp,
                 teacher_temp=float(temps[epoch]),
+                centering=cfg.centering,
             )
             if not torch.isfinite(loss):
                 raise UvisError(
@@ -825,7 +881,9 @@ def fit_dino(
                     param.grad = None
             optimizer.step()
             ema_update(teacher, student, float(momentum[it]))
-            entropies.append(teacher_entropies(teacher_out, center, float(temps[epoch])))
+            entropies.append(
+                teacher_entropies(teacher_out, center, float(temps[epoch]), cfg.centering)
+            )
             center = update_center(center, teacher_out, cfg.center_momentum)
             losses.append(loss.item())
             bar.update()
