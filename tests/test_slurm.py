@@ -27,6 +27,8 @@ import pytest
 import torch
 import yaml
 
+from test_workflow import smoke_synth
+
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER_SCRIPT = ROOT / ".ci" / "slurm-localhost.sh"
 SLURM_PROFILE = ROOT / "workflow" / "profiles" / "slurm" / "config.yaml"
@@ -52,7 +54,7 @@ JOB_MEM_MB = 4000  # every job fits the test node several times over
 ITERATIONS, CHECKPOINT_PERIOD = 30, 5
 CONFIG = {
     "compute": {"gpus_per_job": 2},
-    "synth": {"preset": "smoke", "seed": 0, "overrides": {}},
+    "synth": smoke_synth(),
     "pseudo_labels": {"splits": ["train"], "shards": 2},
     "ssl": {"pretrain": {"preset": "smoke", "overrides": {}}},
     "vis": {

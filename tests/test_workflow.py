@@ -15,6 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from uvis.synth.params import SynthParams
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -45,6 +47,15 @@ def overlay(path: Path, cfg: dict) -> list[str]:
     return ["--configfile", "config.yaml", str(path)]
 
 
+def smoke_synth() -> dict:
+    """The ``synth`` section of a smoke-world overlay. Snakemake merges an overlay into
+    config.yaml key by key, so ``overrides: {}`` would keep config.yaml's overrides (the default
+    world's 600 train videos); each of them is set back to the smoke preset's value instead."""
+    smoke = SynthParams.preset("smoke").to_dict()
+    base = yaml.safe_load((ROOT / "config.yaml").read_text())["synth"].get("overrides") or {}
+    return {"preset": "smoke", "seed": 0, "overrides": {key: smoke[key] for key in base}}
+
+
 SMOKE_MODELS = {
     "pseudo_labels": {"splits": ["train", "valid"], "shards": 2},
     "ssl": {"pretrain": {"preset": "smoke", "overrides": {}}},
@@ -72,7 +83,7 @@ SMOKE_MODELS = {
 def smoke(tmp: Path, name: str, filter_cfg: dict | None = None, **baseline) -> list[str]:
     cfg: dict = {
         "results": str(tmp / "results"),
-        "synth": {"preset": "smoke", "seed": 0, "overrides": {}},
+        "synth": smoke_synth(),
         "baseline": baseline,
         **SMOKE_MODELS,
     }
@@ -204,6 +215,8 @@ def test_smoke_run_end_to_end_and_param_reruns(tmp_path):
     davis = json.loads((res / "metrics/baseline.valid.davis.json").read_text())
     assert ytvis["AP"] == pytest.approx(100.0)
     assert davis["JF"] == pytest.approx(100.0)
+    counts = json.loads((res / "world/manifest.json").read_text())["counts"]
+    assert counts["train"]["videos"] == SynthParams.preset("smoke").num_train_videos
     frames = res / "frames/train.parquet"
     frames_mtime = frames.stat().st_mtime_ns
 
@@ -339,7 +352,7 @@ def test_paths_with_spaces_quotes_and_accents(tmp_path):
     results = tmp_path / WEIRD
     cfg = {
         "results": str(results),
-        "synth": {"preset": "smoke", "seed": 0, "overrides": {}},
+        "synth": smoke_synth(),
         **SMOKE_MODELS,
     }
     args = overlay(tmp_path / "weird.yaml", cfg)
