@@ -147,10 +147,14 @@ if config["proposals"]["backend"] == "maskcut":
             gpu=GPUS,
         params:
             num_shards=NUM_SHARDS,
+            refine=config["proposals"]["refine_detections"]["method"],
+            refine_min_score=config["proposals"]["refine_detections"]["min_score"],
         shell:
             "python -m uvis proposals detect --frames {input.frames:q} "
             "--shard {wildcards.shard:q} --num-shards {params.num_shards} "
-            "--detector {input.detector:q} --threads {threads} --out {output:q} > {log:q} 2>&1"
+            "--detector {input.detector:q} --refine {params.refine} "
+            "--refine-min-score {params.refine_min_score} --threads {threads} "
+            "--out {output:q} > {log:q} 2>&1"
 
 else:
 

@@ -23,6 +23,7 @@ from torch import nn
 from uvis import masks
 from uvis.data.frames import read_frame
 from uvis.errors import ConfigError, DataError
+from uvis.proposals import detector
 from uvis.proposals.detector import (
     Detection,
     DetectorConfig,
@@ -38,6 +39,8 @@ from uvis.proposals.detector import (
     targets_from_proposals,
     train_detector,
 )
+from uvis.proposals.maskcut import mask_iou
+from uvis.proposals.refine import refine_mask
 from uvis.schemas import FRAME_INDEX, PROPOSALS
 
 SIZE = 64
@@ -351,3 +354,35 @@ def test_training_on_squares_finds_them(tmp_path: Path) -> None:
     assert pred.schema.equals(PROPOSALS.schema)
     # Each held-out image holds one or two squares; its two best detections must find them.
     assert recall_at_half(pred, gt, top=2) >= 0.8
+
+
+def test_refine_detections_snaps_confident_masks_to_the_object_and_keeps_the_rest() -> None:
+    # A red 12 x 12 square on grey; the detector's mask is the square grown by 2 px on every
+    # side (what a coarse mask head gives): refined, it is the square again.
+    image = np.full((32, 40, 3), 120, np.uint8)
+    image[8:20, 10:22] = (200, 30, 30)
+    square = np.zeros((32, 40), bool)
+    square[8:20, 10:22] = True
+    coarse = np.zeros_like(square)
+    coarse[6:22, 8:24] = True
+    box = (8.0, 6.0, 24.0, 22.0)
+    confident = detector.Detection(box, 0.9, coarse)
+    doubtful = detector.Detection(box, 0.3, coarse)
+    out = detector.refine_detections(image, [confident, doubtful], "bilateral", min_score=0.5)
+    assert np.array_equal(out[0].mask, square)
+    assert out[0].score == 0.9 and out[0].box == box
+    assert out[1] is doubtful  # below min_score: left as the detector gave it
+    assert detector.refine_detections(image, [confident], "none", 0.5)[0] is confident
+
+
+def test_refine_detections_keeps_the_detector_mask_when_refinement_disagrees() -> None:
+    # A 4 x 4 mask inside the 12 x 12 square: the CRF either grows it to the square or erases
+    # it, either way far from the detector's mask (IoU < 0.5), so the detector's mask stays.
+    image = np.full((32, 40, 3), 120, np.uint8)
+    image[8:20, 10:22] = (200, 30, 30)
+    stray = np.zeros((32, 40), bool)
+    stray[12:16, 14:18] = True
+    det = detector.Detection((14.0, 12.0, 18.0, 16.0), 0.95, stray)
+    refined = refine_mask(image, stray[None], "bilateral", fill_holes=True)[0]
+    assert mask_iou(stray, refined) < detector.MIN_REFINED_IOU  # the premise
+    assert detector.refine_detections(image, [det], "bilateral", 0.5)[0] is det

@@ -87,7 +87,9 @@ def _detect(args: argparse.Namespace) -> int:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, cfg = load_detector(args.detector, device=device)
     frames = select_shard(read_frame_index(args.frames), args.num_shards, args.shard)
-    table = detect_frames(model, frames, cfg)
+    table = detect_frames(
+        model, frames, cfg, refine=args.refine, refine_min_score=args.refine_min_score
+    )
     with atomic_path(args.out) as tmp:
         pq.write_table(table, tmp)
     print(
@@ -185,6 +187,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     d = ps.add_parser("detect", help="proposals with objectness from the trained detector")
     _shard_args(d)
     d.add_argument("--detector", type=Path, required=True, help="train-detector checkpoint")
+    d.add_argument(
+        "--refine",
+        choices=["none", "bilateral"],
+        default="none",
+        help="snap the masks of detections scoring >= --refine-min-score to colour edges with "
+        "MaskCut's CRF (default none: the mask head's masks as they are)",
+    )
+    d.add_argument("--refine-min-score", type=unit_float, default=0.5)
     d.set_defaults(func=_detect)
 
     c = ps.add_parser("cutler", help="CutLER's released Cascade Mask R-CNN (needs detectron2)")

@@ -87,6 +87,8 @@ from uvis.foundation.weights import resolve_weights
 from uvis.io import atomic_path, atomic_write_json
 from uvis.masks import RLE
 from uvis.presets import config_from_preset
+from uvis.proposals.maskcut import agrees_with_refinement
+from uvis.proposals.refine import RefineMethod, refine_mask
 from uvis.schemas import FRAME_INDEX, PROPOSALS
 
 logger = logging.getLogger(__name__)
@@ -885,6 +887,38 @@ def detect(
     return out
 
 
+#: A refined detection mask replaces the detector's only with at least this mask IoU between
+#: them (MaskCut's agreement test, ``MaskCutConfig.min_refined_iou``).
+MIN_REFINED_IOU = 0.5
+
+
+def refine_detections(
+    image: np.ndarray,
+    detections: Sequence[Detection],
+    method: RefineMethod = "bilateral",
+    min_score: float = 0.5,
+) -> list[Detection]:
+    """Snap the masks of detections scoring ``>= min_score`` to the colour edges of ``image``.
+
+    The detector's mask head predicts 28 x 28 masks per box, learned from MaskCut's patch-level
+    masks, so its outlines are coarse. This applies MaskCut's own refinement (CutLER's dense
+    CRF and hole filling, :func:`uvis.proposals.refine.refine_mask`) to them. A refined mask is
+    kept only where it agrees with the detector's (mask IoU ``>= 0.5``, MaskCut's agreement
+    test); otherwise, and for lower-scoring detections, the detector's mask stays. Boxes and
+    scores are unchanged (:func:`proposals_table` recomputes the box from the mask).
+    """
+    chosen = [i for i, d in enumerate(detections) if d.score >= min_score]
+    if method == "none" or not chosen:
+        return list(detections)
+    coarse = np.stack([detections[i].mask for i in chosen])
+    refined = refine_mask(image, coarse, method, fill_holes=True)
+    out = list(detections)
+    for i, old, new in zip(chosen, coarse, refined, strict=True):
+        if agrees_with_refinement(old, new, MIN_REFINED_IOU):
+            out[i] = dataclasses.replace(detections[i], mask=new)
+    return out
+
+
 def proposals_table(frame_rows: pa.Table, detections: Sequence[Sequence[Detection]]) -> pa.Table:
     """The ``learned`` proposals (schema :data:`uvis.schemas.PROPOSALS`) of frames and detections.
 
@@ -923,9 +957,16 @@ def proposals_table(frame_rows: pa.Table, detections: Sequence[Sequence[Detectio
 
 
 def detect_frames(
-    model: MaskRCNN, frame_index: pa.Table, cfg: DetectorConfig, *, progress: bool = True
+    model: MaskRCNN,
+    frame_index: pa.Table,
+    cfg: DetectorConfig,
+    *,
+    refine: RefineMethod = "none",
+    refine_min_score: float = 0.5,
+    progress: bool = True,
 ) -> pa.Table:
-    """The ``learned`` proposals of every frame of a frame index (one batch at a time)."""
+    """The ``learned`` proposals of every frame of a frame index (one batch at a time), their
+    masks refined by :func:`refine_detections` unless ``refine`` is ``"none"``."""
     frame_index = FRAME_INDEX.check(frame_index, "frame index")
     rows = frame_index.select(["path", "height", "width"]).to_pydict()
     tables = [proposals_table(frame_index.slice(0, 0), [])]
@@ -937,9 +978,11 @@ def detect_frames(
             for p, h, w in zip(*(v[s : s + cfg.batch_size] for v in rows.values()), strict=True)
         ]
         # Encoded batch by batch: full-size masks of a whole shard would not fit in memory.
-        tables.append(
-            proposals_table(frame_index.slice(s, len(images)), detect(model, images, cfg))
-        )
+        found = [
+            refine_detections(image, dets, refine, refine_min_score)
+            for image, dets in zip(images, detect(model, images, cfg), strict=True)
+        ]
+        tables.append(proposals_table(frame_index.slice(s, len(images)), found))
         bar.update(len(images))
     bar.close()
     return pa.concat_tables(tables)
