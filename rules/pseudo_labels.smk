@@ -152,8 +152,8 @@ if config["proposals"]["backend"] == "maskcut":
         shell:
             "python -m uvis proposals detect --frames {input.frames:q} "
             "--shard {wildcards.shard:q} --num-shards {params.num_shards} "
-            "--detector {input.detector:q} --refine {params.refine} "
-            "--refine-min-score {params.refine_min_score} --threads {threads} "
+            "--detector {input.detector:q} --refine {params.refine:q} "
+            "--refine-min-score {params.refine_min_score:q} --threads {threads} "
             "--out {output:q} > {log:q} 2>&1"
 
 else:
