@@ -87,7 +87,7 @@ from uvis.foundation.weights import resolve_weights
 from uvis.io import atomic_path, atomic_write_json
 from uvis.masks import RLE
 from uvis.presets import config_from_preset
-from uvis.proposals.maskcut import agrees_with_refinement
+from uvis.proposals.maskcut import MaskCutConfig, agrees_with_refinement
 from uvis.proposals.refine import RefineMethod, refine_mask
 from uvis.schemas import FRAME_INDEX, PROPOSALS
 
@@ -888,8 +888,8 @@ def detect(
 
 
 #: A refined detection mask replaces the detector's only with at least this mask IoU between
-#: them (MaskCut's agreement test, ``MaskCutConfig.min_refined_iou``).
-MIN_REFINED_IOU = 0.5
+#: them: MaskCut's own agreement threshold.
+MIN_REFINED_IOU = MaskCutConfig.min_refined_iou
 
 
 def refine_detections(
@@ -903,9 +903,9 @@ def refine_detections(
     The detector's mask head predicts 28 x 28 masks per box, learned from MaskCut's patch-level
     masks, so its outlines are coarse. This applies MaskCut's own refinement (CutLER's dense
     CRF and hole filling, :func:`uvis.proposals.refine.refine_mask`) to them. A refined mask is
-    kept only where it agrees with the detector's (mask IoU ``>= 0.5``, MaskCut's agreement
-    test); otherwise, and for lower-scoring detections, the detector's mask stays. Boxes and
-    scores are unchanged (:func:`proposals_table` recomputes the box from the mask).
+    kept only where it agrees with the detector's (mask IoU ``>= MIN_REFINED_IOU``, MaskCut's
+    agreement test); otherwise, and for lower-scoring detections, the detector's mask stays.
+    Boxes and scores are unchanged (:func:`proposals_table` recomputes the box from the mask).
     """
     chosen = [i for i, d in enumerate(detections) if d.score >= min_score]
     if method == "none" or not chosen:
