@@ -8,6 +8,8 @@ rule baseline_ytvis:
         f"{R}/predictions/baseline/{{split}}/results.json",
     log:
         f"{R}/logs/baseline_ytvis/{{split}}.log",
+    benchmark:
+        f"{R}/benchmarks/baseline_ytvis/{{split}}.tsv"
     conda:
         "../envs/core.yaml"
     threads: 1
@@ -27,6 +29,8 @@ rule baseline_davis:
         directory(f"{R}/predictions/baseline/{{split}}/davis"),
     log:
         f"{R}/logs/baseline_davis/{{split}}.log",
+    benchmark:
+        f"{R}/benchmarks/baseline_davis/{{split}}.tsv"
     conda:
         "../envs/core.yaml"
     threads: 1

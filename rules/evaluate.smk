@@ -9,6 +9,8 @@ rule eval_ytvis:
         f"{R}/metrics/{{run}}.{{split}}.ytvis.json",
     log:
         f"{R}/logs/eval_ytvis/{{run}}.{{split}}.log",
+    benchmark:
+        f"{R}/benchmarks/eval_ytvis/{{run}}.{{split}}.tsv"
     conda:
         "../envs/core.yaml"
     threads: 1
@@ -27,6 +29,8 @@ rule eval_davis:
         f"{R}/metrics/{{run}}.{{split}}.davis.json",
     log:
         f"{R}/logs/eval_davis/{{run}}.{{split}}.log",
+    benchmark:
+        f"{R}/benchmarks/eval_davis/{{run}}.{{split}}.tsv"
     conda:
         "../envs/core.yaml"
     threads: 1
@@ -51,6 +55,8 @@ rule submission:
         f"{R}/submission/{{run}}.{{split}}.zip",
     log:
         f"{R}/logs/submission/{{run}}.{{split}}.log",
+    benchmark:
+        f"{R}/benchmarks/submission/{{run}}.{{split}}.tsv"
     conda:
         "../envs/core.yaml"
     threads: 1

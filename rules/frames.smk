@@ -10,6 +10,8 @@ rule frame_index:
         f"{R}/frames/{{split}}.parquet",
     log:
         f"{R}/logs/frame_index/{{split}}.log",
+    benchmark:
+        f"{R}/benchmarks/frame_index/{{split}}.tsv"
     conda:
         "../envs/core.yaml"
     threads: 2
@@ -36,6 +38,8 @@ rule frames_from_video:
         f"{R}/frames_from_video/{{split}}.parquet",
     log:
         f"{R}/logs/frames_from_video/{{split}}.log",
+    benchmark:
+        f"{R}/benchmarks/frames_from_video/{{split}}.tsv"
     conda:
         "../envs/core.yaml"
     threads: 1
@@ -60,6 +64,8 @@ rule holdout_split:
         holdout=f"{R}/splits/holdout.json",
     log:
         f"{R}/logs/holdout_split.log",
+    benchmark:
+        f"{R}/benchmarks/holdout_split.tsv"
     conda:
         "../envs/core.yaml"
     threads: 1

@@ -11,6 +11,8 @@ rule pretrain_ssl:
         report=f"{R}/models/ssl_vit.json",
     log:
         f"{R}/logs/pretrain_ssl.log",
+    benchmark:
+        f"{R}/benchmarks/pretrain_ssl.tsv"
     priority: PSEUDO_LABEL_PRIORITY
     conda:
         "../envs/torch.yaml"
@@ -38,6 +40,8 @@ rule pretrain_clip:
         report=f"{R}/models/clip.json",
     log:
         f"{R}/logs/pretrain_clip.log",
+    benchmark:
+        f"{R}/benchmarks/pretrain_clip.tsv"
     priority: PSEUDO_LABEL_PRIORITY
     conda:
         "../envs/torch.yaml"
@@ -65,6 +69,8 @@ rule maskcut:
         f"{R}/pseudo/maskcut/{{split}}/shard-{{shard}}.parquet",
     log:
         f"{R}/logs/maskcut/{{split}}.{{shard}}.log",
+    benchmark:
+        f"{R}/benchmarks/maskcut/{{split}}.{{shard}}.tsv"
     priority: PSEUDO_LABEL_PRIORITY
     conda:
         "../envs/torch.yaml"
@@ -110,6 +116,8 @@ rule train_detector:
         report=f"{R}/models/objectness.json",
     log:
         f"{R}/logs/train_detector.log",
+    benchmark:
+        f"{R}/benchmarks/train_detector.tsv"
     priority: PSEUDO_LABEL_PRIORITY
     conda:
         "../envs/torch.yaml"
@@ -137,6 +145,8 @@ if config["proposals"]["backend"] == "maskcut":
             f"{R}/pseudo/proposals/{{split}}/shard-{{shard}}.parquet",
         log:
             f"{R}/logs/detect/{{split}}.{{shard}}.log",
+        benchmark:
+            f"{R}/benchmarks/detect/{{split}}.{{shard}}.tsv"
         priority: PSEUDO_LABEL_PRIORITY
         conda:
             "../envs/torch.yaml"
@@ -167,6 +177,8 @@ else:
             f"{R}/pseudo/proposals/{{split}}/shard-{{shard}}.parquet",
         log:
             f"{R}/logs/cutler/{{split}}.{{shard}}.log",
+        benchmark:
+            f"{R}/benchmarks/cutler/{{split}}.{{shard}}.tsv"
         priority: PSEUDO_LABEL_PRIORITY
         conda:
             "../envs/detectron2.yaml"
@@ -193,6 +205,8 @@ rule clip_scores:
         f"{R}/pseudo/clip/{{split}}/shard-{{shard}}.parquet",
     log:
         f"{R}/logs/clip_scores/{{split}}.{{shard}}.log",
+    benchmark:
+        f"{R}/benchmarks/clip_scores/{{split}}.{{shard}}.tsv"
     priority: PSEUDO_LABEL_PRIORITY
     conda:
         "../envs/torch.yaml"
@@ -239,6 +253,8 @@ rule filter:
         f"{R}/pseudo/labels/{{split}}.parquet",
     log:
         f"{R}/logs/filter/{{split}}.log",
+    benchmark:
+        f"{R}/benchmarks/filter/{{split}}.tsv"
     priority: PSEUDO_LABEL_PRIORITY
     conda:
         "../envs/torch.yaml"
@@ -269,6 +285,8 @@ rule pseudo_quality:
         f"{R}/pseudo/quality/{{split}}.md",
     log:
         f"{R}/logs/pseudo_quality/{{split}}.log",
+    benchmark:
+        f"{R}/benchmarks/pseudo_quality/{{split}}.tsv"
     conda:
         # The filter levels are read with uvis.prototypes.select, whose module needs faiss.
         "../envs/torch.yaml"

@@ -37,6 +37,8 @@ rule table:
         ),
     log:
         f"{R}/logs/report/table_{{table}}.log",
+    benchmark:
+        f"{R}/benchmarks/report/table_{{table}}.tsv"
     conda:
         "../envs/core.yaml"
     threads: 1
@@ -63,6 +65,8 @@ rule pseudo_quality_html:
         ),
     log:
         f"{R}/logs/report/pseudo_quality_html.{{split}}.log",
+    benchmark:
+        f"{R}/benchmarks/report/pseudo_quality_html.{{split}}.tsv"
     conda:
         "../envs/core.yaml"
     threads: 1
@@ -86,6 +90,8 @@ rule plot_loss:
         ),
     log:
         f"{R}/logs/report/plot_loss.{{train_run}}.log",
+    benchmark:
+        f"{R}/benchmarks/report/plot_loss.{{train_run}}.tsv"
     conda:
         "../envs/core.yaml"
     threads: 1
@@ -113,6 +119,8 @@ rule plot_per_category_ap:
         ),
     log:
         f"{R}/logs/report/plot_per_category_ap.{{table}}.log",
+    benchmark:
+        f"{R}/benchmarks/report/plot_per_category_ap.{{table}}.tsv"
     conda:
         "../envs/core.yaml"
     threads: 1
@@ -138,6 +146,8 @@ rule failures:
         md=f"{R}/report/failures/{{run}}.{{split}}.md",
     log:
         f"{R}/logs/report/failures.{{run}}.{{split}}.log",
+    benchmark:
+        f"{R}/benchmarks/report/failures.{{run}}.{{split}}.tsv"
     conda:
         "../envs/core.yaml"
     threads: 1
@@ -174,6 +184,8 @@ rule strips:
         ),
     log:
         f"{R}/logs/report/strips.{{run}}.{{split}}.log",
+    benchmark:
+        f"{R}/benchmarks/report/strips.{{run}}.{{split}}.tsv"
     conda:
         "../envs/torch.yaml"
     threads: 1

@@ -9,6 +9,8 @@ rule synth_world:
         vocabulary=f"{WORLD}/videos/vocabulary.txt",
     log:
         f"{R}/logs/synth_world.log",
+    benchmark:
+        f"{R}/benchmarks/synth_world.tsv"
     conda:
         "../envs/core.yaml"
     threads: 1

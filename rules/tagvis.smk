@@ -18,6 +18,8 @@ rule train_tagvis:
         f"{R}/tagvis/{{variant}}/model_final.pth",
     log:
         f"{R}/logs/train_tagvis/{{variant}}.log",
+    benchmark:
+        f"{R}/benchmarks/train_tagvis/{{variant}}.tsv"
     conda:
         "../envs/torch.yaml"
     threads: 1
@@ -49,6 +51,8 @@ rule infer_tagvis:
         tracks=f"{R}/predictions/tagvis-{{variant}}/{{split}}/tracks.parquet",
     log:
         f"{R}/logs/infer_tagvis/{{variant}}.{{split}}.log",
+    benchmark:
+        f"{R}/benchmarks/infer_tagvis/{{variant}}.{{split}}.tsv"
     conda:
         "../envs/torch.yaml"
     threads: 1
@@ -73,6 +77,8 @@ rule compare_tagvis:
         f"{R}/metrics/tagvis.{{split}}.{{bench}}.md",
     log:
         f"{R}/logs/compare_tagvis/{{split}}.{{bench}}.log",
+    benchmark:
+        f"{R}/benchmarks/compare_tagvis/{{split}}.{{bench}}.tsv"
     conda:
         "../envs/core.yaml"
     threads: 1

@@ -21,6 +21,8 @@ rule pretrain_backbone:
         report=f"{R}/models/backbone_cls.json",
     log:
         f"{R}/logs/pretrain_backbone.log",
+    benchmark:
+        f"{R}/benchmarks/pretrain_backbone.tsv"
     conda:
         "../envs/torch.yaml"
     threads: 1
@@ -47,6 +49,8 @@ rule train_vis:
         f"{R}/vis/{{vis_run}}/model_final.pth",
     log:
         f"{R}/logs/train_vis/{{vis_run}}.log",
+    benchmark:
+        f"{R}/benchmarks/train_vis/{{vis_run}}.tsv"
     conda:
         "../envs/torch.yaml"
     threads: 1
@@ -78,6 +82,8 @@ rule track_vis:
         tracks=f"{R}/predictions/{{vis_run}}-{{tracker}}/{{split}}/tracks.parquet",
     log:
         f"{R}/logs/track_vis/{{vis_run}}-{{tracker}}.{{split}}.log",
+    benchmark:
+        f"{R}/benchmarks/track_vis/{{vis_run}}-{{tracker}}.{{split}}.tsv"
     conda:
         "../envs/torch.yaml"
     threads: 1
@@ -111,6 +117,8 @@ rule deepsort:
         tracks=f"{R}/predictions/{{ds_run}}/{{split}}/tracks.parquet",
     log:
         f"{R}/logs/{{ds_run}}/{{split}}.log",
+    benchmark:
+        f"{R}/benchmarks/{{ds_run}}/{{split}}.tsv"
     conda:
         "../envs/torch.yaml"
     threads: 1
@@ -135,6 +143,8 @@ rule compare_vis:
         f"{R}/metrics/vis.{{split}}.md",
     log:
         f"{R}/logs/compare_vis/{{split}}.log",
+    benchmark:
+        f"{R}/benchmarks/compare_vis/{{split}}.tsv"
     conda:
         "../envs/core.yaml"
     threads: 1

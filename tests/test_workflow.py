@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from uvis.report.costs import read_costs, summarise
 from uvis.synth.params import SynthParams
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -257,6 +258,13 @@ def test_smoke_run_end_to_end_and_param_reruns(tmp_path):
         results = json.loads((res / f"predictions/{run}/valid/results.json").read_text())
         assert sorted(r["video_id"] for r in results) == sorted(list(lengths) * 3)
         assert all(len(r["segmentations"]) == lengths[r["video_id"]] for r in results)
+
+    # Every job left a Snakemake benchmark file beside its log, which `uvis report costs` sums.
+    logs = {p.relative_to(res / "logs").with_suffix("") for p in (res / "logs").rglob("*.log")}
+    benches = res / "benchmarks"
+    assert {p.relative_to(benches).with_suffix("") for p in benches.rglob("*.tsv")} == logs
+    stages = {s.stage: s for s in summarise(read_costs(benches))}
+    assert stages["train_vis"].jobs == 2 and stages["train_vis"].cpu_s > 0  # UVIS, supervised
 
     # The tag-based model, evaluated on both benchmarks, with its inference speed.
     for bench, column in (("ytvis", "AP"), ("davis", "JF")):

@@ -147,6 +147,18 @@ def _strips(args: argparse.Namespace) -> int:
     return 0
 
 
+def _costs(args: argparse.Namespace) -> int:
+    from uvis.io import atomic_write_text
+    from uvis.report.costs import costs_markdown, read_costs, summarise
+
+    table = costs_markdown(summarise(read_costs(args.results / "benchmarks")))
+    if args.out is None:
+        print(table, end="")
+    else:
+        atomic_write_text(args.out, table)
+    return 0
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -249,3 +261,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--no-progress", action="store_true")
     s.add_argument("--out", type=Path, required=True, help="output folder (replaced)")
     s.set_defaults(func=_strips)
+
+    co = rep.add_parser(
+        "costs",
+        help="CPU time, wall time and peak memory of a run's jobs, summed per stage",
+        description="Reads the Snakemake benchmark file every rule writes under "
+        "RESULTS/benchmarks/ (RESULTS: e.g. results/synth).",
+    )
+    co.add_argument("results", type=Path, help="a run's results folder (results/<dataset>)")
+    co.add_argument("--out", type=Path, help="write the Markdown table here (default: stdout)")
+    co.set_defaults(func=_costs)
