@@ -7,6 +7,7 @@ regions that keep it is known. Training is checked on bright squares on a dark b
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -386,3 +387,46 @@ def test_refine_detections_keeps_the_detector_mask_when_refinement_disagrees() -
     refined = refine_mask(image, stray[None], "bilateral", fill_holes=True)[0]
     assert mask_iou(stray, refined) < detector.MIN_REFINED_IOU  # the premise
     assert detector.refine_detections(image, [det], "bilateral", 0.5)[0] is det
+
+
+def _box_mask(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    mask = np.zeros((20, 30), bool)
+    mask[y0:y1, x0:x1] = True
+    return mask
+
+
+def _det(mask: np.ndarray, score: float) -> detector.Detection:
+    ys, xs = np.nonzero(mask) if mask.any() else ([0], [0])
+    return detector.Detection(
+        (float(min(xs)), float(min(ys)), float(max(xs) + 1), float(max(ys) + 1)), score, mask
+    )
+
+
+def test_a_detection_holding_two_more_confident_ones_is_a_group() -> None:
+    left, right = _box_mask(2, 8, 2, 8), _box_mask(2, 8, 20, 26)
+    both = _det(left | right, 0.6)  # a MaskCut-style union of two objects
+    dets = [_det(left, 0.9), _det(right, 0.5), both]
+    assert detector.group_flags(dets) == [False, False, True]
+    assert detector.suppress_groups(dets) == dets[:2]
+    # Above everything inside it, it may be one object whose parts were also found: kept.
+    top = dataclasses.replace(both, score=0.95)
+    assert detector.group_flags([dets[0], dets[1], top]) == [False, False, False]
+
+
+def test_a_group_needs_two_members_each_mostly_inside() -> None:
+    left, right = _box_mask(2, 8, 2, 8), _box_mask(2, 8, 20, 26)
+    union = left | right
+    # One member only: not a group.
+    assert detector.group_flags([_det(left, 0.9), _det(union, 0.5)]) == [False, False]
+    # The second candidate sticks out: columns 22-27 against the union's 20-25, 4/6 inside.
+    sticking_out = _box_mask(2, 8, 22, 28)
+    dets = [_det(left, 0.9), _det(sticking_out, 0.9), _det(union, 0.5)]
+    assert detector.group_flags(dets) == [False, False, False]
+    # 80 % inside is enough (GROUP_INSIDE): columns 21-26, 5/6 inside.
+    mostly = _box_mask(2, 8, 21, 27)
+    dets = [_det(left, 0.9), _det(mostly, 0.9), _det(union, 0.5)]
+    assert detector.group_flags(dets) == [False, False, True]
+    # An empty mask is inside everything and counts as no member.
+    empty = np.zeros((20, 30), bool)
+    dets = [_det(left, 0.9), detector.Detection((0.0, 0.0, 1.0, 1.0), 0.9, empty), _det(union, 0.5)]
+    assert detector.group_flags(dets) == [False, False, False]

@@ -306,6 +306,7 @@ def test_smoke_run_end_to_end_and_param_reruns(tmp_path):
 PREQUOTED = {
     "args",
     "backbone",
+    "drop_groups",
     "launcher",
     "mask_background",
     "num_shards",

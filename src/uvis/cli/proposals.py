@@ -88,7 +88,12 @@ def _detect(args: argparse.Namespace) -> int:
     model, cfg = load_detector(args.detector, device=device)
     frames = select_shard(read_frame_index(args.frames), args.num_shards, args.shard)
     table = detect_frames(
-        model, frames, cfg, refine=args.refine, refine_min_score=args.refine_min_score
+        model,
+        frames,
+        cfg,
+        refine=args.refine,
+        refine_min_score=args.refine_min_score,
+        drop_groups=args.drop_groups,
     )
     with atomic_path(args.out) as tmp:
         pq.write_table(table, tmp)
@@ -195,6 +200,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "MaskCut's CRF (default none: the mask head's masks as they are)",
     )
     d.add_argument("--refine-min-score", type=unit_float, default=0.5)
+    d.add_argument(
+        "--drop-groups",
+        action="store_true",
+        help="leave out detections that hold two or more other detections of the frame, one of "
+        "them scoring higher (masks of several objects at once; default: keep them, as CutLER)",
+    )
     d.set_defaults(func=_detect)
 
     c = ps.add_parser("cutler", help="CutLER's released Cascade Mask R-CNN (needs detectron2)")

@@ -919,6 +919,47 @@ def refine_detections(
     return out
 
 
+#: A detection counts as lying inside another when at least this share of its mask does.
+GROUP_INSIDE = 0.8
+#: A detection with at least this many others inside it, one of them scoring higher, is a group.
+GROUP_MIN_MEMBERS = 2
+
+
+def group_flags(detections: Sequence[Detection]) -> list[bool]:
+    """Which detections of one frame are *groups*: masks holding several objects at once.
+
+    MaskCut's normalised cut often puts several objects on the foreground side of its first
+    bipartition, and the detector trained on its masks learns to propose such unions next to the
+    objects themselves. A detection is flagged when at least ``GROUP_MIN_MEMBERS`` other
+    detections of the frame lie inside it (``>= GROUP_INSIDE`` of their mask area) and at least
+    one of those scores higher than it: the frame's detections already explain it as several
+    more confident parts. A detection scoring above everything inside it is never flagged (it
+    may be one object whose parts were also detected). Empty masks are never members.
+    """
+    n = len(detections)
+    if n <= GROUP_MIN_MEMBERS:
+        return [False] * n
+    flat = np.stack([d.mask.reshape(-1) for d in detections]).astype(np.float32)
+    overlap = flat @ flat.T  # overlap[i, j]: pixels of j inside i
+    area = np.diag(overlap).copy()
+    inside = overlap >= GROUP_INSIDE * area[None, :]
+    inside &= area[None, :] > 0
+    np.fill_diagonal(inside, False)
+    scores = np.array([d.score for d in detections])
+    flags = []
+    for i in range(n):
+        members = np.flatnonzero(inside[i])
+        flags.append(
+            len(members) >= GROUP_MIN_MEMBERS and bool((scores[members] > scores[i]).any())
+        )
+    return flags
+
+
+def suppress_groups(detections: Sequence[Detection]) -> list[Detection]:
+    """The detections of one frame without the groups of :func:`group_flags`."""
+    return [d for d, group in zip(detections, group_flags(detections), strict=True) if not group]
+
+
 def proposals_table(frame_rows: pa.Table, detections: Sequence[Sequence[Detection]]) -> pa.Table:
     """The ``learned`` proposals (schema :data:`uvis.schemas.PROPOSALS`) of frames and detections.
 
@@ -963,15 +1004,18 @@ def detect_frames(
     *,
     refine: RefineMethod = "none",
     refine_min_score: float = 0.5,
+    drop_groups: bool = False,
     progress: bool = True,
 ) -> pa.Table:
     """The ``learned`` proposals of every frame of a frame index (one batch at a time), their
-    masks refined by :func:`refine_detections` unless ``refine`` is ``"none"``."""
+    masks refined by :func:`refine_detections` unless ``refine`` is ``"none"``, then without the
+    groups of :func:`group_flags` if ``drop_groups`` (the number dropped is logged)."""
     frame_index = FRAME_INDEX.check(frame_index, "frame index")
     rows = frame_index.select(["path", "height", "width"]).to_pydict()
     tables = [proposals_table(frame_index.slice(0, 0), [])]
     n = frame_index.num_rows
     bar = tqdm(total=n, desc="detector proposals", unit="frame", disable=not progress)
+    groups = 0
     for s in range(0, n, cfg.batch_size):
         images = [
             read_frame(Path(p), h, w)
@@ -982,7 +1026,13 @@ def detect_frames(
             refine_detections(image, dets, refine, refine_min_score)
             for image, dets in zip(images, detect(model, images, cfg), strict=True)
         ]
+        if drop_groups:
+            kept = [suppress_groups(dets) for dets in found]
+            groups += sum(len(a) - len(b) for a, b in zip(found, kept, strict=True))
+            found = kept
         tables.append(proposals_table(frame_index.slice(s, len(images)), found))
         bar.update(len(images))
     bar.close()
+    if drop_groups:
+        logger.info("detector proposals: dropped %d group detections on %d frames", groups, n)
     return pa.concat_tables(tables)
