@@ -307,11 +307,13 @@ def loss_curve(path: Path) -> list[dict[str, str]]:
 
 
 def outputs(results: Path) -> set[Path]:
-    """Every file of a run but its logs and TensorBoard events (named after host and time)."""
+    """Every file of a run but its logs, its jobs' benchmark files (timings) and TensorBoard
+    events (named after host and time)."""
+    skipped = {"logs", "benchmarks", "tensorboard"}
     return {
         p.relative_to(results)
         for p in results.rglob("*")
-        if p.is_file() and not {"logs", "tensorboard"} & set(p.relative_to(results).parts)
+        if p.is_file() and not skipped & set(p.relative_to(results).parts)
     }
 
 

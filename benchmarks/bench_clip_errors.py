@@ -1,0 +1,106 @@
+"""Where the CLIP stand-in misnames objects: accuracy by crop size, by how much of the object is
+visible, and per class with its most frequent confusion.
+
+Usage::
+
+    python benchmarks/bench_clip_errors.py WORLD CLIP.pt [--split train] [--video-stride 10]
+        [--model uvis-clip-tiny]
+
+``WORLD`` is a ``uvis synth`` folder (e.g. ``results/synth/world``) and ``CLIP.pt`` the stand-in
+the ``pretrain_clip`` rule wrote. Every visible object (mask area >= 16 px) of every
+``--video-stride``-th video of the split is cropped as the ``clip_scores`` rule crops it (box
+margin 0.1, background outside the mask filled with the crop's mean, ``longest`` resize) and
+named zero-shot with the pipeline's prompt. *Visible fraction* is the mask area over the
+object's largest area in its video (low: occluded, or crossing the border). Analyse the
+**train** split (or another world's) when choosing settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from uvis import masks
+from uvis.data.ytvis import load_ytvis
+from uvis.foundation.clip import (
+    classify,
+    create_clip,
+    crop_regions,
+    image_embeddings,
+    text_embeddings,
+)
+
+SIDE_BINS = ((0, 18), (18, 26), (26, 40), (40, 10_000))
+VISIBLE_BINS = ((0.0, 0.5), (0.5, 0.8), (0.8, 0.95), (0.95, 1.01))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("world", type=Path)
+    parser.add_argument("clip", type=Path)
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--video-stride", type=int, default=10)
+    parser.add_argument("--model", default="uvis-clip-tiny")
+    args = parser.parse_args()
+
+    bundle = create_clip(args.model, weights=args.clip, resize_mode="longest")
+    ytvis = args.world / "ytvis"
+    data = load_ytvis(ytvis / f"{args.split}.json", ytvis / args.split / "JPEGImages")
+    names = [c.name for c in data.categories]
+    index_of = {c.id: i for i, c in enumerate(data.categories)}
+    videos = {v.id: v for v in data.videos}
+    chosen = set(sorted(videos)[:: args.video_stride])
+    per_frame: dict[tuple[int, int], list[tuple[dict, int, float]]] = defaultdict(list)
+    for inst in data.instances or ():
+        if inst.video_id not in chosen:
+            continue
+        areas = [masks.area(r) if r is not None else 0 for r in inst.segmentations]
+        largest = max(areas)
+        for t, rle in enumerate(inst.segmentations):
+            if rle is not None and areas[t] >= 16:
+                per_frame[(inst.video_id, t)].append(
+                    (rle, index_of[inst.category_id], areas[t] / largest)
+                )
+    crops, labels, sides, visible = [], [], [], []
+    for (video_id, t), objects in sorted(per_frame.items()):
+        image = np.asarray(Image.open(videos[video_id].frame_paths[t]).convert("RGB"))
+        rles = [rle for rle, _, _ in objects]
+        boxes = [masks.bbox_xywh(rle) for rle in rles]
+        crops += crop_regions(image, boxes, rles, context=0.1, mask_background="mean")
+        labels += [label for _, label, _ in objects]
+        sides += [max(box[2], box[3]) for box in boxes]
+        visible += [fraction for _, _, fraction in objects]
+    labels_a, sides_a, visible_a = np.array(labels), np.array(sides), np.array(visible)
+    text = text_embeddings(bundle, names)
+    predicted = classify(image_embeddings(bundle, crops), text, bundle.logit_scale).class_index
+    predicted_a = predicted.numpy()
+    right = predicted_a == labels_a
+
+    print(f"{args.split}, every {args.video_stride}th video: {len(crops)} masked crops, "
+          f"accuracy {right.mean():.1%}")  # fmt: skip
+    print("| longer box side (px) | crops | accuracy |\n|---|---:|---:|")
+    for lo, hi in SIDE_BINS:
+        sel = (sides_a >= lo) & (sides_a < hi)
+        if sel.any():
+            print(f"| {lo}–{hi if hi < 10_000 else ''} | {sel.sum()} | {right[sel].mean():.1%} |")
+    print("\n| visible fraction | crops | accuracy |\n|---|---:|---:|")
+    for lo, hi in VISIBLE_BINS:
+        sel = (visible_a >= lo) & (visible_a < hi)
+        if sel.any():
+            print(f"| {lo}–{min(hi, 1.0)} | {sel.sum()} | {right[sel].mean():.1%} |")
+    print("\n| class | crops | accuracy | most frequent wrong name |\n|---|---:|---:|---|")
+    for i, name in enumerate(names):
+        sel = labels_a == i
+        if not sel.any():
+            continue
+        wrong = np.bincount(predicted_a[sel & ~right], minlength=len(names))
+        confusion = names[int(wrong.argmax())] if wrong.any() else "–"
+        print(f"| {name} | {sel.sum()} | {right[sel].mean():.1%} | {confusion} |")
+
+
+if __name__ == "__main__":
+    main()
