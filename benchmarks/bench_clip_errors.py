@@ -18,21 +18,16 @@ object's largest area in its video (low: occluded, or crossing the border). Anal
 from __future__ import annotations
 
 import argparse
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from uvis import masks
-from uvis.data.ytvis import load_ytvis
-from uvis.foundation.clip import (
-    classify,
-    create_clip,
-    crop_regions,
-    image_embeddings,
-    text_embeddings,
-)
+from uvis.foundation.clip import classify, create_clip, image_embeddings, text_embeddings
+from uvis.foundation.clip_train import video_object_crops
+
+# As the clip_scores rule crops (config.yaml clip.context) and the quality report's smallest object.
+CONTEXT = 0.1
+MIN_AREA = 16
 
 SIDE_BINS = ((0, 18), (18, 26), (26, 40), (40, 10_000))
 VISIBLE_BINS = ((0.0, 0.5), (0.5, 0.8), (0.8, 0.95), (0.95, 1.01))
@@ -48,33 +43,11 @@ def main() -> None:
     args = parser.parse_args()
 
     bundle = create_clip(args.model, weights=args.clip, resize_mode="longest")
-    ytvis = args.world / "ytvis"
-    data = load_ytvis(ytvis / f"{args.split}.json", ytvis / args.split / "JPEGImages")
-    names = [c.name for c in data.categories]
-    index_of = {c.id: i for i, c in enumerate(data.categories)}
-    videos = {v.id: v for v in data.videos}
-    chosen = set(sorted(videos)[:: args.video_stride])
-    per_frame: dict[tuple[int, int], list[tuple[dict, int, float]]] = defaultdict(list)
-    for inst in data.instances or ():
-        if inst.video_id not in chosen:
-            continue
-        areas = [masks.area(r) if r is not None else 0 for r in inst.segmentations]
-        largest = max(areas)
-        for t, rle in enumerate(inst.segmentations):
-            if rle is not None and areas[t] >= 16:
-                per_frame[(inst.video_id, t)].append(
-                    (rle, index_of[inst.category_id], areas[t] / largest)
-                )
-    crops, labels, sides, visible = [], [], [], []
-    for (video_id, t), objects in sorted(per_frame.items()):
-        image = np.asarray(Image.open(videos[video_id].frame_paths[t]).convert("RGB"))
-        rles = [rle for rle, _, _ in objects]
-        boxes = [masks.bbox_xywh(rle) for rle in rles]
-        crops += crop_regions(image, boxes, rles, context=0.1, mask_background="mean")
-        labels += [label for _, label, _ in objects]
-        sides += [max(box[2], box[3]) for box in boxes]
-        visible += [fraction for _, _, fraction in objects]
-    labels_a, sides_a, visible_a = np.array(labels), np.array(sides), np.array(visible)
+    found = video_object_crops(
+        args.world, CONTEXT, MIN_AREA, split=args.split, video_stride=args.video_stride
+    )
+    crops, names = found.masked, found.names
+    labels_a, sides_a, visible_a = found.labels, found.sides, found.visible
     text = text_embeddings(bundle, names)
     predicted = classify(image_embeddings(bundle, crops), text, bundle.logit_scale).class_index
     predicted_a = predicted.numpy()

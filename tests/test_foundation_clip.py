@@ -37,6 +37,7 @@ from uvis.foundation.clip_train import (
     read_captioned_corpus,
     register_cli,
     train_clip,
+    video_object_crops,
 )
 from uvis.foundation.weights import MissingWeightsError
 
@@ -416,3 +417,25 @@ def test_corpus_errors_name_the_file(tmp_path):
     )
     with pytest.raises(DataError, match=r"a\.jpg: cannot read image"):
         read_captioned_corpus(tmp_path)
+
+
+def test_video_object_crops_of_a_split_with_sizes_and_visible_fractions(tiny_ytvis, tmp_path):
+    # tiny_ytvis (conftest) is the train split; video_object_crops reads WORLD/ytvis/<split>.
+    world = tmp_path / "world"
+    world.mkdir()
+    (world / "ytvis").symlink_to(tiny_ytvis.json_path.parent)
+    found = video_object_crops(world, 0.0, 5, split="train")
+    # Frames in (video id, frame) order: (3, 0) dog 4x5 box, area 20 of at most 20; (3, 2) dog
+    # 2x3, area 6 of 20; (7, 0) person 2x5, area 10 of 10; (7, 1) has area 1 < 5.
+    assert found.names == ["person", "dog"]
+    assert found.labels.tolist() == [1, 1, 0]
+    assert found.sides.tolist() == [5, 3, 5]
+    assert found.visible == pytest.approx([1.0, 0.3, 1.0])
+    assert [c.shape for c in found.crops] == [(4, 5, 3), (2, 3, 3), (2, 5, 3)]
+    assert [c.shape for c in found.masked] == [(4, 5, 3), (2, 3, 3), (2, 5, 3)]
+    # Every 2nd video in id order keeps video 3 only; a larger smallest area drops (3, 2).
+    every_2nd = video_object_crops(world, 0.0, 5, split="train", video_stride=2)
+    assert every_2nd.labels.tolist() == [1, 1]
+    assert video_object_crops(world, 0.0, 7, split="train").sides.tolist() == [5, 5]
+    with pytest.raises(ValueError, match="video_stride"):
+        video_object_crops(world, 0.0, 5, split="train", video_stride=0)

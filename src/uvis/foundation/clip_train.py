@@ -569,52 +569,79 @@ def zero_shot_report(
 
 @dataclass(frozen=True, eq=False)
 class VideoCrops:
-    """Ground-truth object crops of a world's validation videos, and their class indices.
+    """Ground-truth object crops of a world's videos, their class indices and how they look.
 
     ``crops`` are box crops; ``masked`` the same crops with the background outside the
     object's mask filled with its mean colour. ``labels`` index ``names`` (the dataset's
-    categories, in file order).
+    categories, in file order). ``sides`` is each box's longer side in pixels; ``visible`` the
+    object's mask area over its largest area in the video (low: occluded or leaving the frame).
     """
 
     crops: list[np.ndarray]
     masked: list[np.ndarray]
     labels: np.ndarray
     names: list[str]
+    sides: np.ndarray
+    visible: np.ndarray
 
 
-def video_object_crops(world_dir: Path, context: float, min_area: int) -> VideoCrops:
-    """Crop every visible object (mask area >= ``min_area``) of ``world/ytvis/valid``.
+def video_object_crops(
+    world_dir: Path,
+    context: float,
+    min_area: int,
+    *,
+    split: str = "valid",
+    video_stride: int = 1,
+) -> VideoCrops:
+    """Crop every visible object (mask area >= ``min_area``) of ``world/ytvis/<split>``.
 
-    Boxes are the tight boxes of the ground-truth masks, cut by
-    :func:`uvis.foundation.clip.crop_regions` with margin ``context``; each frame is read once.
+    Only every ``video_stride``-th video (in id order) is used. Boxes are the tight boxes of
+    the ground-truth masks, cut by :func:`uvis.foundation.clip.crop_regions` with margin
+    ``context``; each frame is read once. Raises DataError for a split without annotations.
     """
     from uvis import masks
     from uvis.data.ytvis import load_ytvis
     from uvis.foundation.clip import crop_regions
 
+    if video_stride < 1:
+        raise ValueError(f"video_stride must be >= 1, got {video_stride}")
     ytvis = Path(world_dir) / "ytvis"
-    dataset = load_ytvis(ytvis / "valid.json", ytvis / "valid" / "JPEGImages")
+    dataset = load_ytvis(ytvis / f"{split}.json", ytvis / split / "JPEGImages")
     if dataset.instances is None:
-        raise DataError(ytvis / "valid.json", "has no annotations to measure accuracy against")
+        raise DataError(ytvis / f"{split}.json", "has no annotations to measure accuracy against")
     names = [c.name for c in dataset.categories]
     index_of = {c.id: i for i, c in enumerate(dataset.categories)}
     frames = {v.id: v.frame_paths for v in dataset.videos}
-    per_frame: dict[tuple[int, int], list[tuple[dict[str, Any], int]]] = {}
+    chosen = set(sorted(frames)[::video_stride])
+    per_frame: dict[tuple[int, int], list[tuple[dict[str, Any], int, float]]] = {}
     for inst in dataset.instances:
+        if inst.video_id not in chosen:
+            continue
+        areas = [0 if rle is None else masks.area(rle) for rle in inst.segmentations]
+        largest = max(areas, default=0)
         for t, rle in enumerate(inst.segmentations):
-            if rle is not None and masks.area(rle) >= min_area:
+            if rle is not None and areas[t] >= min_area:
                 per_frame.setdefault((inst.video_id, t), []).append(
-                    (rle, index_of[inst.category_id])
+                    (rle, index_of[inst.category_id], areas[t] / largest)
                 )
-    crops, masked, labels = [], [], []
+    crops, masked, labels, sides, visible = [], [], [], [], []
     for (video_id, t), objects in sorted(per_frame.items()):
         image = _read_rgb(frames[video_id][t])
-        rles = [rle for rle, _ in objects]
+        rles = [rle for rle, _, _ in objects]
         boxes = [masks.bbox_xywh(rle) for rle in rles]
         crops += crop_regions(image, boxes, context=context)
         masked += crop_regions(image, boxes, rles, context=context, mask_background="mean")
-        labels += [label for _, label in objects]
-    return VideoCrops(crops, masked, np.asarray(labels, np.int64), names)
+        labels += [label for _, label, _ in objects]
+        sides += [max(box[2], box[3]) for box in boxes]
+        visible += [fraction for _, _, fraction in objects]
+    return VideoCrops(
+        crops,
+        masked,
+        np.asarray(labels, np.int64),
+        names,
+        np.asarray(sides, np.float64),
+        np.asarray(visible, np.float64),
+    )
 
 
 def _pretrain_clip(args: argparse.Namespace) -> int:
