@@ -23,11 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from uvis.foundation.clip import classify, create_clip, image_embeddings, text_embeddings
-from uvis.foundation.clip_train import video_object_crops
-
-# As the clip_scores rule crops (config.yaml clip.context) and the quality report's smallest object.
-CONTEXT = 0.1
-MIN_AREA = 16
+from uvis.foundation.clip_train import ClipTrainConfig, video_object_crops
 
 SIDE_BINS = ((0, 18), (18, 26), (26, 40), (40, 10_000))
 VISIBLE_BINS = ((0.0, 0.5), (0.5, 0.8), (0.8, 0.95), (0.95, 1.01))
@@ -43,8 +39,15 @@ def main() -> None:
     args = parser.parse_args()
 
     bundle = create_clip(args.model, weights=args.clip, resize_mode="longest")
+    # The crop margin and smallest object of the pretrain_clip quality report (0.1, as the
+    # clip_scores rule crops, and 16 px).
+    cfg = ClipTrainConfig()
     found = video_object_crops(
-        args.world, CONTEXT, MIN_AREA, split=args.split, video_stride=args.video_stride
+        args.world,
+        cfg.eval_context,
+        cfg.eval_min_area,
+        split=args.split,
+        video_stride=args.video_stride,
     )
     crops, names = found.masked, found.names
     labels_a, sides_a, visible_a = found.labels, found.sides, found.visible
