@@ -30,8 +30,7 @@ from PIL import Image
 
 from uvis import masks
 from uvis.data.ytvis import load_ytvis
-from uvis.proposals.maskcut import mask_iou
-from uvis.proposals.refine import refine_mask
+from uvis.proposals.refine import mask_iou, refine_mask
 from uvis.prototypes import LEVELS, select
 
 

@@ -2,9 +2,9 @@
 
 Usage: ``python benchmarks/bench_vis_curve.py WORLD [--train-videos N] [--preset default]
 [--set key=value ...] [--iterations N] [--eval-every K] [--backbone-weights FILE]
-[--lam 1.0] [--out DIR]``, ``WORLD`` made by ``uvis synth`` (e.g. ``uvis synth w --seed 1
---set num_train_videos=600``: a world's videos do not change when more are added, so its valid
-split is the same whatever ``num_train_videos``).
+[--lam 1.0] [--refine none|bilateral] [--out DIR]``, ``WORLD`` made by ``uvis synth`` (e.g.
+``uvis synth w --seed 1 --set num_train_videos=600``: a world's videos do not change when more
+are added, so its valid split is the same whatever ``num_train_videos``).
 
 Trains the supervised run (:func:`uvis.train.train_vis` on the ground truth of the first
 ``--train-videos`` videos of ``WORLD/ytvis/train``, all by default; with ``--frame-stride k``
@@ -39,12 +39,19 @@ from uvis.data.ytvis import load_ytvis
 from uvis.evaluation.ytvis import evaluate_files
 from uvis.inference import frame_index_videos, track_videos
 from uvis.model import load_vis_model
+from uvis.proposals.refine import REFINE_METHODS, RefineMethod
 from uvis.train import TrainConfig, targets_from_ground_truth, train_vis
 from uvis.train.loop import checkpoints
 
 
 def curve_rows(
-    out: Path, world: Path, frames: Path, *, lam: float, top_k: int = 10
+    out: Path,
+    world: Path,
+    frames: Path,
+    *,
+    lam: float,
+    top_k: int = 10,
+    refine: RefineMethod = "none",
 ) -> list[dict[str, float]]:
     """AP of every checkpoint in ``out`` (and the final model) on ``WORLD/ytvis/valid``."""
     metrics = {
@@ -69,6 +76,7 @@ def curve_rows(
             lam=lam,
             top_k=top_k,
             progress=False,
+            refine=refine,
         )
         m = evaluate_files(world / "ytvis/valid.json", results)
         logged = metrics.get(iteration, {})
@@ -99,6 +107,12 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--backbone-weights", help="backbone init (uvis pretrain backbone)")
     parser.add_argument("--lam", type=float, default=1.0, help="tracking memory weight")
+    parser.add_argument(
+        "--refine",
+        choices=REFINE_METHODS,
+        default="none",
+        help="output mask refinement before tracking (the pipeline's tracking.refine)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, help="output folder (default: a temporary one)")
     args = parser.parse_args()
@@ -139,7 +153,7 @@ def main() -> None:
             load_ytvis(world / "ytvis/valid.json", world / "ytvis/valid/JPEGImages"), frames
         )
         began = time.perf_counter()
-        rows = curve_rows(out, world, frames, lam=args.lam)
+        rows = curve_rows(out, world, frames, lam=args.lam, refine=args.refine)
         eval_seconds = time.perf_counter() - began
     print(
         f"{cfg.model} {cfg.model_overrides or ''} on {world} ({len(keep)} train videos, "

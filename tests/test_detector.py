@@ -40,8 +40,7 @@ from uvis.proposals.detector import (
     targets_from_proposals,
     train_detector,
 )
-from uvis.proposals.maskcut import mask_iou
-from uvis.proposals.refine import refine_mask
+from uvis.proposals.refine import mask_iou, refine_mask
 from uvis.schemas import FRAME_INDEX, PROPOSALS
 
 SIZE = 64

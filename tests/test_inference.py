@@ -22,12 +22,15 @@ from PIL import Image
 from uvis import masks
 from uvis.checkpoints import save_checkpoint
 from uvis.cli import main
+from uvis.cli.types import REFINE_CHOICES
 from uvis.data.frames import Category
 from uvis.errors import DataError
-from uvis.inference import frame_index_videos, track_videos
+from uvis.inference import frame_index_videos, refine_frame_queries, track_videos
 from uvis.inference.overlay import draw_frame
 from uvis.model import create_vis_model, load_vis_model
 from uvis.model.checkpoint import checkpoint_dict
+from uvis.model.outputs import FrameQueries
+from uvis.proposals.refine import REFINE_METHODS, mask_iou
 from uvis.schemas import FRAME_INDEX
 
 CATEGORIES = (Category(3, "cat"), Category(7, "dog"))
@@ -119,6 +122,81 @@ def test_windowing_does_not_change_the_results(tmp_path: Path, checkpoint: Path)
             ma = np.zeros((36, 44)) if sa is None else masks.decode(sa)
             mb = np.zeros((36, 44)) if sb is None else masks.decode(sb)
             assert (ma != mb).mean() < 0.01  # float noise of batched convolutions at most
+
+
+def _ring_frame(h: int = 48, w: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """A red ring on a grey background: the frame and the ring's true mask."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    r = np.hypot(yy - 23.3, xx - 30.6)
+    ring = (r <= 15.0) & (r >= 6.0)
+    image = np.full((h, w, 3), 110, np.uint8)
+    image[ring] = (200, 30, 40)
+    return image, ring
+
+
+def test_refine_frame_queries_snaps_coarse_masks_to_the_object_and_keeps_holes() -> None:
+    image, ring = _ring_frame()
+    # Mask logits at a quarter of the frame size, as Mask2Former predicts them, and too
+    # tight: positive only on the cells wholly inside the ring, so the resized mask misses a
+    # band along both outlines.
+    cells = ring.reshape(12, 4, 16, 4).mean(axis=(1, 3)).astype(np.float32)
+    tight = (cells > 0.9).astype(np.float32) - 0.5
+    logits = np.stack([tight, np.full_like(cells, -3.0)])  # the ring; an empty query
+    frame = FrameQueries(
+        embeddings=np.arange(8, dtype=np.float32).reshape(2, 4),
+        class_logits=np.array([[2.0, 0.5, -1.0], [0.0, 0.0, 3.0]], np.float32),
+        mask_logits=logits,
+        frame_size=(48, 64),
+    )
+    assert refine_frame_queries(frame, image, "none") is frame
+    out = refine_frame_queries(frame, image, "bilateral")
+    assert out.mask_logits.shape == (2, 48, 64)
+    np.testing.assert_array_equal(out.embeddings, frame.embeddings)
+    np.testing.assert_array_equal(out.class_logits, frame.class_logits)
+    coarse = (
+        torch.nn.functional.interpolate(
+            torch.from_numpy(logits)[None], size=(48, 64), mode="bilinear", align_corners=False
+        )[0, 0].numpy()
+        > 0
+    )
+    refined = out.mask_logits[0] > 0
+    assert mask_iou(coarse, ring) < 0.7  # the premise: the coarse mask misses the outline
+    assert mask_iou(refined, ring) > 0.95
+    assert not refined[23, 30]  # the ring's hole is not filled
+    assert not (out.mask_logits[1] > 0).any()  # an empty mask stays empty
+    with pytest.raises(ValueError, match="image of size"):
+        refine_frame_queries(frame, image[:40], "bilateral")
+
+
+def test_refine_choices_of_the_cli_are_the_library_methods() -> None:
+    assert tuple(REFINE_CHOICES) == tuple(REFINE_METHODS)
+
+
+def test_refined_tracking_keeps_one_entry_per_frame(tmp_path: Path, checkpoint: Path) -> None:
+    index = _frame_index(tmp_path, {1: 3})
+    model, meta = load_vis_model(checkpoint)
+    out = {}
+    for refine in ("none", "bilateral"):
+        path = tmp_path / f"{refine}.json"
+        track_videos(
+            model,
+            frame_index_videos(index),
+            path,
+            category_ids=meta.category_ids,
+            lam=0.5,
+            top_k=3,
+            progress=False,
+            refine=refine,
+        )
+        out[refine] = json.loads(path.read_text())
+    plain, refined = out["none"], out["bilateral"]
+    # Refinement changes masks only: the same tracks, classes and scores, one entry per frame.
+    assert [(r["category_id"], r["score"]) for r in plain] == [
+        (r["category_id"], r["score"]) for r in refined
+    ]
+    for r in refined:
+        assert len(r["segmentations"]) == 3
+        assert all(seg is None or seg["size"] == [36, 44] for seg in r["segmentations"])
 
 
 def test_frame_index_gaps_are_an_error(tmp_path: Path) -> None:

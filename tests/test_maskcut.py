@@ -17,17 +17,15 @@ from uvis.proposals import maskcut as maskcut_module
 from uvis.proposals.maskcut import (
     MaskCutConfig,
     affinity,
-    agrees_with_refinement,
     bipartition,
     is_new_object,
-    mask_iou,
     maskcut,
     maskcut_patches,
     second_smallest_eigenvector,
     seed_component,
     upsample_mask,
 )
-from uvis.proposals.refine import bilateral_refine, refine_mask
+from uvis.proposals.refine import agrees_with_refinement, bilateral_refine, mask_iou, refine_mask
 
 FEAT_DIM = 16
 OBJECT_RGB = (200, 60, 60)

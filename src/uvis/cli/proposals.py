@@ -6,7 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
-from uvis.cli.types import finite_float, nonnegative_int, positive_int, unit_float
+from uvis.cli.types import (
+    REFINE_CHOICES,
+    finite_float,
+    nonnegative_int,
+    positive_int,
+    unit_float,
+)
 
 
 def _json_dict(text: str) -> dict:
@@ -154,7 +160,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--weights", required=True, help="DINO checkpoint file or known weight name")
     m.add_argument("--tau", type=finite_float, default=0.15, help="affinity threshold")
     m.add_argument("--num-masks", type=positive_int, default=3, help="masks per frame (N)")
-    m.add_argument("--refine", choices=["none", "bilateral"], default="bilateral")
+    m.add_argument("--refine", choices=REFINE_CHOICES, default="bilateral")
     m.add_argument("--batch-size", type=positive_int, default=8)
     m.add_argument(
         "--input-short",
@@ -194,7 +200,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--detector", type=Path, required=True, help="train-detector checkpoint")
     d.add_argument(
         "--refine",
-        choices=["none", "bilateral"],
+        choices=REFINE_CHOICES,
         default="none",
         help="snap the masks of detections scoring >= --refine-min-score to colour edges with "
         "MaskCut's CRF (default none: the mask head's masks as they are)",

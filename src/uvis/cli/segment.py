@@ -28,6 +28,7 @@ def _segment(args: argparse.Namespace) -> int:
         meta,
         out_dir,
         lam=args.lam,
+        refine=args.refine,
         top_k=args.top_k,
         batch_size=args.batch_size,
         stride=args.stride,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from uvis.cli.types import finite_float, positive_int, unit_float
+from uvis.cli.types import REFINE_CHOICES, finite_float, positive_int, unit_float
 
 
 def _clip_files(paths: list[Path]) -> list[Path]:
@@ -82,8 +82,12 @@ def _vis(args: argparse.Namespace) -> int:
         tracks_path=args.tracks,
         zip_path=args.out.with_suffix(".zip") if args.zip else None,
         progress=not args.no_progress,
+        refine=args.refine,
     )
-    print(f"track vis: {n} results (lambda={args.lam}, top-k={args.top_k}) -> {args.out}")
+    print(
+        f"track vis: {n} results (lambda={args.lam}, top-k={args.top_k}, "
+        f"refine={args.refine}) -> {args.out}"
+    )
     return 0
 
 
@@ -97,6 +101,13 @@ def add_tracking_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--top-k", type=positive_int, default=10, help="(query, class) pairs kept per video"
+    )
+    p.add_argument(
+        "--refine",
+        choices=REFINE_CHOICES,
+        default="none",
+        help="snap each frame's masks to colour edges before tracking (bilateral: CutLER's CRF "
+        "on the output, not in MinVIS/UVIS; none: the model's masks, as the papers)",
     )
     p.add_argument("--batch-size", type=positive_int, default=8, help="frames per model forward")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")

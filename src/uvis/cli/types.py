@@ -11,6 +11,10 @@ import argparse
 import math
 from collections.abc import Callable
 
+REFINE_CHOICES = ("none", "bilateral")
+"""``--refine`` values: :data:`uvis.proposals.refine.REFINE_METHODS`, restated so that parsing
+the command line does not import the refinement's numerical stack (a test checks they agree)."""
+
 
 def _number(kind: type, low: float | None, high: float | None, *, open_low: bool = False):
     """A parser of ``kind`` values (int or float) within ``[low, high]`` (``(low, high]``)."""

@@ -12,6 +12,7 @@ from uvis.inference.videos import (
     VideoFrames,
     frame_index_videos,
     iter_frame_queries,
+    refine_frame_queries,
     track_videos,
 )
 
@@ -19,5 +20,6 @@ __all__ = [
     "VideoFrames",
     "frame_index_videos",
     "iter_frame_queries",
+    "refine_frame_queries",
     "track_videos",
 ]

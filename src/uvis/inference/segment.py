@@ -20,6 +20,7 @@ from uvis.inference.overlay import write_overlay_video
 from uvis.inference.videos import VideoFrames, track_videos
 from uvis.io import atomic_write_json
 from uvis.model import VisModel, VisModelMeta
+from uvis.proposals.refine import RefineMethod
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ def segment_video(
     overlay: bool = True,
     min_score: float = 0.3,
     progress: bool = True,
+    refine: RefineMethod = "none",
 ) -> SegmentOutput:
     """Segment, classify and track the objects of one video file into ``out_dir``.
 
@@ -79,6 +81,7 @@ def segment_video(
         top_k=top_k,
         batch_size=batch_size,
         progress=progress,
+        refine=refine,
     )
     names = dict(zip(meta.category_ids, meta.category_names, strict=True))
     categories = [{"id": i, "name": name} for i, name in names.items()]

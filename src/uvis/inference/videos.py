@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from tqdm import tqdm
 
 from uvis.data.frames import read_frame
 from uvis.errors import DataError
 from uvis.model import VisModel, predict_frames
 from uvis.model.outputs import FrameQueries
+from uvis.proposals.refine import RefineMethod, refine_where_agreeing
 from uvis.schemas import FRAME_INDEX
+from uvis.tracking.mask_encoding import MaskEncoder
 from uvis.tracking.query_tracker import write_vis_results
 
 logger = logging.getLogger(__name__)
+
+OUTPUT_REFINE_MIN_IOU = 0.5
+"""A refined output mask replaces the model's only at this IoU with it (MaskCut's agreement)."""
 
 
 @dataclass(frozen=True)
@@ -65,14 +72,52 @@ def frame_index_videos(frame_index: str | os.PathLike[str]) -> list[VideoFrames]
     return videos
 
 
+def refine_frame_queries(
+    frame: FrameQueries, image: np.ndarray, method: RefineMethod = "bilateral"
+) -> FrameQueries:
+    """``frame`` with its masks snapped to the colour edges of ``image`` (the frame, RGB uint8).
+
+    Not part of MinVIS or UVIS: an output post-processing for models whose mask logits are
+    coarse (Mask2Former predicts them at a quarter of its input size). Each query's mask is
+    resized and binarised by the tracker's own rule (:meth:`MaskEncoder.resize`, logit > 0),
+    refined with CutLER's CRF constants without hole filling (a ring's hole is real), and
+    kept where the refined mask agrees with it (IoU >= :data:`OUTPUT_REFINE_MIN_IOU`,
+    :func:`~uvis.proposals.refine.refine_where_agreeing`). The returned frame's mask logits are
+    +1 / -1 at the frame size, which tracking encodes unchanged; embeddings and class logits
+    are the model's. ``method="none"`` returns ``frame`` itself.
+    """
+    if method == "none":
+        return frame
+    height, width = frame.frame_size
+    if image.shape[:2] != (height, width):
+        raise ValueError(f"image of size {image.shape[:2]} for a frame of size {(height, width)}")
+    encoder = MaskEncoder(frame.mask_logits.shape[1:], frame.frame_size)
+    masks = np.stack([encoder.resize(logits) > 0 for logits in frame.mask_logits])
+    refined = refine_where_agreeing(
+        image, masks, method, fill_holes=False, min_iou=OUTPUT_REFINE_MIN_IOU
+    )
+    return dataclasses.replace(frame, mask_logits=np.where(refined, 1.0, -1.0).astype(np.float32))
+
+
 def iter_frame_queries(
-    model: VisModel, video: VideoFrames, *, batch_size: int = 8, bar: tqdm | None = None
+    model: VisModel,
+    video: VideoFrames,
+    *,
+    batch_size: int = 8,
+    bar: tqdm | None = None,
+    refine: RefineMethod = "none",
 ) -> Iterator[FrameQueries]:
-    """The model's :class:`FrameQueries` for each frame of ``video``, ``batch_size`` at a time."""
+    """The model's :class:`FrameQueries` for each frame of ``video``, ``batch_size`` at a time.
+
+    ``refine`` other than ``"none"`` post-processes each frame's masks
+    (:func:`refine_frame_queries`).
+    """
     for start in range(0, len(video.paths), batch_size):
         window = video.paths[start : start + batch_size]
         images = [read_frame(p, video.height, video.width) for p in window]
-        yield from predict_frames(model, images, batch_size=batch_size)
+        frames = predict_frames(model, images, batch_size=batch_size)
+        for frame, image in zip(frames, images, strict=True):
+            yield refine_frame_queries(frame, image, refine)
         if bar is not None:
             bar.update(len(window))
 
@@ -89,11 +134,14 @@ def track_videos(
     tracks_path: str | os.PathLike[str] | None = None,
     zip_path: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    refine: RefineMethod = "none",
 ) -> int:
     """Track every video and write YouTube-VIS results (+ tracks Parquet, zip) atomically.
 
     ``lam`` is UVIS eq. 2's weight (1: plain MinVIS matching); ``top_k`` (query, class) pairs
-    are kept per video. Returns the number of results written.
+    are kept per video; ``refine`` post-processes every frame's masks before tracking encodes
+    them (:func:`refine_frame_queries`; ``"none"``: the model's masks, as MinVIS). Returns the
+    number of results written.
     """
     bar = tqdm(
         total=sum(len(v.paths) for v in videos), desc="track", unit="frame", disable=not progress
@@ -101,7 +149,10 @@ def track_videos(
 
     def streams() -> Iterable[tuple[int, Iterable[FrameQueries]]]:
         for video in videos:
-            yield video.video_id, iter_frame_queries(model, video, batch_size=batch_size, bar=bar)
+            yield (
+                video.video_id,
+                iter_frame_queries(model, video, batch_size=batch_size, bar=bar, refine=refine),
+            )
 
     with bar:
         n = write_vis_results(

@@ -87,8 +87,8 @@ from uvis.foundation.weights import resolve_weights
 from uvis.io import atomic_path, atomic_write_json
 from uvis.masks import RLE
 from uvis.presets import config_from_preset
-from uvis.proposals.maskcut import MaskCutConfig, agrees_with_refinement
-from uvis.proposals.refine import RefineMethod, refine_mask
+from uvis.proposals.maskcut import MaskCutConfig
+from uvis.proposals.refine import RefineMethod, refine_where_agreeing
 from uvis.schemas import FRAME_INDEX, PROPOSALS
 
 logger = logging.getLogger(__name__)
@@ -911,10 +911,10 @@ def refine_detections(
     if method == "none" or not chosen:
         return list(detections)
     coarse = np.stack([detections[i].mask for i in chosen])
-    refined = refine_mask(image, coarse, method, fill_holes=True)
+    refined = refine_where_agreeing(image, coarse, method, fill_holes=True, min_iou=MIN_REFINED_IOU)
     out = list(detections)
     for i, old, new in zip(chosen, coarse, refined, strict=True):
-        if agrees_with_refinement(old, new, MIN_REFINED_IOU):
+        if not np.array_equal(old, new):
             out[i] = dataclasses.replace(detections[i], mask=new)
     return out
 

@@ -64,7 +64,13 @@ import torch
 from scipy import ndimage
 
 from uvis.errors import ConfigError
-from uvis.proposals.refine import BilateralParams, RefineMethod, refine_mask
+from uvis.proposals.refine import (
+    BilateralParams,
+    RefineMethod,
+    agrees_with_refinement,
+    mask_iou,
+    refine_mask,
+)
 
 # CutLER flips the bipartition when its foreground side holds at least this many grid corners.
 FLIP_MIN_CORNERS = 3
@@ -188,12 +194,6 @@ def seed_component(foreground: np.ndarray, seed: int) -> np.ndarray:
     return labels == seed_label
 
 
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two bool masks; 0 when both are empty."""
-    union = np.count_nonzero(a | b)
-    return np.count_nonzero(a & b) / union if union else 0.0
-
-
 def is_new_object(
     candidate: np.ndarray,
     unclaimed: np.ndarray,
@@ -259,11 +259,6 @@ def upsample_mask(mask: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     rows = np.arange(height) * mask.shape[0] // height
     cols = np.arange(width) * mask.shape[1] // width
     return mask[rows[:, None], cols[None, :]]
-
-
-def agrees_with_refinement(coarse: np.ndarray, refined: np.ndarray, min_iou: float) -> bool:
-    """CutLER's post-CRF test (step 8): keep a mask only if refinement left it mostly unchanged."""
-    return bool(refined.any()) and mask_iou(coarse, refined) >= min_iou
 
 
 def maskcut(
