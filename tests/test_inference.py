@@ -68,6 +68,20 @@ def _frame_index(tmp_path: Path, lengths: dict[int, int], h: int = 36, w: int = 
     return out
 
 
+def _track(checkpoint: Path, index: Path, out: Path, **options) -> list[dict]:
+    """The results JSON of tracking ``index``'s videos with the checkpoint (lambda 0.5)."""
+    model, meta = load_vis_model(checkpoint)
+    track_videos(
+        model,
+        frame_index_videos(index),
+        out,
+        category_ids=meta.category_ids,
+        progress=False,
+        **{"lam": 0.5, **options},
+    )
+    return json.loads(out.read_text())
+
+
 def test_results_have_one_entry_per_frame_and_the_vocabulary(
     tmp_path: Path, checkpoint: Path
 ) -> None:
@@ -99,22 +113,10 @@ def test_results_have_one_entry_per_frame_and_the_vocabulary(
 
 def test_windowing_does_not_change_the_results(tmp_path: Path, checkpoint: Path) -> None:
     index = _frame_index(tmp_path, {1: 5})
-    model, meta = load_vis_model(checkpoint)
-    outs = []
-    for batch in (1, 4):
-        out = tmp_path / f"r{batch}.json"
-        track_videos(
-            model,
-            frame_index_videos(index),
-            out,
-            category_ids=meta.category_ids,
-            lam=0.5,
-            top_k=6,
-            batch_size=batch,
-            progress=False,
-        )
-        outs.append(json.loads(out.read_text()))
-    a, b = outs
+    a, b = (
+        _track(checkpoint, index, tmp_path / f"r{batch}.json", top_k=6, batch_size=batch)
+        for batch in (1, 4)
+    )
     assert [(r["category_id"]) for r in a] == [(r["category_id"]) for r in b]
     np.testing.assert_allclose([r["score"] for r in a], [r["score"] for r in b], atol=1e-5)
     for ra, rb in zip(a, b, strict=True):
@@ -174,22 +176,10 @@ def test_refine_choices_of_the_cli_are_the_library_methods() -> None:
 
 def test_refined_tracking_keeps_one_entry_per_frame(tmp_path: Path, checkpoint: Path) -> None:
     index = _frame_index(tmp_path, {1: 3})
-    model, meta = load_vis_model(checkpoint)
-    out = {}
-    for refine in ("none", "bilateral"):
-        path = tmp_path / f"{refine}.json"
-        track_videos(
-            model,
-            frame_index_videos(index),
-            path,
-            category_ids=meta.category_ids,
-            lam=0.5,
-            top_k=3,
-            progress=False,
-            refine=refine,
-        )
-        out[refine] = json.loads(path.read_text())
-    plain, refined = out["none"], out["bilateral"]
+    plain, refined = (
+        _track(checkpoint, index, tmp_path / f"{refine}.json", top_k=3, refine=refine)
+        for refine in ("none", "bilateral")
+    )
     # Refinement changes masks only: the same tracks, classes and scores, one entry per frame.
     assert [(r["category_id"], r["score"]) for r in plain] == [
         (r["category_id"], r["score"]) for r in refined

@@ -63,7 +63,8 @@ def segment_video(
 
     Writes ``frames/`` (the decoded frames), ``results.json`` (YouTube-VIS results, video id 1,
     category ids of the model's vocabulary; ``categories.json`` maps them to names) and, with
-    ``overlay``, ``overlay.mp4`` showing the results scoring at least ``min_score``.
+    ``overlay``, ``overlay.mp4`` showing the results scoring at least ``min_score``. ``refine``
+    post-processes the masks as :func:`~uvis.inference.refine_frame_queries` does.
     """
     paths = [
         str(p)
