@@ -14,7 +14,7 @@ Presets (the field defaults are ``default``):
   MinVIS's learning rate 1e-4 with the backbone at x 0.1, 32 images per batch, 320k iterations.
 * ``default`` - ``uvis-tiny`` on the embedded synthetic world: 8,000 iterations of 4 frames
   at the test size only (``scales`` (1,): MinVIS's 4/3 doubles the pixels and the cost of a
-  step), lr 3e-4 with the backbone at x 1.0, about 20 CPU minutes at one thread (about 150 ms
+  step), lr 3e-4 with the backbone at x 1.0, about 18 CPU minutes at one thread (138-150 ms
   a step on the 2026-12 machines; ``benchmarks/bench_vis_profile.py``). Chosen on the world of
   synth seed 1, never on the default world's valid split: ``benchmarks/bench_vis_curve.py``
   and ``benchmarks/RESULTS.md`` (sections "The supervised upper bound learns" and "Upper
