@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -123,10 +124,10 @@ def train_backbone(
     """Train ``cfg.arch`` to classify the captioned corpus; save its state dict and report.
 
     Training runs on the CPU with ``threads`` torch threads (one by default, so a run is
-    reproducible bit for bit on any machine) and a seeded generator. Writes ``out`` (the classifier's state dict, timm/torchvision
-    ResNet keys including ``fc.*``, which the VIS loader ignores) and ``out`` with suffix
-    ``.json`` (resolved config, per-epoch log, held-out accuracy), both atomically. Returns the
-    report.
+    reproducible bit for bit on any machine) and a seeded generator. Writes ``out`` (the
+    classifier's state dict, timm/torchvision ResNet keys including ``fc.*``, which the VIS
+    loader ignores) and ``out`` with suffix ``.json`` (resolved config, per-epoch log, held-out
+    accuracy), both atomically. Returns the report.
 
     Raises:
         DataError: naming the file for a bad corpus (see
@@ -134,8 +135,43 @@ def train_backbone(
             a category id below 1.
     """
     import timm
+
+    return train_corpus_classifier(
+        corpus_dir,
+        cfg,
+        out,
+        lambda num_classes: timm.create_model(cfg.arch, pretrained=False, num_classes=num_classes),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        progress=progress,
+        threads=threads,
+        desc="pretrain backbone",
+        versions={"timm": timm.__version__},
+    )
+
+
+def train_corpus_classifier(
+    corpus_dir: Path,
+    cfg: BackboneTrainConfig,
+    out: Path,
+    build: Callable[[int], torch.nn.Module],
+    *,
+    mean: tuple[float, float, float],
+    std: tuple[float, float, float],
+    progress: bool = True,
+    threads: int = 1,
+    desc: str = "pretrain",
+    state_dict: Callable[[torch.nn.Module], dict[str, torch.Tensor]] | None = None,
+    versions: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Train ``build(num_classes)`` to classify the captioned corpus (:func:`fit_classifier`).
+
+    Images are normalised with ``mean`` / ``std`` (RGB, 0..255 scale). Writes
+    ``state_dict(model)`` (default: the model's own) to ``out`` and the report to ``out`` with
+    suffix ``.json``, both atomically, and returns the report. ``threads`` torch threads are
+    used during training only. Raises DataError as :func:`train_backbone`.
+    """
     import torch
-    import torch.nn.functional as F
 
     start = time.perf_counter()
     corpus = read_captioned_corpus(Path(corpus_dir))
@@ -148,57 +184,20 @@ def train_backbone(
     torch.set_num_threads(threads)
     try:
         torch.manual_seed(cfg.seed)
-        generator = torch.Generator().manual_seed(cfg.seed)
-        model = timm.create_model(cfg.arch, pretrained=False, num_classes=num_classes)
-        images = _normalised(corpus.images)
-        labels = torch.from_numpy(labels_np)
-        x_train, y_train = images[train_idx], labels[train_idx]
-        batch_size = min(cfg.batch_size, len(train_idx))
-        steps_per_epoch = len(train_idx) // batch_size
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch
+        model = build(num_classes)
+        log = fit_classifier(
+            model,
+            _normalised(corpus.images, mean, std),
+            torch.from_numpy(labels_np),
+            (train_idx, held_idx),
+            cfg,
+            progress=progress,
+            desc=desc,
         )
-        base = int(images.shape[-1])
-        log: list[dict[str, float]] = []
-        bar = tqdm(
-            total=cfg.epochs * steps_per_epoch, desc="pretrain backbone", disable=not progress
-        )
-        for epoch in range(1, cfg.epochs + 1):
-            model.train()
-            order = torch.randperm(len(train_idx), generator=generator)
-            losses = []
-            for step in range(steps_per_epoch):
-                idx = order[step * batch_size : (step + 1) * batch_size]
-                x = x_train[idx]
-                if cfg.flip:
-                    flip = torch.rand(len(idx), generator=generator) < 0.5
-                    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-                scale = torch.empty(()).uniform_(*cfg.scale_range, generator=generator).item()
-                side = scale_jitter_size(base, scale)
-                x = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)
-                loss = F.cross_entropy(model(x), y_train[idx])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                losses.append(loss.item())
-                bar.update()
-            accuracy = classification_accuracy(model, images[held_idx], labels[held_idx])
-            log.append({"epoch": epoch, "loss": float(np.mean(losses)), "accuracy": accuracy})
-            bar.set_postfix(loss=f"{log[-1]['loss']:.3f}", acc=f"{accuracy:.3f}")
-            logger.info(
-                "pretrain backbone: epoch %d/%d loss %.4f held-out accuracy %.3f",
-                epoch,
-                cfg.epochs,
-                log[-1]["loss"],
-                accuracy,
-            )
-        bar.close()
         train_seconds = time.perf_counter() - start
         out = Path(out)
         with atomic_path(out) as tmp:
-            torch.save(model.state_dict(), tmp)
+            torch.save(model.state_dict() if state_dict is None else state_dict(model), tmp)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -211,26 +210,94 @@ def train_backbone(
         "num_classes": num_classes,
         "num_train_images": len(train_idx),
         "num_heldout_images": len(held_idx),
-        "steps": cfg.epochs * steps_per_epoch,
+        "steps": cfg.epochs * (len(train_idx) // min(cfg.batch_size, len(train_idx))),
         "log": log,
         "heldout_accuracy": log[-1]["accuracy"],
         "chance_accuracy": float(np.bincount(held_labels).max() / len(held_labels)),
         "train_seconds": round(train_seconds, 2),
         "torch_threads": threads,
-        "versions": {"torch": torch.__version__, "timm": timm.__version__},
+        "versions": {"torch": torch.__version__, **(versions or {})},
     }
     atomic_write_json(out.with_suffix(".json"), report, indent=1)
     return report
 
 
-def _normalised(images: np.ndarray) -> torch.Tensor:
-    """``(N, H, W, 3)`` uint8 -> ``(N, 3, H, W)`` float with the VIS model's ImageNet stats."""
+def fit_classifier(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    split: tuple[np.ndarray, np.ndarray],
+    cfg: BackboneTrainConfig,
+    *,
+    progress: bool = True,
+    desc: str = "pretrain",
+) -> list[dict[str, float]]:
+    """Train ``model`` (image batch -> class logits) on normalised ``images`` ``(N, 3, H, W)``.
+
+    ``split`` is (train, held-out) indices. AdamW with a one-cycle schedule over
+    ``cfg.epochs``; each batch is flipped per image (``cfg.flip``) and resized by one factor of
+    ``cfg.scale_range``. Draws come from a generator seeded with ``cfg.seed`` (seed torch's
+    global generator before building ``model``). Returns the per-epoch log: mean loss and
+    held-out accuracy.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    train_idx, held_idx = (torch.as_tensor(i) for i in split)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    x_train, y_train = images[train_idx], labels[train_idx]
+    batch_size = min(cfg.batch_size, len(train_idx))
+    steps_per_epoch = len(train_idx) // batch_size
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch
+    )
+    base = int(images.shape[-1])
+    log: list[dict[str, float]] = []
+    bar = tqdm(total=cfg.epochs * steps_per_epoch, desc=desc, disable=not progress)
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        order = torch.randperm(len(train_idx), generator=generator)
+        losses = []
+        for step in range(steps_per_epoch):
+            idx = order[step * batch_size : (step + 1) * batch_size]
+            x = x_train[idx]
+            if cfg.flip:
+                flip = torch.rand(len(idx), generator=generator) < 0.5
+                x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+            scale = torch.empty(()).uniform_(*cfg.scale_range, generator=generator).item()
+            side = scale_jitter_size(base, scale)
+            x = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)
+            loss = F.cross_entropy(model(x), y_train[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+            bar.update()
+        accuracy = classification_accuracy(model, images[held_idx], labels[held_idx])
+        log.append({"epoch": epoch, "loss": float(np.mean(losses)), "accuracy": accuracy})
+        bar.set_postfix(loss=f"{log[-1]['loss']:.3f}", acc=f"{accuracy:.3f}")
+        logger.info(
+            "%s: epoch %d/%d loss %.4f held-out accuracy %.3f",
+            desc,
+            epoch,
+            cfg.epochs,
+            log[-1]["loss"],
+            accuracy,
+        )
+    bar.close()
+    return log
+
+
+def _normalised(
+    images: np.ndarray, mean: tuple[float, float, float], std: tuple[float, float, float]
+) -> torch.Tensor:
+    """``(N, H, W, 3)`` uint8 -> ``(N, 3, H, W)`` float, normalised with ``mean`` / ``std``."""
     import torch
 
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (x - mean) / std
+    return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
 
 
 def classification_accuracy(
