@@ -467,20 +467,40 @@ TAGVIS_TARGETS_RUN = Namespace(
 )
 
 
+def tagvis_encoder_weights():
+    """Video-pretrained encoder weights: the stand-in, a file, a name, or none (the preset's)."""
+    w = config["tagvis"]["encoder_weights"]
+    return f"{R}/models/video_encoder_cls.pth" if w == "embedded" else w
+
+
+def video_encoder_pretrain_sets():
+    """The stand-in video encoder is trained with the tag-based model's widths and depths."""
+    from uvis.workflow_checks import tagvis_encoder_arch
+
+    arch = tagvis_encoder_arch(config)
+    return preset_sets({**arch, **config["tagvis"]["encoder_pretrain"]["overrides"]})
+
+
 def train_tagvis_inputs(wildcards):
     inputs = {"frames": f"{R}/frames/{TRAIN_SPLIT}.parquet"}
     if TAGVIS_TARGETS_RUN.vis_run == "uvis":
         inputs["labels"] = f"{R}/pseudo/labels/{TRAIN_SPLIT}.parquet"
     else:
         inputs["gt"] = ytvis_json(Namespace(split=TRAIN_SPLIT))
+    w = tagvis_encoder_weights()
+    if w and (config["tagvis"]["encoder_weights"] == "embedded" or os.path.isfile(w)):
+        inputs["encoder"] = w
     return inputs
 
 
 def tagvis_train_sets(wildcards):
-    """`--set` options: tagvis.train.overrides, then the variant's own settings."""
+    """`--set` options: tagvis.train.overrides, the encoder weights (tagvis.encoder_weights),
+    then the variant's own settings."""
+    w = tagvis_encoder_weights()
     return preset_sets(
         {
             **config["tagvis"]["train"]["overrides"],
+            **({"encoder_weights": w} if w else {}),
             **config["tagvis"]["variants"][wildcards.variant],
         }
     )

@@ -8,6 +8,37 @@ wildcard_constraints:
     bench="ytvis|davis",
 
 
+rule pretrain_video_encoder:
+    """Embedded default only: the stand-in for the Kinetics-400 weights of the (2+1)D encoder
+    (the paper fine-tunes a Kinetics-pretrained R(2+1)D), a classifier of the captioned corpus
+    shown as static clips.
+    """
+    input:
+        manifest=f"{WORLD}/manifest.json",
+    output:
+        ckpt=f"{R}/models/video_encoder_cls.pth",
+        report=f"{R}/models/video_encoder_cls.json",
+    log:
+        f"{R}/logs/pretrain_video_encoder.log",
+    benchmark:
+        f"{R}/benchmarks/pretrain_video_encoder.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=GPUS,
+    params:
+        corpus=f"{WORLD}/corpora/captioned",
+        preset=config["tagvis"]["encoder_pretrain"]["preset"],
+        sets=video_encoder_pretrain_sets(),
+    shell:
+        "python -m uvis pretrain video-encoder {params.corpus:q} {output.ckpt:q} "
+        "--preset {params.preset:q} {params.sets} --threads {threads} --no-progress "
+        "> {log:q} 2>&1"
+
+
 rule train_tagvis:
     """Clips of T frames, the spatio-temporal tagging loss + cross-entropy, Adam. An
     interrupted run resumes from its latest checkpoint; checkpoints of another run (changed

@@ -143,3 +143,60 @@ def test_cli_prints_one_line_and_writes_both_files(
     assert main(["pretrain", "backbone", str(tmp_path), str(tmp_path / "x.pth")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "captions.jsonl" in err[0]
+
+
+# ---- the tag-based model's (2+1)D encoder (``uvis pretrain video-encoder``) -----------------
+
+
+@pytest.fixture(scope="module")
+def trained_video_encoder(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    from uvis.tagvis.pretrain import EncoderPretrainConfig, train_video_encoder
+
+    cfg = EncoderPretrainConfig.preset("smoke", epochs=6, batch_size=8, holdout_fraction=0.25)
+    out = tmp_path_factory.mktemp("venc") / "encoder.pth"
+    return out, train_video_encoder(corpus, cfg, out, progress=False)
+
+
+def test_video_encoder_learns_easy_classes(trained_video_encoder: tuple) -> None:
+    _, report = trained_video_encoder
+    assert report["arch"] == "r2plus1d" and report["num_classes"] == 2
+    assert list(report["config"]["encoder_widths"]) == [8, 16]  # the smoke tagvis encoder's
+    assert report["heldout_accuracy"] >= 0.9 > report["chance_accuracy"]
+
+
+def test_video_encoder_initialises_the_tag_based_model(trained_video_encoder: tuple) -> None:
+    import torch
+
+    from uvis.tagvis.config import TagVisConfig
+    from uvis.tagvis.model import create_tagvis_model
+
+    out, _ = trained_video_encoder
+    state = torch.load(out, weights_only=True)
+    # torchvision's r2plus1d_18 layout: stem, layers and the classifier.
+    assert {"stem.0.weight", "layer2.0.conv1.0.0.weight", "fc.weight"} <= set(state)
+    model = create_tagvis_model(TagVisConfig.preset("smoke", encoder_weights=str(out)), 3)
+    loaded = model.encoder.state_dict()
+    assert len(loaded) > 20
+    assert all(torch.equal(v, state[k]) for k, v in loaded.items())
+
+
+def test_video_encoder_of_other_widths_is_refused(trained_video_encoder: tuple) -> None:
+    from uvis.tagvis.config import TagVisConfig
+    from uvis.tagvis.model import create_tagvis_model
+
+    out, _ = trained_video_encoder
+    wider = TagVisConfig.preset("smoke", encoder_widths=(8, 24), encoder_weights=str(out))
+    with pytest.raises(DataError, match=r"encoder\.pth"):
+        create_tagvis_model(wider, 3)
+
+
+def test_video_encoder_cli(corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "venc.pth"
+    argv = ["pretrain", "video-encoder", str(corpus), str(out), "--preset", "smoke"]
+    assert main([*argv, "--set", "epochs=1", "--no-progress"]) == 0
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert len(printed) == 1 and printed[0].startswith("pretrain video-encoder: wrote")
+    assert out.exists() and out.with_suffix(".json").exists()
+    assert main([*argv, "--set", "clip_frames=0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "clip_frames" in err[0]

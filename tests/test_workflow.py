@@ -74,7 +74,13 @@ SMOKE_MODELS = {
     },
     "tracking": {"lam": 0.5, "top_k": 3},
     # One tag-based variant, trained for seconds (the overlay cannot remove variants).
-    "tagvis": {"train": {"preset": "smoke", "overrides": {}}, "run_variants": ["full"]},
+    "tagvis": {
+        "train": {"preset": "smoke", "overrides": {}},
+        # The stand-in video pretraining (an option of the default) runs too.
+        "encoder_weights": "embedded",
+        "encoder_pretrain": {"preset": "smoke", "overrides": {}},
+        "run_variants": ["full"],
+    },
     # Tables 2 and 3 train at every filter level, which the smoke world's few pseudo-labels do
     # not all pass (their rules are tested on their own in test_report_workflow.py).
     "tables": {"build": ["uvis_table1", "uvis_table4", "tag_table1", "tag_table2", "tag_table3"]},

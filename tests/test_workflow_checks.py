@@ -106,8 +106,16 @@ BAD_SETTINGS = {
         "config proposals.detector:",
     ),
     "tagvis-encoder-weights": (
-        {"tagvis.train": {"preset": "paper", "overrides": {}}},
+        {"tagvis.encoder_weights": "/no/such.pth"},
+        "config tagvis.encoder_weights:",
+    ),
+    "tagvis-preset-encoder-weights": (
+        {"tagvis.encoder_weights": None, "tagvis.train": {"preset": "paper", "overrides": {}}},
         "config tagvis.train:",
+    ),
+    "tagvis-encoder-pretrain-key": (
+        {"tagvis.encoder_pretrain.overrides": {"widths": [8, 16]}},
+        "config tagvis.encoder_pretrain:",
     ),
 }
 
@@ -148,7 +156,7 @@ def test_cached_settings_still_look_up_the_weights(tmp_path, empty_weights_dir, 
     weight = empty_weights_dir / "r2plus1d_18_kinetics" / "r2plus1d_18-91a641e6.pth"
     weight.parent.mkdir()
     weight.write_bytes(b"a weight")
-    cfg = with_changes({"tagvis.train": {"preset": "paper", "overrides": {}}})
+    cfg = with_changes({"tagvis.encoder_weights": "r2plus1d_18_kinetics"})
     cache = tmp_path / "cache"
     check_config(cfg, src=SRC, cache_dir=cache)
     assert len(list(cache.iterdir())) == 1
@@ -159,7 +167,9 @@ def test_cached_settings_still_look_up_the_weights(tmp_path, empty_weights_dir, 
     monkeypatch.setattr(workflow_checks, "check_settings", not_again)
     check_config(cfg, src=SRC, cache_dir=cache)
     weight.unlink()
-    with pytest.raises(ConfigError, match=r"^config tagvis.train: weight 'r2plus1d_18_kinetics'"):
+    with pytest.raises(
+        ConfigError, match=r"^config tagvis.encoder_weights: weight 'r2plus1d_18_kinetics'"
+    ):
         check_config(cfg, src=SRC, cache_dir=cache)
     # Other settings: a new cache entry, so they are built (and checked) again.
     with pytest.raises(AssertionError, match="built again"):

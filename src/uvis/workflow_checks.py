@@ -114,6 +114,7 @@ def check_settings(config: Mapping[str, Any]) -> list[WeightRef]:
     from uvis.synth import SynthParams
     from uvis.tagvis.config import TagVisConfig
     from uvis.tagvis.infer import InferenceConfig
+    from uvis.tagvis.pretrain import EncoderPretrainConfig
     from uvis.train import TrainConfig
 
     weights: list[WeightRef] = []
@@ -174,7 +175,16 @@ def check_settings(config: Mapping[str, Any]) -> list[WeightRef]:
         weights.append(WeightRef(key, train.backbone_weights, "resnet"))
 
     tagvis = config["tagvis"]
+    _check(
+        "tagvis.encoder_pretrain",
+        lambda: EncoderPretrainConfig.preset(
+            tagvis["encoder_pretrain"]["preset"],
+            **cli_overrides(tagvis["encoder_pretrain"]["overrides"]),
+        ),
+    )
     preset, tag_sets = tagvis["train"]["preset"], cli_overrides(tagvis["train"]["overrides"])
+    if tagvis["encoder_weights"]:  # the rule's --set encoder_weights (else the preset's)
+        tag_sets["encoder_weights"] = tagvis["encoder_weights"]
     tag_cfg = _check("tagvis.train", lambda: TagVisConfig.preset(preset, **tag_sets))
     for name, switches in tagvis["variants"].items():
         _check(
@@ -189,11 +199,33 @@ def check_settings(config: Mapping[str, Any]) -> list[WeightRef]:
             InferenceConfig, cli_overrides(tagvis["inference"]), what="tagvis inference"
         ),
     )
-    if tagvis["enabled"] and tag_cfg.encoder_weights is not None:
-        weights.append(WeightRef("tagvis.train", tag_cfg.encoder_weights, "r2plus1d"))
+    if (
+        tagvis["enabled"]
+        and tag_cfg.encoder_weights is not None
+        and tagvis["encoder_weights"] != "embedded"
+    ):
+        key = "tagvis.encoder_weights" if tagvis["encoder_weights"] else "tagvis.train"
+        weights.append(WeightRef(key, tag_cfg.encoder_weights, "r2plus1d"))
 
     _check("deepsort.overrides", lambda: _deepsort_config(config["deepsort"]["overrides"]))
     return weights
+
+
+def tagvis_encoder_arch(config: Mapping[str, Any]) -> dict[str, list[int]]:
+    """Widths and depths of the tag-based model's encoder under ``tagvis.train`` (preset and
+    overrides), which the stand-in video pretraining must share for its weights to load.
+
+    Raises:
+        ConfigError: ``config tagvis.train: <problem>`` when the block does not build.
+    """
+    from uvis.tagvis.config import TagVisConfig
+
+    train = config["tagvis"]["train"]
+    cfg = _check(
+        "tagvis.train",
+        lambda: TagVisConfig.preset(train["preset"], **cli_overrides(train["overrides"])),
+    )
+    return {"encoder_widths": list(cfg.encoder_widths), "encoder_depths": list(cfg.encoder_depths)}
 
 
 def _deepsort_config(overrides: Mapping[str, Any]) -> Any:

@@ -3,7 +3,8 @@
 ``uvis pretrain ssl`` trains the self-supervised ViT with DINO (:mod:`uvis.foundation.dino`);
 ``uvis pretrain clip`` the CLIP model (:mod:`uvis.foundation.clip_train`); ``uvis pretrain
 backbone`` the stand-in for the VIS backbone's ImageNet classification weights
-(:mod:`uvis.foundation.backbone_pretrain`). torch is imported
+(:mod:`uvis.foundation.backbone_pretrain`); ``uvis pretrain video-encoder`` the stand-in for the
+tag-based model's Kinetics-400 weights (:mod:`uvis.tagvis.pretrain`). torch is imported
 only when a subcommand runs, so registering them keeps ``uvis --help`` fast.
 """
 
@@ -125,13 +126,58 @@ def _register_backbone(models: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_backbone)
 
 
+def _video_encoder(args: argparse.Namespace) -> int:
+    from uvis.tagvis.pretrain import EncoderPretrainConfig, train_video_encoder
+
+    cfg = EncoderPretrainConfig.preset(args.preset, **parse_overrides(args.set))
+    report = train_video_encoder(
+        args.corpus_dir, cfg, args.out, progress=not args.no_progress, threads=args.threads
+    )
+    print(
+        f"pretrain video-encoder: wrote {args.out} (+ .json), (2+1)D ResNet "
+        f"{list(cfg.encoder_widths)} {report['steps']} steps in {report['train_seconds']:.1f} s, "
+        f"held-out accuracy {report['heldout_accuracy']:.3f} "
+        f"(chance {report['chance_accuracy']:.3f})"
+    )
+    return 0
+
+
+def _register_video_encoder(models: argparse._SubParsersAction) -> None:
+    """Add ``uvis pretrain video-encoder CORPUS_DIR OUT.pth [--preset] [--set k=v]``."""
+    p = models.add_parser(
+        "video-encoder",
+        help="train the tag-based model's (2+1)D encoder as a classifier on the captioned "
+        "corpus (Kinetics stand-in)",
+        description="Train the tag-based model's (2+1)D ResNet to classify the captioned "
+        "corpus, each image as a static clip; save it in torchvision's r2plus1d_18 layout "
+        "(OUT.pth, for tagvis encoder_weights) and the config, training log and held-out "
+        "accuracy (OUT.json).",
+    )
+    add_stand_in_arguments(
+        p,
+        corpus_help="captioned corpus (WORLD/corpora/captioned)",
+        out_help="state dict to write (+ OUT.json)",
+        settings="EncoderPretrainConfig",
+        example="--set epochs=4 --set encoder_widths=[16,32,64]",
+    )
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=1,
+        help="torch CPU threads (default 1: reproducible bit for bit on any machine)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(func=_video_encoder)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``uvis pretrain {ssl, clip, backbone} ...``."""
+    """Add ``uvis pretrain {ssl, clip, backbone, video-encoder} ...``."""
     p = sub.add_parser("pretrain", help="train the foundation-model stand-ins (DINO ViT, CLIP)")
     models = p.add_subparsers(dest="model", metavar="MODEL")
     models.required = True
     _register_ssl(models)
     _register_backbone(models)
+    _register_video_encoder(models)
     # ---- CLIP stand-in (``uvis pretrain clip``): registered by the CLIP training module. ----
     if importlib.util.find_spec("uvis.foundation.clip_train") is not None:
         importlib.import_module("uvis.foundation.clip_train").register_cli(models)
