@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 
 from uvis.cli.synth import parse_overrides
@@ -85,6 +86,15 @@ def _register_ssl(models: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_ssl)
 
 
+def _print_classifier_report(command: str, out: Path, model: str, report: dict) -> None:
+    """The one line ``uvis pretrain backbone`` / ``video-encoder`` print when done."""
+    print(
+        f"pretrain {command}: wrote {out} (+ .json), {model} {report['steps']} steps in "
+        f"{report['train_seconds']:.1f} s, held-out accuracy {report['heldout_accuracy']:.3f} "
+        f"(chance {report['chance_accuracy']:.3f})"
+    )
+
+
 def _backbone(args: argparse.Namespace) -> int:
     from uvis.foundation.backbone_pretrain import BackboneTrainConfig, train_backbone
 
@@ -92,38 +102,8 @@ def _backbone(args: argparse.Namespace) -> int:
     report = train_backbone(
         args.corpus_dir, cfg, args.out, progress=not args.no_progress, threads=args.threads
     )
-    print(
-        f"pretrain backbone: wrote {args.out} (+ .json), {report['arch']} "
-        f"{report['steps']} steps in {report['train_seconds']:.1f} s, held-out accuracy "
-        f"{report['heldout_accuracy']:.3f} (chance {report['chance_accuracy']:.3f})"
-    )
+    _print_classifier_report("backbone", args.out, report["arch"], report)
     return 0
-
-
-def _register_backbone(models: argparse._SubParsersAction) -> None:
-    """Add ``uvis pretrain backbone CORPUS_DIR OUT.pth [--preset] [--set k=v] [--threads N]``."""
-    p = models.add_parser(
-        "backbone",
-        help="train the VIS backbone as a classifier on the captioned corpus (ImageNet stand-in)",
-        description="Train the VIS model's timm ResNet to classify the captioned corpus; save "
-        "its state dict in the torchvision/timm ResNet format (OUT.pth, for "
-        "backbone_weights) and the config, training log and held-out accuracy (OUT.json).",
-    )
-    add_stand_in_arguments(
-        p,
-        corpus_help="captioned corpus (WORLD/corpora/captioned)",
-        out_help="state dict to write (+ OUT.json)",
-        settings="BackboneTrainConfig",
-        example="--set epochs=4",
-    )
-    p.add_argument(
-        "--threads",
-        type=positive_int,
-        default=1,
-        help="torch CPU threads (default 1: reproducible bit for bit on any machine)",
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    p.set_defaults(func=_backbone)
 
 
 def _video_encoder(args: argparse.Namespace) -> int:
@@ -133,32 +113,30 @@ def _video_encoder(args: argparse.Namespace) -> int:
     report = train_video_encoder(
         args.corpus_dir, cfg, args.out, progress=not args.no_progress, threads=args.threads
     )
-    print(
-        f"pretrain video-encoder: wrote {args.out} (+ .json), (2+1)D ResNet "
-        f"{list(cfg.encoder_widths)} {report['steps']} steps in {report['train_seconds']:.1f} s, "
-        f"held-out accuracy {report['heldout_accuracy']:.3f} "
-        f"(chance {report['chance_accuracy']:.3f})"
-    )
+    model = f"(2+1)D ResNet {list(cfg.encoder_widths)}"
+    _print_classifier_report("video-encoder", args.out, model, report)
     return 0
 
 
-def _register_video_encoder(models: argparse._SubParsersAction) -> None:
-    """Add ``uvis pretrain video-encoder CORPUS_DIR OUT.pth [--preset] [--set k=v]``."""
-    p = models.add_parser(
-        "video-encoder",
-        help="train the tag-based model's (2+1)D encoder as a classifier on the captioned "
-        "corpus (Kinetics stand-in)",
-        description="Train the tag-based model's (2+1)D ResNet to classify the captioned "
-        "corpus, each image as a static clip; save it in torchvision's r2plus1d_18 layout "
-        "(OUT.pth, for tagvis encoder_weights) and the config, training log and held-out "
-        "accuracy (OUT.json).",
-    )
+def _register_classifier(
+    models: argparse._SubParsersAction,
+    name: str,
+    *,
+    help: str,
+    description: str,
+    settings: str,
+    example: str,
+    func: Callable[[argparse.Namespace], int],
+) -> None:
+    """Add ``uvis pretrain NAME CORPUS_DIR OUT.pth [--preset] [--set k=v] [--threads N]`` for
+    a stand-in trained as a classifier of the captioned corpus."""
+    p = models.add_parser(name, help=help, description=description)
     add_stand_in_arguments(
         p,
         corpus_help="captioned corpus (WORLD/corpora/captioned)",
         out_help="state dict to write (+ OUT.json)",
-        settings="EncoderPretrainConfig",
-        example="--set epochs=4 --set encoder_widths=[16,32,64]",
+        settings=settings,
+        example=example,
     )
     p.add_argument(
         "--threads",
@@ -167,7 +145,35 @@ def _register_video_encoder(models: argparse._SubParsersAction) -> None:
         help="torch CPU threads (default 1: reproducible bit for bit on any machine)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    p.set_defaults(func=_video_encoder)
+    p.set_defaults(func=func)
+
+
+def _register_classifiers(models: argparse._SubParsersAction) -> None:
+    """Add ``uvis pretrain backbone`` and ``uvis pretrain video-encoder``."""
+    _register_classifier(
+        models,
+        "backbone",
+        help="train the VIS backbone as a classifier on the captioned corpus (ImageNet stand-in)",
+        description="Train the VIS model's timm ResNet to classify the captioned corpus; save "
+        "its state dict in the torchvision/timm ResNet format (OUT.pth, for "
+        "backbone_weights) and the config, training log and held-out accuracy (OUT.json).",
+        settings="BackboneTrainConfig",
+        example="--set epochs=4",
+        func=_backbone,
+    )
+    _register_classifier(
+        models,
+        "video-encoder",
+        help="train the tag-based model's (2+1)D encoder as a classifier on the captioned "
+        "corpus (Kinetics stand-in)",
+        description="Train the tag-based model's (2+1)D ResNet to classify the captioned "
+        "corpus, each image as a static clip; save it in torchvision's r2plus1d_18 layout "
+        "(OUT.pth, for tagvis encoder_weights) and the config, training log and held-out "
+        "accuracy (OUT.json).",
+        settings="EncoderPretrainConfig",
+        example="--set epochs=4 --set encoder_widths=[16,32,64]",
+        func=_video_encoder,
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -176,8 +182,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     models = p.add_subparsers(dest="model", metavar="MODEL")
     models.required = True
     _register_ssl(models)
-    _register_backbone(models)
-    _register_video_encoder(models)
+    _register_classifiers(models)
     # ---- CLIP stand-in (``uvis pretrain clip``): registered by the CLIP training module. ----
     if importlib.util.find_spec("uvis.foundation.clip_train") is not None:
         importlib.import_module("uvis.foundation.clip_train").register_cli(models)
