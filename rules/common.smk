@@ -494,16 +494,19 @@ def train_tagvis_inputs(wildcards):
 
 
 def tagvis_train_sets(wildcards):
-    """`--set` options: tagvis.train.overrides, the encoder weights (tagvis.encoder_weights),
-    then the variant's own settings."""
-    w = tagvis_encoder_weights()
+    """`--set` options: tagvis.train.overrides, then the variant's own settings."""
     return preset_sets(
         {
             **config["tagvis"]["train"]["overrides"],
-            **({"encoder_weights": w} if w else {}),
             **config["tagvis"]["variants"][wildcards.variant],
         }
     )
+
+
+def tagvis_encoder_weights_args(wildcards):
+    """`--encoder-weights` when tagvis.encoder_weights is set (else the train preset's)."""
+    w = tagvis_encoder_weights()
+    return f"--encoder-weights {q(w)}" if w else ""
 
 
 def tagvis_compare_inputs(wildcards):

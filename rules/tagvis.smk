@@ -62,10 +62,12 @@ rule train_tagvis:
         targets=lambda wildcards, input: train_vis_targets(TAGVIS_TARGETS_RUN, input),
         preset=config["tagvis"]["train"]["preset"],
         sets=tagvis_train_sets,
+        encoder=tagvis_encoder_weights_args,
         out_dir=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
         "python -m uvis train tagvis --frames {input.frames:q} {params.targets} "
-        "--preset {params.preset:q} {params.sets} --threads {threads} --restart-stale "
+        "--preset {params.preset:q} {params.sets} {params.encoder} --threads {threads} "
+        "--restart-stale "
         "--no-progress --out {params.out_dir:q} > {log:q} 2>&1"
 
 

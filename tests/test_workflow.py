@@ -313,6 +313,7 @@ PREQUOTED = {
     "args",
     "backbone",
     "drop_groups",
+    "encoder",
     "launcher",
     "mask_background",
     "num_shards",

@@ -208,7 +208,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_target_options(t)
     t.add_argument(
         "--encoder-weights",
-        help="R(2+1)D-18 Kinetics-400 weights (torchvision format): local file or known name",
+        help="video-pretrained encoder weights in torchvision's r2plus1d_18 layout: a local "
+        "file (e.g. of uvis pretrain video-encoder) or a known name (r2plus1d_18_kinetics)",
     )
     _add_run_options(t, "TagVisConfig")
     t.set_defaults(func=_tagvis)
