@@ -221,27 +221,40 @@ def clip_pretrain_sets():
     )
 
 
-def _embedded(block):
-    return config[block]["weights"] == "embedded"
+def weights_path(value, stand_in):
+    """A weights setting as the jobs see it: `stand_in` (a rule's output) for "embedded",
+    else the setting itself (a file, a known name, or None)."""
+    return stand_in if value == "embedded" else value
+
+
+def weights_inputs(value, stand_in):
+    """The weights as a job's input files. The stand-in checkpoint is another job's output
+    and a real file given by path is an input too; a known name (resolved by the job) or
+    none is not."""
+    w = weights_path(value, stand_in)
+    return [w] if w and (value == "embedded" or os.path.isfile(w)) else []
+
+
+SSL_STAND_IN = f"{R}/models/ssl_vit.pth"
+CLIP_STAND_IN = f"{R}/models/clip.pt"
+BACKBONE_STAND_IN = f"{R}/models/backbone_cls.pth"
+VIDEO_ENCODER_STAND_IN = f"{R}/models/video_encoder_cls.pth"
 
 
 def ssl_weights(wildcards=None):
-    return f"{R}/models/ssl_vit.pth" if _embedded("ssl") else config["ssl"]["weights"]
+    return weights_path(config["ssl"]["weights"], SSL_STAND_IN)
 
 
 def ssl_weights_input(wildcards):
-    """The stand-in checkpoint is a rule output; a real file given by path is an input too."""
-    w = ssl_weights()
-    return [w] if _embedded("ssl") or os.path.isfile(w) else []
+    return weights_inputs(config["ssl"]["weights"], SSL_STAND_IN)
 
 
 def clip_weights(wildcards=None):
-    return f"{R}/models/clip.pt" if _embedded("clip") else config["clip"]["weights"]
+    return weights_path(config["clip"]["weights"], CLIP_STAND_IN)
 
 
 def clip_weights_input(wildcards):
-    w = clip_weights()
-    return [w] if _embedded("clip") or os.path.isfile(w) else []
+    return weights_inputs(config["clip"]["weights"], CLIP_STAND_IN)
 
 
 def cutler_weights_input(wildcards):
@@ -283,8 +296,7 @@ def vis_runs():
 
 def backbone_weights():
     """ImageNet-classification weights of the backbone: the stand-in, a file, a name or none."""
-    w = config["vis"]["backbone_weights"]
-    return f"{R}/models/backbone_cls.pth" if w == "embedded" else w
+    return weights_path(config["vis"]["backbone_weights"], BACKBONE_STAND_IN)
 
 
 #: UVIS runs besides `uvis` (the configured selection) that the ablation tables train:
@@ -311,8 +323,7 @@ def train_vis_inputs(wildcards):
         inputs["labels"] = f"{R}/pseudo/labels/{TRAIN_SPLIT}.parquet"
     else:
         inputs["gt"] = ytvis_json(Namespace(split=TRAIN_SPLIT))
-    w = backbone_weights()
-    if w and (config["vis"]["backbone_weights"] == "embedded" or os.path.isfile(w)):
+    for w in weights_inputs(config["vis"]["backbone_weights"], BACKBONE_STAND_IN):
         inputs["backbone"] = w
     return inputs
 
@@ -469,8 +480,7 @@ TAGVIS_TARGETS_RUN = Namespace(
 
 def tagvis_encoder_weights():
     """Video-pretrained encoder weights: the stand-in, a file, a name, or none (the preset's)."""
-    w = config["tagvis"]["encoder_weights"]
-    return f"{R}/models/video_encoder_cls.pth" if w == "embedded" else w
+    return weights_path(config["tagvis"]["encoder_weights"], VIDEO_ENCODER_STAND_IN)
 
 
 def video_encoder_pretrain_sets():
@@ -487,8 +497,8 @@ def train_tagvis_inputs(wildcards):
         inputs["labels"] = f"{R}/pseudo/labels/{TRAIN_SPLIT}.parquet"
     else:
         inputs["gt"] = ytvis_json(Namespace(split=TRAIN_SPLIT))
-    w = tagvis_encoder_weights()
-    if w and (config["tagvis"]["encoder_weights"] == "embedded" or os.path.isfile(w)):
+    encoder = config["tagvis"]["encoder_weights"]
+    for w in weights_inputs(encoder, VIDEO_ENCODER_STAND_IN):
         inputs["encoder"] = w
     return inputs
 

@@ -7,7 +7,7 @@ rule pretrain_ssl:
     input:
         manifest=f"{WORLD}/manifest.json",
     output:
-        ckpt=f"{R}/models/ssl_vit.pth",
+        ckpt=SSL_STAND_IN,
         report=f"{R}/models/ssl_vit.json",
     log:
         f"{R}/logs/pretrain_ssl.log",
@@ -36,7 +36,7 @@ rule pretrain_clip:
     input:
         manifest=f"{WORLD}/manifest.json",
     output:
-        ckpt=f"{R}/models/clip.pt",
+        ckpt=CLIP_STAND_IN,
         report=f"{R}/models/clip.json",
     log:
         f"{R}/logs/pretrain_clip.log",

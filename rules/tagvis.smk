@@ -16,7 +16,7 @@ rule pretrain_video_encoder:
     input:
         manifest=f"{WORLD}/manifest.json",
     output:
-        ckpt=f"{R}/models/video_encoder_cls.pth",
+        ckpt=VIDEO_ENCODER_STAND_IN,
         report=f"{R}/models/video_encoder_cls.json",
     log:
         f"{R}/logs/pretrain_video_encoder.log",

@@ -17,7 +17,7 @@ rule pretrain_backbone:
     input:
         manifest=f"{WORLD}/manifest.json",
     output:
-        ckpt=f"{R}/models/backbone_cls.pth",
+        ckpt=BACKBONE_STAND_IN,
         report=f"{R}/models/backbone_cls.json",
     log:
         f"{R}/logs/pretrain_backbone.log",

@@ -183,7 +183,7 @@ def check_settings(config: Mapping[str, Any]) -> list[WeightRef]:
         ),
     )
     preset, tag_sets = tagvis["train"]["preset"], cli_overrides(tagvis["train"]["overrides"])
-    if tagvis["encoder_weights"]:  # the rule's --set encoder_weights (else the preset's)
+    if tagvis["encoder_weights"]:  # the rule's --encoder-weights (else the preset's)
         tag_sets["encoder_weights"] = tagvis["encoder_weights"]
     tag_cfg = _check("tagvis.train", lambda: TagVisConfig.preset(preset, **tag_sets))
     for name, switches in tagvis["variants"].items():
