@@ -311,6 +311,70 @@ def test_result_is_json_serialisable_and_summary_lists_every_metric() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Class-agnostic mode (the official useCats = 0)
+
+
+def test_class_agnostic_ignores_the_category() -> None:
+    a = box(0, 4, 0, 4)
+    gt = gt_json([ann(1, [a])], cats=2)
+    results = [res(0.9, [a], cat=2)]  # the right mask, the wrong class
+    aware, agnostic = evaluate(gt, results), evaluate(gt, results, class_agnostic=True)
+    assert aware["AP"] == approx(0.0) and aware["per_category"] == {"c1": 0.0, "c2": None}
+    assert agnostic["AP"] == approx(100.0) and agnostic["AR1"] == approx(100.0)
+    assert agnostic["per_category"] == {} and agnostic["class_agnostic"] is True
+    assert aware["class_agnostic"] is False
+    assert agnostic["num_categories_with_gt"] == aware["num_categories_with_gt"] == 1
+
+
+def test_class_agnostic_keeps_100_results_per_video() -> None:
+    a, b = box(0, 4, 0, 4), box(5, 8, 5, 8)
+    gt = gt_json([ann(1, [a])], cats=2)
+    results = [res(0.9, [b], cat=2) for _ in range(100)] + [res(0.5, [a], cat=1)]
+    aware, agnostic = evaluate(gt, results), evaluate(gt, results, class_agnostic=True)
+    # class-aware: the one class-1 result is within its category's 100 and matches
+    assert aware["AP"] == approx(100.0) and aware["num_results_beyond_max_dets"] == 0
+    # class-agnostic: it is the video's 101st result by score, so it is not evaluated
+    assert agnostic["AP"] == approx(0.0) and agnostic["num_results_beyond_max_dets"] == 1
+    assert "beyond 100 per video, ignored" in format_summary(agnostic)
+
+
+def test_class_agnostic_equal_scores_go_in_category_order() -> None:
+    a, b = box(0, 4, 0, 4), box(5, 8, 5, 8)
+    gt = gt_json([ann(1, [a], cat=2)], cats=2)
+    # listed first but of the later category: ranked after the false positive of category 1
+    results = [res(0.5, [a], cat=2), res(0.5, [b], cat=1)]
+    m = evaluate(gt, results, class_agnostic=True)
+    assert m["AP"] == approx(50.0)  # precision 1/2 at full recall
+    assert m["AR1"] == approx(0.0)  # the first result of the video is the miss
+    swapped = evaluate(gt, [res(0.5, [a], cat=1), res(0.5, [b], cat=2)], class_agnostic=True)
+    assert swapped["AP"] == approx(100.0) and swapped["AR1"] == approx(100.0)
+
+
+def test_protocol_both_adds_the_class_agnostic_metrics(tmp_path: Path) -> None:
+    a = box(0, 4, 0, 4)
+    gt_path = write(tmp_path / "gt.json", gt_json([ann(1, [a])], cats=2))
+    res_path = write(tmp_path / "res.json", [res(0.9, [a], cat=2)])
+    both = evaluate_files(gt_path, res_path, protocol="both")
+    assert both["AP"] == approx(0.0) and both["AP_agnostic"] == approx(100.0)
+    assert both["class_agnostic"] is False and both["per_category"]["c1"] == approx(0.0)
+    assert {m.key + "_agnostic" for m in SUMMARY_METRICS} <= both.keys()
+    assert "agnostic" in format_summary(both).splitlines()[1]
+    with pytest.raises(ValueError, match="protocol"):
+        evaluate_files(gt_path, res_path, protocol="agnostic")
+
+
+@pytest.mark.parametrize("seed", range(1000, 1020))
+def test_class_agnostic_fast_matches_reference(seed: int) -> None:
+    gt, results = case_for_seed(seed)
+    ours = evaluate(gt, results, class_agnostic=True)
+    ref = reference_evaluate(gt, results, class_agnostic=True)
+    for metric in SUMMARY_METRICS:
+        a, b = ours[metric.key], ref[metric.key]
+        assert (a is None) == (b is None), metric.key
+        assert a is None or a == approx(b), metric.key
+
+
+# ---------------------------------------------------------------------------------------------
 # Fast implementation versus the reference
 
 
@@ -449,6 +513,11 @@ def test_cli(files: tuple[Path, Path, dict, list], tmp_path: Path, capsys: Any) 
     out = capsys.readouterr().out.strip().splitlines()
     assert out[0].startswith("YouTube-VIS evaluation: 1 videos")  # the table, then JSON
     assert json.loads(out[-1])["AP"] == approx(100.0)
+    args = ["eval", "ytvis", "--protocol", "class-agnostic", str(gt_path), str(res_path)]
+    assert main(args) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0].startswith("YouTube-VIS evaluation, class-agnostic: 1 videos")
+    assert json.loads(out[-1])["class_agnostic"] is True
     missing = tmp_path / "missing.json"
     assert main(["eval", "ytvis", str(gt_path), str(missing)]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -99,9 +99,12 @@ def load_official(folder: Path) -> tuple[Any, Any]:
     return loaded["ytvos"].YTVOS, loaded["ytvoseval"].YTVOSeval
 
 
-def official_metrics(classes: tuple[Any, Any], gt: dict, results: list) -> dict[str, Any]:
-    """Run the official evaluation (on copies: it modifies its inputs), silencing its prints;
-    returns the 12 stats (x100, None for -1) and per-category AP like ``evaluate``."""
+def official_metrics(
+    classes: tuple[Any, Any], gt: dict, results: list, *, use_cats: bool = True
+) -> dict[str, Any]:
+    """Run the official evaluation (on copies: it modifies its inputs), silencing its prints,
+    with ``params.useCats`` set from ``use_cats``; returns the 12 stats (x100, None for -1) and
+    per-category AP like ``evaluate`` (none when class-agnostic)."""
     ytvos_cls, eval_cls = classes
     with contextlib.redirect_stdout(io.StringIO()):
         gt_api = ytvos_cls()
@@ -109,6 +112,7 @@ def official_metrics(classes: tuple[Any, Any], gt: dict, results: list) -> dict[
         gt_api.createIndex()
         dt_api = gt_api.loadRes(copy.deepcopy(results))
         ev = eval_cls(gt_api, dt_api, "segm")
+        ev.params.useCats = int(use_cats)
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
@@ -117,8 +121,8 @@ def official_metrics(classes: tuple[Any, Any], gt: dict, results: list) -> dict[
         for m, s in zip(SUMMARY_METRICS, ev.stats, strict=True)
     }
     names = {c["id"]: c["name"] for c in gt["categories"]}
-    per_category = {}
-    for k, cat_id in enumerate(ev.params.catIds):
+    per_category: dict[str, float | None] = {}
+    for k, cat_id in enumerate(ev.params.catIds if use_cats else []):
         p = ev.eval["precision"][:, :, k, 0, 2]
         per_category[names[int(cat_id)]] = (
             100.0 * float(np.mean(p[p > -1])) if (p > -1).any() else None
@@ -155,3 +159,10 @@ def _assert_same(ours: dict, theirs: dict, seed: int) -> None:
 def test_matches_official(official: tuple[Any, Any], seed: int) -> None:
     gt, results = case_for_seed(seed)
     _assert_same(evaluate(gt, results), official_metrics(official, gt, results), seed)
+
+
+@pytest.mark.parametrize("seed", range(NUM_CASES))
+def test_class_agnostic_matches_official_use_cats_0(official: tuple[Any, Any], seed: int) -> None:
+    gt, results = case_for_seed(seed)
+    theirs = official_metrics(official, gt, results, use_cats=False)
+    _assert_same(evaluate(gt, results, class_agnostic=True), theirs, seed)

@@ -95,8 +95,27 @@ def pick_gt(ious: list[float], available: list[bool], ignored: list[bool], thr: 
     return -1
 
 
-def reference_evaluate(gt: dict, results: list[dict]) -> dict[str, Any]:
-    """The summary metrics (0-100, None if undefined) and per-category AP, the slow way."""
+def agnostic_inputs(gt: dict, results: list[dict]) -> tuple[dict, list[dict]]:
+    """Copies of ``gt`` and ``results`` with one category, -1 "object", in the order the
+    official code joins them with ``useCats = 0``: by category id, then input order."""
+    order = {c: i for i, c in enumerate(sorted(c["id"] for c in gt["categories"]))}
+    anns = sorted(gt["annotations"], key=lambda a: order[a["category_id"]])
+    res = sorted(results, key=lambda r: order[r["category_id"]])
+    gt = {
+        **gt,
+        "categories": [{"id": -1, "name": "object"}],
+        "annotations": [{**a, "category_id": -1} for a in anns],
+    }
+    return gt, [{**r, "category_id": -1} for r in res]
+
+
+def reference_evaluate(
+    gt: dict, results: list[dict], *, class_agnostic: bool = False
+) -> dict[str, Any]:
+    """The summary metrics (0-100, None if undefined) and per-category AP, the slow way;
+    ``class_agnostic``: on :func:`agnostic_inputs` (per-category AP then under "object")."""
+    if class_agnostic:
+        gt, results = agnostic_inputs(gt, results)
     videos = {v["id"]: v for v in gt["videos"]}
     cat_ids = sorted(c["id"] for c in gt["categories"])
     names = {c["id"]: c["name"] for c in gt["categories"]}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from uvis.cli.types import positive_int
 from uvis.errors import ConfigError, DataError
+from uvis.evaluation.ytvis import PROTOCOLS
 from uvis.io import atomic_write_json, atomic_write_text
 
 
@@ -22,7 +23,7 @@ def _emit(metrics: dict, out: Path | None) -> int:
 def _ytvis(args: argparse.Namespace) -> int:
     from uvis.evaluation.ytvis import evaluate_files, format_summary
 
-    metrics = evaluate_files(args.gt_json, args.results_json)
+    metrics = evaluate_files(args.gt_json, args.results_json, protocol=args.protocol)
     if not args.quiet:
         print(format_summary(metrics))
     return _emit(metrics, args.out)
@@ -98,6 +99,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     y.add_argument("gt_json", type=Path, help="ground truth in YouTube-VIS JSON format")
     y.add_argument(
         "results_json", type=Path, help="results JSON (list, or a .zip with results.json)"
+    )
+    y.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="class-aware",
+        help="class-aware (default: UVIS, the evaluation servers), class-agnostic (the official "
+        "code with useCats=0, as VideoCutLER and AutoQ-VIS report), or both (the class-agnostic "
+        "metrics added as AP_agnostic, AP50_agnostic, ...)",
     )
     y.add_argument("--out", type=Path, help="also write the metrics JSON here (atomically)")
     y.add_argument("-q", "--quiet", action="store_true", help="print only the JSON line")

@@ -65,6 +65,15 @@ choices, never a traceback):
   numbers as a box); a video with neither ``file_names`` nor ``length``.
 * Results may use uncompressed RLEs (official: crash); they are converted.
 * The inputs are not modified (the official code writes into the loaded annotations).
+
+Class-agnostic mode (``evaluate(..., class_agnostic=True)``) is the official code with
+``params.useCats = 0``, the protocol of the class-agnostic unsupervised VIS papers (VideoCutLER,
+AutoQ-VIS): every (video, category) group above becomes one group per video
+(:func:`agnostic_groups`). Its ground truth is the video's annotations of all categories, in
+increasing category id and then annotation order; its results are the video's results in the
+same category order, stably sorted by score (so equal scores keep category, then results-list
+order), and at most 100 per video are evaluated. The means run over the one pseudo-category;
+``per_category`` is empty.
 """
 
 from __future__ import annotations
@@ -91,12 +100,15 @@ from uvis.evaluation._ytvis_format import (
 )
 
 __all__ = [
+    "AGNOSTIC_SUFFIX",
     "AREA_RANGES",
     "IOU_THRESHOLDS",
     "MAX_DETS",
+    "PROTOCOLS",
     "RECALL_THRESHOLDS",
     "RESULTS_MEMBER",
     "SUMMARY_METRICS",
+    "agnostic_groups",
     "average_area",
     "evaluate",
     "evaluate_files",
@@ -108,6 +120,7 @@ __all__ = [
     "summarize",
     "video_intersections",
     "video_iou",
+    "with_agnostic",
 ]
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
@@ -126,6 +139,9 @@ AREA_RANGES: dict[str, tuple[float, float]] = {
     "large": (256.0**2, 1e5**2),
 }
 """Inclusive ranges of the average area (pixels), in the official order."""
+
+AGNOSTIC_CATEGORY = Category(id=-1, name="object")
+"""The one pseudo-category of class-agnostic evaluation (the official code's catId -1)."""
 
 _MAX_MATCH_IOU = 1 - 1e-10
 """The official matcher's threshold is min(t, 1 - 1e-10) (it only matters for a t of 1)."""
@@ -179,6 +195,21 @@ def rank_detections(detections: Sequence[Detection]) -> list[Detection]:
     """The evaluated results of one (video, category): stably sorted by decreasing score (ties
     keep results-list order), at most ``MAX_DETS[-1]``."""
     return sorted(detections, key=lambda d: -d.score)[: MAX_DETS[-1]]
+
+
+def agnostic_groups(
+    instances: Sequence[GtInstance], detections: Sequence[Detection]
+) -> tuple[dict[int, list[GtInstance]], dict[int, list[Detection]]]:
+    """Per video id, the ground truth and results of all categories as the official code joins
+    them with ``useCats = 0``: concatenated in increasing category id, each category's in its
+    input order (annotation order, results-list order)."""
+    gts: dict[int, list[GtInstance]] = defaultdict(list)
+    for inst in sorted(instances, key=lambda g: g.category_id):  # stable: annotation order
+        gts[inst.video_id].append(inst)
+    dets: dict[int, list[Detection]] = defaultdict(list)
+    for det in sorted(detections, key=lambda d: (d.category_id, d.index)):
+        dets[det.video_id].append(det)
+    return gts, dets
 
 
 def video_intersections(
@@ -408,22 +439,33 @@ def evaluate(
     *,
     gt_name: str = "ground truth",
     res_name: str = "results",
+    class_agnostic: bool = False,
 ) -> dict[str, Any]:
     """Evaluate loaded YouTube-VIS results against loaded ground truth (see module docstring).
 
     ``gt_name`` / ``res_name`` name the inputs in error messages. Neither input is modified.
-    Returns the summary metrics (0-100 or None), ``per_category`` AP and counts; the dict is
-    JSON-serialisable.
+    ``class_agnostic`` ignores the categories (the official ``useCats = 0``).
+    Returns the summary metrics (0-100 or None), ``per_category`` AP (empty when class-agnostic),
+    ``class_agnostic`` and counts; the dict is JSON-serialisable.
     """
     truth = load_ground_truth(gt, gt_name)
     detections = load_results(results, truth, res_name)
 
     gts_by_key: dict[tuple[int, int], list[GtInstance]] = defaultdict(list)
-    for inst in truth.instances:
-        gts_by_key[inst.video_id, inst.category_id].append(inst)
     dets_by_key: dict[tuple[int, int], list[Detection]] = defaultdict(list)
-    for det in detections:
-        dets_by_key[det.video_id, det.category_id].append(det)
+    categories = truth.categories
+    if class_agnostic:
+        categories = (AGNOSTIC_CATEGORY,)
+        gts_by_video, dets_by_video = agnostic_groups(truth.instances, detections)
+        for video_id, insts in gts_by_video.items():
+            gts_by_key[video_id, AGNOSTIC_CATEGORY.id] = insts
+        for video_id, dets in dets_by_video.items():
+            dets_by_key[video_id, AGNOSTIC_CATEGORY.id] = dets
+    else:
+        for inst in truth.instances:
+            gts_by_key[inst.video_id, inst.category_id].append(inst)
+        for det in detections:
+            dets_by_key[det.video_id, det.category_id].append(det)
     ranked = {key: rank_detections(dets) for key, dets in dets_by_key.items()}
     categories_of_video: dict[int, set[int]] = defaultdict(set)
     for video_id, category_id in (*gts_by_key, *ranked):
@@ -438,13 +480,20 @@ def evaluate(
         for c in cats:
             evals[c].append(_evaluate_video_category(ious[c], dets[c], gts[c]))
 
-    precision, recall = _accumulate(truth.categories, evals)
+    precision, recall = _accumulate(categories, evals)
     metrics: dict[str, Any] = summarize(precision, recall)
-    metrics["per_category"] = {
+    per_category = {
         c.name: _mean_defined(precision[:, :, k, 0, MAX_DETS.index(100)])
-        for k, c in enumerate(truth.categories)
+        for k, c in enumerate(categories)
     }
-    metrics.update(_counts(truth, detections, ranked, metrics["per_category"]))
+    metrics["per_category"] = {} if class_agnostic else per_category
+    metrics["class_agnostic"] = class_agnostic
+    with_gt = (
+        len({g.category_id for g in truth.instances if not g.iscrowd})
+        if class_agnostic
+        else sum(v is not None for v in per_category.values())
+    )
+    metrics.update(_counts(truth, detections, ranked, with_gt))
     return metrics
 
 
@@ -452,43 +501,73 @@ def _counts(
     truth: GroundTruth,
     detections: Sequence[Detection],
     ranked: dict[tuple[int, int], list[Detection]],
-    per_category: dict[str, float | None],
+    num_categories_with_gt: int,
 ) -> dict[str, int]:
     evaluated = sum(len(v) for v in ranked.values())
     return {
         "num_videos": len(truth.videos),
         "num_categories": len(truth.categories),
-        "num_categories_with_gt": sum(v is not None for v in per_category.values()),
+        "num_categories_with_gt": num_categories_with_gt,
         "num_gt_instances": len(truth.instances),
         "num_results": len(detections),
         "num_results_beyond_max_dets": len(detections) - evaluated,
     }
 
 
-def evaluate_files(gt_json: Path, results_json: Path) -> dict[str, Any]:
+PROTOCOLS = ("class-aware", "class-agnostic", "both")
+"""What :func:`evaluate_files` computes: the official metrics with categories (UVIS, the
+evaluation servers), without them (``useCats = 0``), or both in one dict (:func:`with_agnostic`)."""
+
+AGNOSTIC_SUFFIX = "_agnostic"
+"""Suffix of the class-agnostic summary metrics in a ``"both"`` result (``AP_agnostic``, ...)."""
+
+
+def with_agnostic(class_aware: dict[str, Any], class_agnostic: dict[str, Any]) -> dict[str, Any]:
+    """The class-aware metrics plus every class-agnostic summary metric as ``<key>_agnostic``."""
+    out = dict(class_aware)
+    out.update({m.key + AGNOSTIC_SUFFIX: class_agnostic[m.key] for m in SUMMARY_METRICS})
+    return out
+
+
+def evaluate_files(
+    gt_json: Path, results_json: Path, *, protocol: str = "class-aware"
+) -> dict[str, Any]:
     """Evaluate a results file (JSON list, or ``.zip`` holding ``results.json``) against a
-    YouTube-VIS ground-truth JSON file. Bad input raises :class:`~uvis.errors.DataError`."""
+    YouTube-VIS ground-truth JSON file, with one of :data:`PROTOCOLS`. Bad input raises
+    :class:`~uvis.errors.DataError`."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     gt = read_json(Path(gt_json))
     results = read_results_file(Path(results_json))
-    return evaluate(gt, results, gt_name=str(gt_json), res_name=str(results_json))
+    names = {"gt_name": str(gt_json), "res_name": str(results_json)}
+    if protocol == "both":
+        return with_agnostic(
+            evaluate(gt, results, **names), evaluate(gt, results, **names, class_agnostic=True)
+        )
+    return evaluate(gt, results, **names, class_agnostic=protocol == "class-agnostic")
 
 
 def format_summary(metrics: dict[str, Any]) -> str:
     """A human-readable table of the metrics returned by :func:`evaluate`."""
+    mode = ", class-agnostic" if metrics.get("class_agnostic") else ""
     head = (
-        f"YouTube-VIS evaluation: {metrics['num_videos']} videos, "
+        f"YouTube-VIS evaluation{mode}: {metrics['num_videos']} videos, "
         f"{metrics['num_categories']} categories ({metrics['num_categories_with_gt']} with "
         f"ground truth), {metrics['num_results']} results"
     )
     if metrics["num_results_beyond_max_dets"]:
-        head += f" ({metrics['num_results_beyond_max_dets']} beyond {MAX_DETS[-1]} per video "
-        head += "and category, ignored)"
-    lines = [head, f"  {'metric':<8}{'IoU':<11}{'area':<8}{'maxDets':>7}{'value':>9}"]
+        per = "video" if metrics.get("class_agnostic") else "video and category"
+        head += f" ({metrics['num_results_beyond_max_dets']} beyond {MAX_DETS[-1]} per {per}, "
+        head += "ignored)"
+    both = "AP" + AGNOSTIC_SUFFIX in metrics
+    extra = f"{'agnostic':>10}" if both else ""
+    lines = [head, f"  {'metric':<8}{'IoU':<11}{'area':<8}{'maxDets':>7}{'value':>9}{extra}"]
     for metric in SUMMARY_METRICS:
         iou = "0.50:0.95" if metric.iou is None else f"{metric.iou:.2f}"
+        extra = f"{_fmt(metrics.get(metric.key + AGNOSTIC_SUFFIX)):>10}" if both else ""
         lines.append(
             f"  {metric.key:<8}{iou:<11}{metric.area:<8}{metric.max_dets:>7}"
-            f"{_fmt(metrics.get(metric.key)):>9}"
+            f"{_fmt(metrics.get(metric.key)):>9}{extra}"
         )
     per_category = metrics.get("per_category", {})
     if per_category:
