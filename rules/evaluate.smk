@@ -18,8 +18,8 @@ rule eval_ytvis:
         mem_mb=4000,
         runtime=60,
     shell:
-        "python -m uvis eval ytvis {input.gt:q} {input.results:q} --out {output:q} "
-        "> {log:q} 2>&1"
+        "python -m uvis eval ytvis {input.gt:q} {input.results:q} --protocol both "
+        "--out {output:q} > {log:q} 2>&1"
 
 
 rule eval_davis:

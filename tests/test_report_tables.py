@@ -54,6 +54,9 @@ TABLE2_ROWS = [
 ]
 
 
+AGN = {"AP_agnostic": 0.0, "AP50_agnostic": 0.0}  # the class-agnostic metrics of Table 1
+
+
 def write_metrics(folder: Path, run: str, **values) -> Path:
     path = folder / f"{run}.valid.ytvis.json"
     path.write_text(json.dumps(values))
@@ -204,6 +207,7 @@ def test_uvis_table4_gain_of_the_tracking_memory(tmp_path):
 
 def test_uvis_table1_supervision_columns_and_metrics(tmp_path):
     values = {"AP": 21.4, "AP50": 42.3, "AP75": 19.4, "AR1": 22.5, "AR10": 28.2}
+    values |= {"AP_agnostic": 30.1, "AP50_agnostic": 55.6}
     files = {
         "uvis-memory": RunFiles(write_metrics(tmp_path, "uvis-memory", **values)),
         "deepsort": RunFiles(write_metrics(tmp_path, "deepsort", **dict.fromkeys(values, 1.0))),
@@ -221,12 +225,17 @@ def test_uvis_table1_supervision_columns_and_metrics(tmp_path):
         "19.4",
         "22.5",
         "28.2",
+        "30.1",
+        "55.6",
     ]
+    header = table_markdown(table).splitlines()
+    columns = [c.strip() for c in next(ln for ln in header if ln.startswith("|")).split("|")]
+    assert columns[-3:-1] == ["AP (class-agnostic)", "AP50 (class-agnostic)"]
 
 
 def test_uvis_table1_deepsort_on_filtered_labels_is_an_extra_row_after_a1(tmp_path):
     files = {
-        run: RunFiles(write_metrics(tmp_path, run, AP=ap, AP50=0, AP75=0, AR1=0, AR10=0))
+        run: RunFiles(write_metrics(tmp_path, run, AP=ap, AP50=0, AP75=0, AR1=0, AR10=0, **AGN))
         for run, ap in (("deepsort", 3.0), ("deepsort_pmf", 5.0), ("uvis-memory", 9.0))
     }
     rows = [("deepsort", "deepsort"), ("deepsort_pmf", "deepsort_pmf"), ("uvis", "uvis-memory")]

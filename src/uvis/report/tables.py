@@ -48,6 +48,10 @@ from uvis.report.html import markdown_html
 YTVIS_METRICS = ("AP", "AP50", "AP75", "AR1", "AR10")
 """The YouTube-VIS columns of UVIS Table 1 (and, renamed, of tag-based Table I)."""
 
+AGNOSTIC_METRICS = {"AP_agnostic": "AP (class-agnostic)", "AP50_agnostic": "AP50 (class-agnostic)"}
+"""Metric key -> column of the class-agnostic metrics (``uvis eval ytvis --protocol both``)
+that UVIS Table 1 adds, to place a run beside the class-agnostic papers."""
+
 DAVIS_METRICS = ("JF", "J", "F")
 """The DAVIS columns of tag-based Tables II and III (keys of ``uvis eval davis`` output)."""
 
@@ -149,9 +153,24 @@ def uvis_table1(runs: Mapping[str, str], dataset: str) -> TableSpec:
     return TableSpec(
         name="uvis_table1",
         title="UVIS Table 1: supervision vs. the unsupervised setting",
-        columns=("Method", "Video-Dataset", "COCO", "I-Sup.", "V-Sup.", *YTVIS_METRICS),
+        columns=(
+            "Method",
+            "Video-Dataset",
+            "COCO",
+            "I-Sup.",
+            "V-Sup.",
+            *YTVIS_METRICS,
+            *AGNOSTIC_METRICS.values(),
+        ),
         rows=tuple(
-            (label, dataset, NO, NONE, video_sup, *(Value(runs[role], m) for m in YTVIS_METRICS))
+            (
+                label,
+                dataset,
+                NO,
+                NONE,
+                video_sup,
+                *(Value(runs[role], m) for m in (*YTVIS_METRICS, *AGNOSTIC_METRICS)),
+            )
             for role, label, video_sup in methods
             if role in runs
         ),
@@ -160,7 +179,10 @@ def uvis_table1(runs: Mapping[str, str], dataset: str) -> TableSpec:
             "upper bound is the same model trained on ground-truth masks, with MinVIS matching "
             "(the paper's MinVIS row without COCO); UVIS uses the tracking memory. DeepSORT "
             "tracks the CLIP-labelled pseudo-labels without the denoising filters (A1 of "
-            "Table 2); DeepSORT (PMF-level) tracks the filtered ones UVIS trains on.",
+            "Table 2); DeepSORT (PMF-level) tracks the filtered ones UVIS trains on. "
+            "Class-agnostic: the same results with the categories ignored (the official code "
+            "with useCats=0), as VideoCutLER and AutoQ-VIS report; the other columns are "
+            "class-aware, as UVIS reports.",
         ),
     )
 
