@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from uvis.foundation.clip import classify, create_clip, image_embeddings, text_embeddings
-from uvis.foundation.clip_train import ClipTrainConfig, video_object_crops
+from uvis.standins.clip import ClipTrainConfig, video_object_crops
 
 SIDE_BINS = ((0, 18), (18, 26), (26, 40), (40, 10_000))
 VISIBLE_BINS = ((0.0, 0.5), (0.5, 0.8), (0.8, 0.95), (0.95, 1.01))

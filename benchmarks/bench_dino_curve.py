@@ -7,7 +7,7 @@ Usage (one thread; WORLD is any ``uvis synth`` output folder)::
     python benchmarks/bench_dino_curve.py supervised WORLD [--set KEY=VALUE ...] [--conv-stem]
         [--epochs 40] [--lr 1e-3]
 
-``dino`` trains with :func:`uvis.foundation.dino.fit_dino` (the default preset with ``--set``
+``dino`` trains with :func:`uvis.standins.dino.fit_dino` (the default preset with ``--set``
 overrides) and prints, per epoch, the loss and the teacher's collapse diagnostics (mean
 per-image entropy, entropy of the batch mean; ``ln K`` is the uniform collapse), and every
 ``--probe-every`` epochs the weighted k-NN accuracy of the teacher's CLS feature on held-out
@@ -34,8 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from uvis.cli.synth import parse_overrides
-from uvis.foundation.dino import (
+from uvis.foundation.ssl import cls_features
+from uvis.presets import parse_overrides
+from uvis.standins.dino import (
     DinoConfig,
     DinoNetwork,
     fit_dino,
@@ -46,7 +47,6 @@ from uvis.foundation.dino import (
     probe_inputs,
     probe_split,
 )
-from uvis.foundation.ssl import cls_features
 
 
 def conv_stem(embed_dim: int, patch_size: int) -> nn.Sequential:

@@ -40,15 +40,15 @@ import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from uvis.cli.synth import parse_overrides
 from uvis.data.frames import read_frame
 from uvis.data.ytvis import load_ytvis
-from uvis.foundation.dino import DinoConfig, initial_network, train_dino
 from uvis.foundation.ssl import last_block_keys, normalise_images, patch_size_of
 from uvis.masks import to_coco
+from uvis.presets import parse_overrides
 from uvis.proposals.maskcut import MaskCutConfig, maskcut
 from uvis.proposals.stage import model_input_size
 from uvis.pseudo.quality import _match_frame
+from uvis.standins.dino import DinoConfig, initial_network, train_dino
 
 # The pipeline's ssl block (config.yaml): the architecture pretrain_ssl trains and MaskCut loads.
 PIPELINE_ARCH = "vit_tiny_patch16_224"
@@ -147,7 +147,7 @@ def maskcut_quality(
 
 
 def run_maskcut(args: argparse.Namespace) -> None:
-    from uvis.foundation.dino import load_trained_ssl_vit
+    from uvis.standins.dino import load_trained_ssl_vit
 
     trained = load_trained_ssl_vit(Path(args.weights))
     report = json.loads(Path(args.weights).with_suffix(".json").read_text(encoding="utf-8"))
@@ -174,7 +174,7 @@ def run_maskcut(args: argparse.Namespace) -> None:
 
 
 def run_clip(args: argparse.Namespace) -> None:
-    from uvis.foundation.clip_train import ClipTrainConfig, train_clip
+    from uvis.standins.clip import ClipTrainConfig, train_clip
 
     cfg = ClipTrainConfig.preset(args.preset, **parse_overrides(args.set))
     out = Path(args.out)

@@ -38,12 +38,11 @@ import numpy as np
 import torch
 import yaml
 
-from uvis.cli.synth import parse_overrides
 from uvis.data.ytvis import load_ytvis
 from uvis.evaluation.davis import evaluate_folders
 from uvis.evaluation.ytvis import evaluate_files
 from uvis.inference.videos import frame_index_videos
-from uvis.presets import config_from_dict
+from uvis.presets import config_from_dict, parse_overrides
 from uvis.schemas import FRAME_INDEX
 from uvis.tagvis.checkpoint import load_tagvis_model
 from uvis.tagvis.clips import inference_frame_indices, read_clip, resize_labels

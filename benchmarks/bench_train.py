@@ -30,10 +30,10 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
 from uvis import masks
-from uvis.cli.synth import parse_overrides
 from uvis.data.frames import read_frame
 from uvis.data.ytvis import load_ytvis
 from uvis.model import load_vis_model, predict_frames
+from uvis.presets import parse_overrides
 from uvis.train import TrainConfig, targets_from_ground_truth, train_vis
 
 

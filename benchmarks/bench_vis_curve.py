@@ -33,12 +33,12 @@ from pathlib import Path
 
 import torch
 
-from uvis.cli.synth import parse_overrides
 from uvis.data.frames import write_frame_index
 from uvis.data.ytvis import load_ytvis
 from uvis.evaluation.ytvis import evaluate_files
 from uvis.inference import frame_index_videos, track_videos
 from uvis.model import load_vis_model
+from uvis.presets import parse_overrides
 from uvis.proposals.refine import REFINE_METHODS, RefineMethod
 from uvis.train import TrainConfig, targets_from_ground_truth, train_vis
 from uvis.train.loop import checkpoints

@@ -33,9 +33,9 @@ from typing import Any
 
 import torch
 
-from uvis.cli.synth import parse_overrides
 from uvis.data.ytvis import load_ytvis
 from uvis.model import create_vis_model
+from uvis.presets import parse_overrides
 from uvis.train import TrainConfig, targets_from_ground_truth
 from uvis.train.data import FrameSamples
 from uvis.train.loop import (

@@ -11,7 +11,7 @@ from PIL import Image
 
 from uvis.cli import main
 from uvis.errors import ConfigError, DataError
-from uvis.foundation.backbone_pretrain import (
+from uvis.standins.backbone import (
     BackboneTrainConfig,
     class_labels,
     scale_jitter_size,
@@ -150,7 +150,7 @@ def test_cli_prints_one_line_and_writes_both_files(
 
 @pytest.fixture(scope="module")
 def trained_video_encoder(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple:
-    from uvis.tagvis.pretrain import EncoderPretrainConfig, train_video_encoder
+    from uvis.standins.video_encoder import EncoderPretrainConfig, train_video_encoder
 
     cfg = EncoderPretrainConfig.preset("smoke", epochs=6, batch_size=8, holdout_fraction=0.25)
     out = tmp_path_factory.mktemp("venc") / "encoder.pth"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from uvis.foundation.clip_train import epoch_batches
+from uvis.standins.clip import epoch_batches
 
 
 def test_epoch_batches_are_full_disjoint_and_never_empty():

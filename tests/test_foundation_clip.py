@@ -8,7 +8,6 @@ through the real loader.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 import torch
 
 from uvis import masks
+from uvis.cli import build_parser
 from uvis.errors import ConfigError, DataError
 from uvis.foundation.clip import (
     ClipBundle,
@@ -28,18 +28,17 @@ from uvis.foundation.clip import (
     image_embeddings,
     text_embeddings,
 )
-from uvis.foundation.clip_train import (
+from uvis.foundation.weights import MissingWeightsError
+from uvis.standins.clip import (
     ClipTrainConfig,
     epoch_batches,
     random_letterbox,
     random_low_resolution,
     random_resized_crops,
     read_captioned_corpus,
-    register_cli,
     train_clip,
     video_object_crops,
 )
-from uvis.foundation.weights import MissingWeightsError
 
 SMOKE = "uvis-clip-smoke"
 NAMES = ["circle", "square", "star"]
@@ -315,12 +314,10 @@ def test_smoke_training_lowers_loss_and_reloads(smoke_world, tmp_path):
 
 
 def test_cli_pretrain_clip(smoke_world, tmp_path, capsys):
-    parser = argparse.ArgumentParser()
-    register_cli(parser.add_subparsers())
     out = tmp_path / "clip.pt"
-    args = parser.parse_args(
+    args = build_parser().parse_args(
         [
-            *("clip", str(smoke_world / "corpora" / "captioned"), str(out)),
+            *("pretrain", "clip", str(smoke_world / "corpora" / "captioned"), str(out)),
             *("--preset", "smoke", "--set", "epochs=1", "--threads", "1", "--no-progress"),
         ]
     )

@@ -21,8 +21,9 @@ from PIL import Image
 
 from uvis import cli
 from uvis.errors import ConfigError, DataError
-from uvis.foundation import dino, ssl
+from uvis.foundation import ssl
 from uvis.foundation.weights import MissingWeightsError
+from uvis.standins import dino
 
 # DINO ViT-S/8 (``dino_deitsmall8_pretrain.pth``): width 384, 6 heads, 12 blocks, MLP 1536,
 # 224 px training size -> 28 x 28 patches + CLS = 785 position embeddings.

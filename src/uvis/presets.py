@@ -14,6 +14,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+import yaml
+
 from uvis.errors import ConfigError
 
 T = TypeVar("T")
@@ -121,3 +123,21 @@ def resume_conflicts(config: Any, saved: Mapping[str, Any], resumable: frozenset
         for key in set(mine) | set(saved)
         if key not in resumable and mine.get(key) != saved.get(key)
     )
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """Parse ``key=value`` strings; values are YAML scalars or lists (``12``, ``[6, 8]``, ``0.5``).
+
+    Raises:
+        ConfigError: for an item without ``=`` or a value that is not valid YAML.
+    """
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        try:
+            overrides[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {key.strip()}: cannot parse value {text!r}") from exc
+    return overrides

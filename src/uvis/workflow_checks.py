@@ -71,7 +71,7 @@ def schema_error_line(error: Any) -> str:
 
 def cli_value(value: Any) -> Any:
     """An override value as the job receives it: the rules pass ``--set key=<JSON>`` and the
-    CLI reads the value as YAML (:func:`uvis.cli.synth.parse_overrides`)."""
+    CLI reads the value as YAML (:func:`uvis.presets.parse_overrides`)."""
     return yaml.safe_load(json.dumps(value))
 
 
@@ -103,18 +103,18 @@ def check_settings(config: Mapping[str, Any]) -> list[WeightRef]:
     Raises:
         ConfigError: ``config <key>: <problem>`` for the first block that does not build.
     """
-    from uvis.foundation.backbone_pretrain import BackboneTrainConfig
     from uvis.foundation.clip import model_config as clip_model_config
-    from uvis.foundation.clip_train import ClipTrainConfig
-    from uvis.foundation.dino import DinoConfig
     from uvis.model.mask2former import model_config as vis_model_config
     from uvis.presets import config_from_dict
     from uvis.proposals.detector import DetectorConfig
     from uvis.proposals.maskcut import MaskCutConfig
+    from uvis.standins.backbone import BackboneTrainConfig
+    from uvis.standins.clip import ClipTrainConfig
+    from uvis.standins.dino import DinoConfig
+    from uvis.standins.video_encoder import EncoderPretrainConfig
     from uvis.synth import SynthParams
     from uvis.tagvis.config import TagVisConfig
     from uvis.tagvis.infer import InferenceConfig
-    from uvis.tagvis.pretrain import EncoderPretrainConfig
     from uvis.train import TrainConfig
 
     weights: list[WeightRef] = []

@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from uvis.cli.synth import parse_overrides
 from uvis.cli.types import positive_int
+from uvis.presets import parse_overrides
 
 
 def _tagvis(args: argparse.Namespace) -> int:

@@ -1,29 +1,27 @@
 """``uvis pretrain``: train the embedded stand-ins of the foundation models.
 
-``uvis pretrain ssl`` trains the self-supervised ViT with DINO (:mod:`uvis.foundation.dino`);
-``uvis pretrain clip`` the CLIP model (:mod:`uvis.foundation.clip_train`); ``uvis pretrain
+``uvis pretrain ssl`` trains the self-supervised ViT with DINO (:mod:`uvis.standins.dino`);
+``uvis pretrain clip`` the CLIP model (:mod:`uvis.standins.clip`); ``uvis pretrain
 backbone`` the stand-in for the VIS backbone's ImageNet classification weights
-(:mod:`uvis.foundation.backbone_pretrain`); ``uvis pretrain video-encoder`` the stand-in for the
-tag-based model's Kinetics-400 weights (:mod:`uvis.tagvis.pretrain`). torch is imported
+(:mod:`uvis.standins.backbone`); ``uvis pretrain video-encoder`` the stand-in for the
+tag-based model's Kinetics-400 weights (:mod:`uvis.standins.video_encoder`). torch is imported
 only when a subcommand runs, so registering them keeps ``uvis --help`` fast.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
-from uvis.cli.synth import parse_overrides
 from uvis.cli.types import positive_int
+from uvis.presets import parse_overrides
 
 
 def _ssl(args: argparse.Namespace) -> int:
     import torch
 
-    from uvis.foundation.dino import DinoConfig, train_dino
+    from uvis.standins.dino import DinoConfig, train_dino
 
     cfg = DinoConfig.preset(args.preset, **parse_overrides(args.set))
     if args.threads is not None:
@@ -47,11 +45,17 @@ def _ssl(args: argparse.Namespace) -> int:
 
 
 def add_stand_in_arguments(
-    p: argparse.ArgumentParser, *, corpus_help: str, out_help: str, settings: str, example: str
+    p: argparse.ArgumentParser,
+    *,
+    corpus_help: str,
+    out_help: str,
+    settings: str,
+    example: str,
+    out_metavar: str = "OUT.pth",
 ) -> None:
     """The arguments every ``uvis pretrain`` stand-in takes: corpus, output, preset, ``--set``."""
     p.add_argument("corpus_dir", type=Path, metavar="CORPUS_DIR", help=corpus_help)
-    p.add_argument("out", type=Path, metavar="OUT.pth", help=out_help)
+    p.add_argument("out", type=Path, metavar=out_metavar, help=out_help)
     p.add_argument("--preset", default="default", help="smoke (seconds) or default")
     p.add_argument(
         "--set",
@@ -78,12 +82,17 @@ def _register_ssl(models: argparse._SubParsersAction) -> None:
         settings="DinoConfig",
         example="--set epochs=4 --set local_crops_number=2",
     )
+    _add_device_arguments(p)
+    p.set_defaults(func=_ssl)
+
+
+def _add_device_arguments(p: argparse.ArgumentParser) -> None:
+    """``--threads``, ``--device`` and ``--no-progress`` of the stand-ins that may use a GPU."""
     p.add_argument(
         "--threads", type=positive_int, help="torch CPU threads (default: torch's choice)"
     )
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    p.set_defaults(func=_ssl)
 
 
 def _print_classifier_report(command: str, out: Path, model: str, report: dict) -> None:
@@ -96,7 +105,7 @@ def _print_classifier_report(command: str, out: Path, model: str, report: dict) 
 
 
 def _backbone(args: argparse.Namespace) -> int:
-    from uvis.foundation.backbone_pretrain import BackboneTrainConfig, train_backbone
+    from uvis.standins.backbone import BackboneTrainConfig, train_backbone
 
     cfg = BackboneTrainConfig.preset(args.preset, **parse_overrides(args.set))
     report = train_backbone(
@@ -107,7 +116,7 @@ def _backbone(args: argparse.Namespace) -> int:
 
 
 def _video_encoder(args: argparse.Namespace) -> int:
-    from uvis.tagvis.pretrain import EncoderPretrainConfig, train_video_encoder
+    from uvis.standins.video_encoder import EncoderPretrainConfig, train_video_encoder
 
     cfg = EncoderPretrainConfig.preset(args.preset, **parse_overrides(args.set))
     report = train_video_encoder(
@@ -183,7 +192,63 @@ def register(sub: argparse._SubParsersAction) -> None:
     models.required = True
     _register_ssl(models)
     _register_classifiers(models)
-    # ---- CLIP stand-in (``uvis pretrain clip``): registered by the CLIP training module. ----
-    if importlib.util.find_spec("uvis.foundation.clip_train") is not None:
-        importlib.import_module("uvis.foundation.clip_train").register_cli(models)
-    # ---- end of the CLIP region ----
+    _register_clip(models)
+
+
+def _pretrain_clip(args: argparse.Namespace) -> int:
+    """Run ``uvis pretrain clip``; print a one-line summary."""
+    import torch
+
+    from uvis.standins.clip import ClipTrainConfig, train_clip
+
+    cfg = ClipTrainConfig.preset(args.preset, **parse_overrides(args.set))
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    report = train_clip(
+        args.corpus_dir,
+        args.out,
+        cfg,
+        eval_world=args.eval_world,
+        progress=not args.no_progress,
+        device=args.device,
+    )
+    quality = report["quality"]
+    parts = [f"held-out corpus {quality['heldout_corpus']['accuracy']:.1%}"]
+    if "video_crops" in quality:
+        parts.append(
+            f"video crops {quality['video_crops']['accuracy']:.1%} "
+            f"({quality['video_crops_masked_mean']['accuracy']:.1%} with masked background)"
+        )
+    print(
+        f"pretrain clip: {cfg.model}, {cfg.epochs} epochs in {report['train_seconds']:.0f} s, "
+        f"final loss {report['log'][-1]['loss']:.3f}; zero-shot accuracy {', '.join(parts)} "
+        f"(chance {quality['chance']:.0%}) -> {args.out}"
+    )
+    return 0
+
+
+def _register_clip(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``uvis pretrain clip CORPUS_DIR OUT.pt [--preset] [--eval-world] [--set k=v]``."""
+    p = subparsers.add_parser(
+        "clip",
+        help="train the CLIP stand-in (open_clip, contrastive) on the captioned corpus",
+        description="Train a small open_clip model with open_clip's own contrastive loss and "
+        "tokenizer on the captioned corpus; save it in open_clip's checkpoint format (OUT.pt) "
+        "and the config, training log and zero-shot accuracy (OUT.json).",
+    )
+    add_stand_in_arguments(
+        p,
+        corpus_help="captioned corpus (WORLD/corpora/captioned)",
+        out_help="checkpoint to write (+ OUT.json)",
+        settings="ClipTrainConfig",
+        example="--set epochs=5 --set crop_scale=[0.5,1]",
+        out_metavar="OUT.pt",
+    )
+    p.add_argument(
+        "--eval-world",
+        type=Path,
+        metavar="DIR",
+        help="synthetic world whose ytvis/valid object crops the zero-shot accuracy is measured on",
+    )
+    _add_device_arguments(p)
+    p.set_defaults(func=_pretrain_clip)

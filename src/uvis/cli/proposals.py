@@ -60,7 +60,7 @@ def _maskcut(args: argparse.Namespace) -> int:
 def _train_detector(args: argparse.Namespace) -> int:
     import torch
 
-    from uvis.cli.synth import parse_overrides
+    from uvis.presets import parse_overrides
     from uvis.proposals.detector import DetectorConfig, targets_from_proposals, train_detector
     from uvis.proposals.stage import read_frame_index
     from uvis.pseudo.filtering import read_shards

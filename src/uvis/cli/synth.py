@@ -4,30 +4,9 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from uvis.cli.types import nonnegative_int
-from uvis.errors import ConfigError
-
-
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """Parse ``key=value`` strings; values are YAML scalars or lists (``12``, ``[6, 8]``, ``0.5``).
-
-    Raises:
-        ConfigError: for an item without ``=`` or a value that is not valid YAML.
-    """
-    overrides: dict[str, Any] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set expects key=value, got {item!r}")
-        try:
-            overrides[key.strip()] = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"--set {key.strip()}: cannot parse value {text!r}") from exc
-    return overrides
+from uvis.presets import parse_overrides
 
 
 def _synth(args: argparse.Namespace) -> int:

@@ -15,8 +15,8 @@ import os
 from pathlib import Path
 
 from uvis.cli.pseudo import vocabulary_from_args
-from uvis.cli.synth import parse_overrides
 from uvis.cli.types import finite_float, positive_int
+from uvis.presets import parse_overrides
 
 
 def _training_set(args: argparse.Namespace):

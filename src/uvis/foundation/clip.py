@@ -9,7 +9,7 @@ Models are built by open_clip from an architecture name: a built-in one (``ViT-B
 ``uvis-clip-smoke``), registered with ``open_clip.add_model_config``. Weights always come from a
 local file in open_clip's checkpoint format, resolved by :func:`uvis.foundation.weights.
 resolve_weights`; open_clip's ``pretrained`` *tags* and ``hf-hub:`` names, which download, are
-never passed on. The embedded stand-in trained by :mod:`uvis.foundation.clip_train` is saved in
+never passed on. The embedded stand-in trained by :mod:`uvis.standins.clip` is saved in
 the same format, so the loader below is what runs in tests and in the default pipeline.
 """
 

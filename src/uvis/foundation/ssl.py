@@ -8,7 +8,7 @@ teacher backbone. Its key names (``cls_token``, ``pos_embed``, ``patch_embed.pro
 DINO *training* checkpoints (``checkpoint.pth``) hold ``{"teacher": ..., "student": ...}`` with
 keys prefixed ``module.`` (DDP) and ``backbone.`` (DINO's multi-crop wrapper), plus the
 projection head under ``head.``; :func:`read_dino_state_dict` unwraps both layouts, as DINO's own
-``utils.load_pretrained_weights`` does. The embedded stand-in (:mod:`uvis.foundation.dino`) saves
+``utils.load_pretrained_weights`` does. The embedded stand-in (:mod:`uvis.standins.dino`) saves
 in the first layout, so the loader that serves the real weights is the one that runs here.
 
 Images fed to these models are RGB in ``[0, 1]`` normalised with the ImageNet mean and standard

@@ -34,10 +34,10 @@ import numpy as np
 from tqdm import tqdm
 
 from uvis.errors import ConfigError, DataError
-from uvis.foundation.clip_train import holdout_split, read_captioned_corpus
 from uvis.io import atomic_path, atomic_write_json
 from uvis.model.mask2former import IMAGENET_MEAN, IMAGENET_STD
 from uvis.presets import config_from_preset
+from uvis.standins.clip import holdout_split, read_captioned_corpus
 
 if TYPE_CHECKING:
     import torch
@@ -131,7 +131,7 @@ def train_backbone(
 
     Raises:
         DataError: naming the file for a bad corpus (see
-            :func:`uvis.foundation.clip_train.read_captioned_corpus`), fewer than 3 images or
+            :func:`uvis.standins.clip.read_captioned_corpus`), fewer than 3 images or
             a category id below 1.
     """
     import timm

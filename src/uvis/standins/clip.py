@@ -34,7 +34,6 @@ command line stays fast.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -642,69 +641,3 @@ def video_object_crops(
         np.asarray(sides, np.float64),
         np.asarray(visible, np.float64),
     )
-
-
-def _pretrain_clip(args: argparse.Namespace) -> int:
-    """Run ``uvis pretrain clip``; print a one-line summary."""
-    import torch
-
-    from uvis.cli.synth import parse_overrides
-
-    cfg = ClipTrainConfig.preset(args.preset, **parse_overrides(args.set))
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    report = train_clip(
-        args.corpus_dir,
-        args.out,
-        cfg,
-        eval_world=args.eval_world,
-        progress=not args.no_progress,
-        device=args.device,
-    )
-    quality = report["quality"]
-    parts = [f"held-out corpus {quality['heldout_corpus']['accuracy']:.1%}"]
-    if "video_crops" in quality:
-        parts.append(
-            f"video crops {quality['video_crops']['accuracy']:.1%} "
-            f"({quality['video_crops_masked_mean']['accuracy']:.1%} with masked background)"
-        )
-    print(
-        f"pretrain clip: {cfg.model}, {cfg.epochs} epochs in {report['train_seconds']:.0f} s, "
-        f"final loss {report['log'][-1]['loss']:.3f}; zero-shot accuracy {', '.join(parts)} "
-        f"(chance {quality['chance']:.0%}) -> {args.out}"
-    )
-    return 0
-
-
-def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``uvis pretrain clip CORPUS_DIR OUT.pt [--preset] [--eval-world] [--set k=v]``."""
-    p = subparsers.add_parser(
-        "clip",
-        help="train the CLIP stand-in (open_clip, contrastive) on the captioned corpus",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
-    )
-    p.add_argument(
-        "corpus_dir",
-        type=Path,
-        metavar="CORPUS_DIR",
-        help="captioned corpus (WORLD/corpora/captioned)",
-    )
-    p.add_argument("out", type=Path, metavar="OUT.pt", help="checkpoint to write (+ OUT.json)")
-    p.add_argument("--preset", default="default", help="smoke (seconds) or default")
-    p.add_argument(
-        "--eval-world",
-        type=Path,
-        metavar="DIR",
-        help="synthetic world whose ytvis/valid object crops the zero-shot accuracy is measured on",
-    )
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a ClipTrainConfig setting, e.g. --set epochs=5 --set crop_scale=[0.5,1]",
-    )
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    p.set_defaults(func=_pretrain_clip)

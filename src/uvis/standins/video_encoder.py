@@ -11,7 +11,7 @@ each image shown as a static clip of ``clip_frames`` frames, and is saved in tor
 :func:`uvis.tagvis.model.load_r2plus1d_weights` reads as it reads the Kinetics file.
 
 The optimisation (AdamW, one-cycle, flips and scale jitter) is the backbone stand-in's
-(:func:`uvis.foundation.backbone_pretrain.fit_classifier`).
+(:func:`uvis.standins.backbone.fit_classifier`).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from uvis.errors import ConfigError
-from uvis.foundation.backbone_pretrain import BackboneTrainConfig, train_corpus_classifier
 from uvis.presets import config_from_preset
+from uvis.standins.backbone import BackboneTrainConfig, train_corpus_classifier
 from uvis.tagvis.config import TagVisConfig
 from uvis.tagvis.model import KINETICS_MEAN, KINETICS_STD, R2Plus1DEncoder
 
