@@ -16,12 +16,19 @@ SRC = os.path.join(workflow.basedir, "src")
 if SRC not in sys.path:
     sys.path.insert(0, SRC)
 
+from uvis.workflow.runs import (
+    DEEPSORT_RUN_PATTERN,
+    VIS_TRAINING_PATTERN,
+    Run,
+    VisTraining,
+)
+
 
 def _schema_error(exc):
-    """The one line of uvis.workflow_checks.schema_error_line for Snakemake's validation error
+    """The one line of uvis.workflow.checks.schema_error_line for Snakemake's validation error
     (which carries jsonschema's error as its context)."""
     import jsonschema
-    from uvis.workflow_checks import schema_error_line
+    from uvis.workflow.checks import schema_error_line
 
     cause = exc.__context__
     if isinstance(cause, jsonschema.ValidationError):
@@ -299,22 +306,14 @@ def backbone_weights():
     return weights_path(config["vis"]["backbone_weights"], BACKBONE_STAND_IN)
 
 
-#: UVIS runs besides `uvis` (the configured selection) that the ablation tables train:
-#: `uvis_<level>` at another pseudo-label level, `uvis_tau<tau>` at level pmf with another PMF
-#: threshold (Python's str(float(tau)), e.g. uvis_tau0.5).
-VIS_RUN_PATTERN = (
-    r"uvis|supervised|uvis_(none|objectness|clip|pmf)|uvis_tau[0-9]+\.[0-9]+"
-)
+#: VIS trainings (uvis.workflow.runs.VisTraining): `uvis` (the configured selection),
+#: `supervised`, and the ablation tables' `uvis_<level>` and `uvis_tau<tau>`.
+VIS_RUN_PATTERN = VIS_TRAINING_PATTERN
 
 
 def pseudo_selection(vis_run):
     """(level, tau or None) of the pseudo-labels a UVIS run trains on."""
-    if vis_run == "uvis":
-        level = config["vis"]["pseudo_level"]
-        return level, None
-    if vis_run.startswith("uvis_tau"):
-        return "pmf", float(vis_run[len("uvis_tau") :])
-    return vis_run[len("uvis_") :], None
+    return VisTraining.parse(vis_run).selection(config["vis"]["pseudo_level"])
 
 
 def train_vis_inputs(wildcards):
@@ -356,10 +355,6 @@ def deepsort_opts():
     )
 
 
-#: Run names of the DeepSORT baseline: `deepsort` (deepsort.level) and `deepsort_<level>`.
-DEEPSORT_RUN_PATTERN = "deepsort(_(none|objectness|clip|pmf))?"
-
-
 def deepsort_runs():
     """`deepsort` (UVIS Table 2's A1 at deepsort.level) and one run per other extra level."""
     level = config["deepsort"]["level"]
@@ -368,10 +363,8 @@ def deepsort_runs():
 
 
 def deepsort_level(ds_run):
-    """The pseudo-label level a DeepSORT run tracks."""
-    if ds_run == "deepsort":
-        return config["deepsort"]["level"]
-    return ds_run[len("deepsort_") :]
+    """The pseudo-label level a DeepSORT run tracks (`deepsort`: deepsort.level)."""
+    return Run.parse(ds_run).level or config["deepsort"]["level"]
 
 
 def deepsort_label(ds_run):
@@ -485,7 +478,7 @@ def tagvis_encoder_weights():
 
 def video_encoder_pretrain_sets():
     """The stand-in video encoder is trained with the tag-based model's widths and depths."""
-    from uvis.workflow_checks import tagvis_encoder_arch
+    from uvis.workflow.checks import tagvis_encoder_arch
 
     arch = tagvis_encoder_arch(config)
     return preset_sets({**arch, **config["tagvis"]["encoder_pretrain"]["overrides"]})
@@ -531,13 +524,13 @@ def tagvis_compare_args(wildcards, input):
 
 
 # Config checks that need the library, at DAG build: every preset/overrides block built into its
-# settings dataclass, every weight resolved (uvis.workflow_checks), the tag-based variants to
+# settings dataclass, every weight resolved (uvis.workflow.checks), the tag-based variants to
 # run. A bad value stops here with one line naming the config key, not hours later in its job.
 
 
 def _check_config():
     from uvis.errors import UvisError
-    from uvis.workflow_checks import check_config
+    from uvis.workflow.checks import check_config
 
     try:
         if config["tagvis"]["enabled"]:

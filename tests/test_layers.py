@@ -28,7 +28,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "tagvis report",
         "standins",  # trainers of the stand-ins: above everything they train
         "cli",
-        "workflow_checks workflow_rules __main__",  # Snakemake's helpers, above the CLI
+        "workflow __main__",  # the Snakemake workflow's Python, above the CLI
     )
 )
 LAYER_OF = {name: i for i, names in enumerate(LAYERS) for name in names}

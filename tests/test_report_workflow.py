@@ -17,21 +17,9 @@ import pytest
 import yaml
 
 from uvis import masks
+from uvis.workflow import tables as wt
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def report_functions(config: dict, workflow: SimpleNamespace | None = None) -> dict:
-    """The functions of rules/report_common.smk (plain Python), with ``config`` as given."""
-    namespace = {
-        "config": config,
-        "workflow": workflow or SimpleNamespace(configfiles=["config.yaml"]),
-        "os": os,
-        "json": json,
-    }
-    path = ROOT / "rules" / "report_common.smk"
-    exec(compile(path.read_text(), str(path), "exec"), namespace)
-    return namespace
 
 
 @pytest.mark.parametrize(
@@ -63,9 +51,9 @@ def report_functions(config: dict, workflow: SimpleNamespace | None = None) -> d
     ],
 )
 def test_run_names_of_table_rows(level, tau, expected_levels, expected_taus):
-    fns = report_functions({"vis": {"pseudo_level": level}, "filter": {"tau": tau}, "tables": {}})
-    assert {lv: fns["level_run"](lv) for lv in expected_levels} == expected_levels
-    assert {t: fns["tau_run"](t) for t in expected_taus} == expected_taus
+    plan = wt.TablePlan(pseudo_level=level, tau=tau)
+    assert {lv: str(plan.level_training(lv)) for lv in expected_levels} == expected_levels
+    assert {t: str(plan.tau_training(t)) for t in expected_taus} == expected_taus
 
 
 @dataclass
@@ -261,21 +249,25 @@ def test_the_note_of_a_run_without_logs_cites_the_snakemake_log(tmp_path):
         configfiles=["config.yaml"], dag=dag, scheduler=SimpleNamespace(failed={failed_job})
     )
     res = tmp_path / "results" / "synth"
-    config = yaml.safe_load((ROOT / "config.yaml").read_text())
-    config["tables"]["build"] = ["uvis_table1", "uvis_table4"]
-    fns = report_functions(config, workflow=workflow)
-    fns.update(
-        R=str(res),
-        DS="synth",
-        EVAL_SPLIT="valid",
-        SRC=str(ROOT / "src"),
-        vis_runs=lambda: ["uvis", "supervised"],
-        tagvis_variants=lambda: ["full"],
-        has_ytvis_gt=lambda split=None: True,
-        has_davis_gt=lambda: True,
+    plan = wt.TablePlan(pseudo_level="pmf", tau=0.7, supervised=True, tagvis_variants=("full",))
+    built = ["uvis_table1", "uvis_table4"]
+    failed = wt.failed_tables(workflow, built)
+    assert failed == ["uvis_table4"]
+
+    def table_args(name: str, fallback: str | None) -> str:
+        return wt.table_args(
+            plan,
+            name,
+            results=str(res),
+            split="valid",
+            dataset="synth",
+            provenance=("config.yaml", "0123456789ab"),
+            fallback_log=fallback,
+        )
+
+    wt.build_tables_after_error(
+        failed, [str(snakemake_log)], results=str(res), src=str(ROOT / "src"), table_args=table_args
     )
-    assert fns["failed_tables"]() == ["uvis_table4"]
-    fns["build_tables_after_error"]([str(snakemake_log)])
     partial = (res / "tables" / "uvis_table4.partial.md").read_text()
     assert f"- `uvis-minvis` failed — see `{snakemake_log}`" in partial
     assert "['" not in partial

@@ -1,4 +1,4 @@
-"""uvis.workflow_checks: the config checks the workflow runs when it builds the DAG (issue 14).
+"""uvis.workflow.checks: the config checks the workflow runs when it builds the DAG (issue 14).
 
 Each bad config below is built by hand from config.yaml; the error must be one line naming the
 config key. (tests/test_workflow.py runs the same checks through `snakemake -n`.)
@@ -16,9 +16,9 @@ import jsonschema
 import pytest
 import yaml
 
-from uvis import workflow_checks
 from uvis.errors import ConfigError
-from uvis.workflow_checks import check_config, schema_error_line
+from uvis.workflow import checks as workflow_checks
+from uvis.workflow.checks import check_config, schema_error_line
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "uvis"
@@ -213,7 +213,7 @@ def test_without_torch_in_snakemakes_environment_only_the_weights_are_checked(tm
 import sys, yaml
 sys.modules["torch"] = None  # import torch raises ImportError
 from uvis.errors import ConfigError
-from uvis.workflow_checks import check_config
+from uvis.workflow.checks import check_config
 cfg = yaml.safe_load(open({str(ROOT / "config.yaml")!r}))
 warnings = []
 check_config(cfg, src={str(SRC)!r}, cache_dir=None, warn=warnings.append)

@@ -2,7 +2,7 @@
 `pseudo_quality` ran in envs/core.yaml, which lacks faiss, so it failed under `--sdm conda`).
 
 For every rule, the test finds its command in rules/*.smk, the command's handler function in
-the CLI and the imports that handler makes (uvis.workflow_rules); a fresh interpreter then runs those imports with
+the CLI and the imports that handler makes (uvis.workflow.rules); a fresh interpreter then runs those imports with
 every installed third-party package that the rule's environment does not list blocked for
 imports made by uvis modules (packages' own dependencies come with them).
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from uvis.workflow_rules import (
+from uvis.workflow.rules import (
     command_handler,
     handler_import_code,
     main,

@@ -4,8 +4,8 @@ Snakemake re-runs a job when its rule's command changes (the ``code`` re-run tri
 the library modules that command imports change. After editing a uvis module, the rules whose
 commands import it (directly or through other uvis modules) are the ones to re-run::
 
-    python -m uvis.workflow_rules src/uvis/pseudo/filtering.py
-    snakemake --cores N --forcerun $(python -m uvis.workflow_rules src/uvis/pseudo/filtering.py)
+    python -m uvis.workflow.rules src/uvis/pseudo/filtering.py
+    snakemake --cores N --forcerun $(python -m uvis.workflow.rules src/uvis/pseudo/filtering.py)
 
 Each rule's ``uvis`` subcommand is found in its shell command, the subcommand's handler in the
 CLI, and the uvis modules it reaches by following imports (module-level and inside functions,
@@ -34,7 +34,7 @@ ASSEMBLED = {
 }
 
 #: The repository's rules folder and library source, for the command line.
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,7 @@ def rules_using(paths: Iterable[Path], rules_dir: Path, src: Path) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m uvis.workflow_rules",
+        prog="python -m uvis.workflow.rules",
         description="Print the workflow rules whose commands use the given uvis source files "
         "(for snakemake --forcerun).",
     )
