@@ -33,6 +33,7 @@ _MODULES = (
     "baseline",
     "eval",
     "report",
+    "weights",
     "misc",
 )
 

@@ -3,8 +3,11 @@
 Nothing is ever downloaded at run time: a stage that needs a weight resolves it with
 :func:`resolve_weights` at start-up and, when the file is missing, stops with one message that
 names the weight, the file expected, and where to get it. A weight is given in config either
-as a path to a local file or as one of the names below, looked up in the weights folder
-(``$UVIS_WEIGHTS`` or ``~/.cache/uvis/weights``).
+as a path to a local file or as one of the names below, looked up (:func:`locate_weights`) in
+the weights folder (``$UVIS_WEIGHTS`` or ``~/.cache/uvis/weights``, as ``<name>/<file>``), then
+in the caches other tools fill: torch.hub's checkpoint folder (where ``torch.hub`` and
+torchvision save downloaded files) and the Hugging Face hub cache (where open_clip's
+``pretrained=`` tags download to). Caches are only read, never filled.
 """
 
 from __future__ import annotations
@@ -30,7 +33,10 @@ class WeightSpec:
 
     ``arch`` is the architecture name of the library that builds the model (a timm name for
     self-supervised ViTs, an open_clip model name for CLIP, a torchvision builder otherwise).
-    ``url`` is documentation for the user; the pipeline never fetches it.
+    ``url`` is documentation for the user; the pipeline never fetches it. ``licence`` is the
+    weights' own licence (several are non-commercial). ``sha256_prefix`` is the start of the
+    file's SHA-256 where its publisher states it (torchvision puts it in the file name), else
+    empty; ``hf_repo`` the Hugging Face repository whose cache may hold the file.
     """
 
     name: str
@@ -40,7 +46,14 @@ class WeightSpec:
     filename: str
     url: str
     note: str = ""
+    licence: str = ""
+    sha256_prefix: str = ""
+    hf_repo: str = ""
 
+
+DINO_LICENCE = "Apache-2.0 (facebookresearch/dino)"
+LAION_LICENCE = "MIT (LAION's model card)"
+TORCHVISION_LICENCE = "BSD-3-Clause (torchvision)"
 
 KNOWN_WEIGHTS: dict[str, WeightSpec] = {
     s.name: s
@@ -53,6 +66,7 @@ KNOWN_WEIGHTS: dict[str, WeightSpec] = {
             "dino_deitsmall8_pretrain.pth",
             "https://dl.fbaipublicfiles.com/dino/dino_deitsmall8_pretrain/dino_deitsmall8_pretrain.pth",
             "DINO ViT-S/8 backbone (state dict of the teacher backbone)",
+            licence=DINO_LICENCE,
         ),
         WeightSpec(
             "dino_vitb8",
@@ -62,6 +76,7 @@ KNOWN_WEIGHTS: dict[str, WeightSpec] = {
             "dino_vitbase8_pretrain.pth",
             "https://dl.fbaipublicfiles.com/dino/dino_vitbase8_pretrain/dino_vitbase8_pretrain.pth",
             "DINO ViT-B/8 backbone, as used by MaskCut/CutLER",
+            licence=DINO_LICENCE,
         ),
         WeightSpec(
             "clip_vit_b32_laion2b",
@@ -71,6 +86,8 @@ KNOWN_WEIGHTS: dict[str, WeightSpec] = {
             "open_clip_pytorch_model.bin",
             "https://huggingface.co/laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
             "open_clip ViT-B-32, pretrained tag laion2b_s34b_b79k",
+            licence=LAION_LICENCE,
+            hf_repo="laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
         ),
         WeightSpec(
             "clip_vit_bigg14_laion2b",
@@ -80,6 +97,8 @@ KNOWN_WEIGHTS: dict[str, WeightSpec] = {
             "open_clip_pytorch_model.bin",
             "https://huggingface.co/laion/CLIP-ViT-bigG-14-laion2B-39B-b160k",
             "open_clip ViT-bigG-14, pretrained tag laion2b_s39b_b160k (the UVIS paper's CLIP)",
+            licence=LAION_LICENCE,
+            hf_repo="laion/CLIP-ViT-bigG-14-laion2B-39B-b160k",
         ),
         WeightSpec(
             "cutler_cascade",
@@ -89,6 +108,7 @@ KNOWN_WEIGHTS: dict[str, WeightSpec] = {
             "cutler_cascade_final.pth",
             "https://dl.fbaipublicfiles.com/cutler/checkpoints/cutler_cascade_final.pth",
             "CutLER Cascade Mask R-CNN (needs detectron2)",
+            licence="CC BY-NC-SA 4.0 (facebookresearch/CutLER): non-commercial use only",
         ),
         WeightSpec(
             "resnet50_imagenet",
@@ -98,6 +118,8 @@ KNOWN_WEIGHTS: dict[str, WeightSpec] = {
             "resnet50-0676ba61.pth",
             "https://download.pytorch.org/models/resnet50-0676ba61.pth",
             "ResNet-50 ImageNet-1k classification (torchvision IMAGENET1K_V2)",
+            licence=TORCHVISION_LICENCE + "; trained on ImageNet-1k, see its terms of access",
+            sha256_prefix="0676ba61",
         ),
         WeightSpec(
             "r2plus1d_18_kinetics",
@@ -107,6 +129,8 @@ KNOWN_WEIGHTS: dict[str, WeightSpec] = {
             "r2plus1d_18-91a641e6.pth",
             "https://download.pytorch.org/models/r2plus1d_18-91a641e6.pth",
             "R(2+1)D-18 Kinetics-400 (torchvision)",
+            licence=TORCHVISION_LICENCE + "; trained on Kinetics-400",
+            sha256_prefix="91a641e6",
         ),
     )
 }
@@ -115,6 +139,45 @@ KNOWN_WEIGHTS: dict[str, WeightSpec] = {
 def weights_dir() -> Path:
     """The folder where named weights are looked up."""
     return Path(os.environ.get("UVIS_WEIGHTS", Path.home() / ".cache" / "uvis" / "weights"))
+
+
+def weight_locations(spec: WeightSpec) -> list[Path]:
+    """Where :func:`locate_weights` looks for a known weight, in order: the weights folder,
+    torch.hub's checkpoint folder (files downloaded from a URL whose file name is the spec's),
+    and the Hugging Face hub cache (files of ``spec.hf_repo``)."""
+    places = [weights_dir() / spec.name / spec.filename]
+    if spec.url.rsplit("/", 1)[-1] == spec.filename:
+        places.append(_torch_hub_dir() / "checkpoints" / spec.filename)
+    if spec.hf_repo:
+        cached = _hf_cached(spec.hf_repo, spec.filename)
+        if cached is not None:
+            places.append(cached)
+    return places
+
+
+def locate_weights(spec: WeightSpec) -> Path | None:
+    """The first existing file of :func:`weight_locations`, or None (never downloads)."""
+    return next((path for path in weight_locations(spec) if path.is_file()), None)
+
+
+def _torch_hub_dir() -> Path:
+    """torch.hub's folder, worked out as ``torch.hub.get_dir`` does but without importing
+    torch: ``$TORCH_HOME/hub``, else ``$XDG_CACHE_HOME/torch/hub``, else ``~/.cache/torch/hub``."""
+    if "TORCH_HOME" in os.environ:
+        return Path(os.environ["TORCH_HOME"]).expanduser() / "hub"
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser()
+    return cache / "torch" / "hub"
+
+
+def _hf_cached(repo: str, filename: str) -> Path | None:
+    """The file in the Hugging Face hub cache (``$HF_HUB_CACHE``, ``$HF_HOME/hub``, ...), read
+    with huggingface_hub's own offline lookup; None when absent or the library is missing."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - installed with timm and open_clip
+        return None
+    found = try_to_load_from_cache(repo, filename)
+    return Path(found) if isinstance(found, str) else None
 
 
 def resolve_weights(ref: str | os.PathLike[str], family: Family) -> Path:
@@ -138,10 +201,11 @@ def resolve_weights(ref: str | os.PathLike[str], family: Family) -> Path:
         raise MissingWeightsError(
             f"weight {spec.name!r} is a {spec.family} weight, but a {family} weight is needed here"
         )
-    path = weights_dir() / spec.name / spec.filename
-    if not path.is_file():
+    path = locate_weights(spec)
+    if path is None:
+        expected = weights_dir() / spec.name / spec.filename
         raise MissingWeightsError(
             f"weight {spec.name!r} ({spec.note}) is not available offline: download "
-            f"{spec.url} and save it as {path} (or set the config value to the file's path)"
+            f"{spec.url} and save it as {expected} (or set the config value to the file's path)"
         )
     return path
