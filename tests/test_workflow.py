@@ -48,43 +48,24 @@ def overlay(path: Path, cfg: dict) -> list[str]:
     return ["--configfile", "config.yaml", str(path)]
 
 
+#: The tour (config/tour.yaml): every stage at smoke size, as README shows it to new users.
+TOUR = yaml.safe_load((ROOT / "config" / "tour.yaml").read_text())
+SMOKE_MODELS = {key: value for key, value in TOUR.items() if key not in ("results", "synth")}
+
+
 def smoke_synth() -> dict:
-    """The ``synth`` section of a smoke-world overlay. Snakemake merges an overlay into
-    config.yaml key by key, so ``overrides: {}`` would keep config.yaml's overrides (the default
-    world's 600 train videos); each of them is set back to the smoke preset's value instead."""
+    """The tour's ``synth`` section: the smoke world (see :func:`test_tour_resets_every_synth_override_to_the_smoke_preset`)."""
+    return TOUR["synth"]
+
+
+def test_tour_resets_every_synth_override_to_the_smoke_preset():
+    """Snakemake merges an overlay into config.yaml key by key, so the tour must set each of
+    config.yaml's synth overrides (the default world's 600 train videos) back to the smoke
+    preset's value, or the tour would generate the full-size world."""
     smoke = SynthParams.preset("smoke").to_dict()
     base = yaml.safe_load((ROOT / "config.yaml").read_text())["synth"].get("overrides") or {}
-    return {"preset": "smoke", "seed": 0, "overrides": {key: smoke[key] for key in base}}
-
-
-SMOKE_MODELS = {
-    "pseudo_labels": {"splits": ["train", "valid"], "shards": 2},
-    "ssl": {"pretrain": {"preset": "smoke", "overrides": {}}},
-    "clip": {"model": "uvis-clip-smoke", "pretrain": {"preset": "smoke", "overrides": {}}},
-    # MaskCut at the frames' own size (the default upsamples them to short side 192 px).
-    "proposals": {
-        "detector": {"preset": "smoke", "overrides": {}},
-        "maskcut": {"input_short": None},
-    },
-    # The smoke world's few pseudo-labels may all fail the filters: train on every proposal.
-    "vis": {
-        "model": "uvis-smoke",
-        "train": {"preset": "smoke", "overrides": {}},
-        "pseudo_level": "none",
-    },
-    "tracking": {"lam": 0.5, "top_k": 3},
-    # One tag-based variant, trained for seconds (the overlay cannot remove variants).
-    "tagvis": {
-        "train": {"preset": "smoke", "overrides": {}},
-        # The stand-in video pretraining (an option of the default) runs too.
-        "encoder_weights": "embedded",
-        "encoder_pretrain": {"preset": "smoke", "overrides": {}},
-        "run_variants": ["full"],
-    },
-    # Tables 2 and 3 train at every filter level, which the smoke world's few pseudo-labels do
-    # not all pass (their rules are tested on their own in test_report_workflow.py).
-    "tables": {"build": ["uvis_table1", "uvis_table4", "tag_table1", "tag_table2", "tag_table3"]},
-}
+    assert TOUR["synth"]["preset"] == "smoke"
+    assert TOUR["synth"]["overrides"] == {key: smoke[key] for key in base}
 
 
 def smoke(tmp: Path, name: str, filter_cfg: dict | None = None, **baseline) -> list[str]:
