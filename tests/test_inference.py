@@ -253,3 +253,46 @@ def test_draw_frame_tints_only_the_mask() -> None:
     out = draw_frame(image, [(mask, (200, 0, 0), ""), (None, (0, 200, 0), "")], alpha=0.5)
     assert (out[:2, :2] == [100, 0, 0]).all()
     assert (out[2:] == 0).all() and (out[:, 2:] == 0).all()
+
+
+# --------------------------------------------------------------------------------------------
+# The Python API (uvis.inference.predictor)
+
+
+def test_predictor_gives_the_results_of_track_vis(tmp_path: Path, checkpoint: Path) -> None:
+    from uvis.inference.predictor import VideoPredictor
+
+    index = _frame_index(tmp_path, {1: 5})
+    expected = _track(checkpoint, index, tmp_path / "r.json", top_k=4, batch_size=2)
+    paths = [str(tmp_path / "v1" / f"{t:05d}.jpg") for t in range(5)]
+    predictor = VideoPredictor.from_checkpoint(checkpoint, lam=0.5, top_k=4, batch_size=2)
+    tracks = predictor.predict(paths)
+    assert [t.ytvis() for t in tracks] == expected
+    assert [t.track_id for t in tracks] == [0, 1, 2, 3]
+    assert {t.category for t in tracks} <= {"cat", "dog"}
+    assert predictor.categories == {3: "cat", 7: "dog"}
+    first = tracks[0]
+    assert first.num_frames == 5 and first.frame_size == (36, 44)
+    for t, rle in enumerate(first.masks):
+        decoded = first.mask(t)
+        assert decoded.dtype == bool and decoded.shape == (36, 44)
+        assert (decoded == (masks.decode(rle).astype(bool) if rle else False)).all()
+    # Arrays in memory give the same tracks as the files they were read from.
+    arrays = [np.array(Image.open(p).convert("RGB")) for p in paths]
+    assert [t.ytvis() for t in predictor.predict(arrays)] == expected
+
+
+def test_predictor_errors_name_the_frame(tmp_path: Path, checkpoint: Path) -> None:
+    from uvis.inference.predictor import VideoPredictor
+
+    predictor = VideoPredictor.from_checkpoint(checkpoint)
+    a = np.zeros((36, 44, 3), np.uint8)
+    with pytest.raises(DataError, match="frame 1 is"):
+        predictor.predict([a, np.zeros((30, 44, 3), np.uint8)])
+    with pytest.raises(DataError, match=r"frame 0: expected an \(H, W, 3\) uint8"):
+        predictor.predict([np.zeros((36, 44), np.uint8)])
+    with pytest.raises(DataError, match=r"missing\.jpg"):
+        predictor.predict([str(tmp_path / "missing.jpg")])
+    with pytest.raises(ValueError, match="lam"):
+        VideoPredictor.from_checkpoint(checkpoint, lam=2.0)
+    assert predictor.predict([]) == []

@@ -13,24 +13,25 @@ def _segment(args: argparse.Namespace) -> int:
 
     from uvis.data.videos import vocabulary_option
     from uvis.devices import resolve_device
+    from uvis.inference.predictor import VideoPredictor
     from uvis.inference.segment import segment_video
-    from uvis.model import load_vis_model
 
     torch.set_num_threads(args.threads)
     vocab = [c.name for c in vocabulary_option(args.vocab)] if args.vocab else None
-    model, meta = load_vis_model(
-        args.checkpoint, vocabulary=vocab, device=resolve_device(args.device, "segment")
-    )
-    out_dir = args.out or Path(args.video).with_suffix("")
-    out = segment_video(
-        args.video,
-        model,
-        meta,
-        out_dir,
+    predictor = VideoPredictor.from_checkpoint(
+        args.checkpoint,
+        vocabulary=vocab,
+        device=resolve_device(args.device, "segment"),
         lam=args.lam,
         refine=args.refine,
         top_k=args.top_k,
         batch_size=args.batch_size,
+    )
+    out_dir = args.out or Path(args.video).with_suffix("")
+    out = segment_video(
+        args.video,
+        predictor,
+        out_dir,
         stride=args.stride,
         resize_short=args.resize_short,
         overlay=not args.no_overlay,

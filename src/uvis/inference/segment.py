@@ -1,26 +1,23 @@
 """``uvis segment``: one video file in, YouTube-VIS results and an overlay video out.
 
 Outside Snakemake: decode the video to JPEG frames (resumable, :func:`uvis.data.extract_frames`),
-run the trained model and query tracking on them (:func:`uvis.inference.track_videos`), and draw
+run the trained model and query tracking on them (:class:`uvis.inference.predictor.VideoPredictor`), and draw
 the tracks (:mod:`uvis.inference.overlay`).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import av
 
-from uvis.data.frames import extract_frames, read_frame
+from uvis.data.frames import extract_frames
 from uvis.errors import DataError
 from uvis.inference.overlay import write_overlay_video
-from uvis.inference.videos import VideoFrames, track_videos
+from uvis.inference.predictor import VideoPredictor
 from uvis.io import atomic_write_json
-from uvis.model import VisModel, VisModelMeta
-from uvis.proposals.refine import RefineMethod
 
 
 @dataclass(frozen=True)
@@ -45,52 +42,38 @@ def video_fps(path: Path) -> float:
 
 def segment_video(
     video: Path,
-    model: VisModel,
-    meta: VisModelMeta,
+    predictor: VideoPredictor,
     out_dir: Path,
     *,
-    lam: float = 0.5,
-    top_k: int = 10,
-    batch_size: int = 8,
     stride: int = 1,
     resize_short: int | None = None,
     overlay: bool = True,
     min_score: float = 0.3,
     progress: bool = True,
-    refine: RefineMethod = "none",
 ) -> SegmentOutput:
-    """Segment, classify and track the objects of one video file into ``out_dir``.
+    """Segment, classify and track the objects of one video file into ``out_dir`` with
+    ``predictor`` (:class:`~uvis.inference.predictor.VideoPredictor`).
 
     Writes ``frames/`` (the decoded frames), ``results.json`` (YouTube-VIS results, video id 1,
     category ids of the model's vocabulary; ``categories.json`` maps them to names) and, with
-    ``overlay``, ``overlay.mp4`` showing the results scoring at least ``min_score``. ``refine``
-    post-processes the masks as :func:`~uvis.inference.refine_frame_queries` does.
+    ``overlay``, ``overlay.mp4`` showing the results scoring at least ``min_score``.
     """
     paths = [
         str(p)
         for p in extract_frames(video, out_dir / "frames", stride=stride, resize_short=resize_short)
     ]
-    h, w = read_frame(paths[0]).shape[:2]
-    frames = VideoFrames(video_id=1, name=video.stem, paths=tuple(paths), height=h, width=w)
+    tracks = predictor.predict(paths, progress=progress)
+    results = [track.ytvis(video_id=1) for track in tracks]
     results_path = out_dir / "results.json"
-    n = track_videos(
-        model,
-        [frames],
-        results_path,
-        category_ids=meta.category_ids,
-        lam=lam,
-        top_k=top_k,
-        batch_size=batch_size,
-        progress=progress,
-        refine=refine,
-    )
-    names = dict(zip(meta.category_ids, meta.category_names, strict=True))
+    atomic_write_json(results_path, results)
+    names = predictor.categories
     categories = [{"id": i, "name": name} for i, name in names.items()]
     atomic_write_json(out_dir / "categories.json", categories, indent=1)
     overlay_path = None
     if overlay:
         overlay_path = out_dir / "overlay.mp4"
         fps = max(1, math.floor(video_fps(video) / stride + 0.5))
-        results = json.loads(results_path.read_text())
         write_overlay_video(paths, results, names, overlay_path, fps=fps, min_score=min_score)
-    return SegmentOutput(results=results_path, overlay=overlay_path, frames=len(paths), tracks=n)
+    return SegmentOutput(
+        results=results_path, overlay=overlay_path, frames=len(paths), tracks=len(tracks)
+    )

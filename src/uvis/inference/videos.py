@@ -99,6 +99,36 @@ def refine_frame_queries(
     return dataclasses.replace(frame, mask_logits=np.where(refined, 1.0, -1.0).astype(np.float32))
 
 
+def image_queries(
+    model: VisModel,
+    images: Iterable[np.ndarray],
+    *,
+    batch_size: int = 8,
+    refine: RefineMethod = "none",
+) -> Iterator[FrameQueries]:
+    """The model's :class:`FrameQueries` for each ``(H, W, 3)`` uint8 RGB image, in order, run
+    ``batch_size`` images at a time as they come (a generator of frames keeps memory bounded).
+
+    ``refine`` other than ``"none"`` post-processes each frame's masks
+    (:func:`refine_frame_queries`).
+    """
+    window: list[np.ndarray] = []
+
+    def run() -> Iterator[FrameQueries]:
+        for frame, image in zip(
+            predict_frames(model, window, batch_size=batch_size), window, strict=True
+        ):
+            yield refine_frame_queries(frame, image, refine)
+
+    for image in images:
+        window.append(image)
+        if len(window) == batch_size:
+            yield from run()
+            window = []
+    if window:
+        yield from run()
+
+
 def iter_frame_queries(
     model: VisModel,
     video: VideoFrames,
@@ -107,19 +137,17 @@ def iter_frame_queries(
     bar: tqdm | None = None,
     refine: RefineMethod = "none",
 ) -> Iterator[FrameQueries]:
-    """The model's :class:`FrameQueries` for each frame of ``video``, ``batch_size`` at a time.
+    """The model's :class:`FrameQueries` for each frame of ``video`` (:func:`image_queries` of
+    its frames, read at the video's size); ``bar`` advances a frame at a time."""
 
-    ``refine`` other than ``"none"`` post-processes each frame's masks
-    (:func:`refine_frame_queries`).
-    """
-    for start in range(0, len(video.paths), batch_size):
-        window = video.paths[start : start + batch_size]
-        images = [read_frame(p, video.height, video.width) for p in window]
-        frames = predict_frames(model, images, batch_size=batch_size)
-        for frame, image in zip(frames, images, strict=True):
-            yield refine_frame_queries(frame, image, refine)
+    def images() -> Iterator[np.ndarray]:
+        for path in video.paths:
+            yield read_frame(path, video.height, video.width)
+
+    for frame in image_queries(model, images(), batch_size=batch_size, refine=refine):
+        yield frame
         if bar is not None:
-            bar.update(len(window))
+            bar.update(1)
 
 
 def track_videos(
