@@ -1,7 +1,10 @@
 # uvis: unsupervised video instance segmentation, as a reproducible workflow.
 #
-#   snakemake --cores N                 # everything for the configured dataset
-#   snakemake --cores N --config dataset='{...}'   # or --configfile config/<dataset>.yaml
+#   snakemake --cores N                                            # the embedded default
+#   snakemake --cores N --configfile config.yaml config/tour.yaml   # the five-minute tour
+#   snakemake --cores N --configfile config.yaml config/<dataset>.yaml  # a real dataset
+#
+# (Nested settings go in a config file: `--config key={...}` passes them as strings.)
 #
 # Stages live in rules/*.smk; the library they call lives in src/uvis/.
 

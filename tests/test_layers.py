@@ -2,7 +2,7 @@
 
 Imports are read from the source (``ast``), the lazy ones inside functions included, so a
 violation cannot hide behind a deferred import. The layers, lowest first, are listed in
-:data:`LAYERS`; README's development section describes them.
+:data:`LAYERS`; docs/development.md describes them.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ and our metrics equal theirs on it.
 
 Runs only where the official code is available locally (it cannot be shipped or downloaded):
 ``UVIS_OFFICIAL_YTVOS`` (folder with ytvos.py, ytvoseval.py) and ``UVIS_OFFICIAL_DAVIS``
-(davis2017-evaluation checkout). See README, "Evaluation".
+(davis2017-evaluation checkout). See docs/evaluation.md.
 """
 
 from __future__ import annotations
