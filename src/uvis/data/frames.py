@@ -26,11 +26,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
-from tqdm import tqdm
 
 from uvis.errors import ConfigError, DataError
 from uvis.io import atomic_path
 from uvis.masks import RLE
+from uvis.progress import progress_bar
 from uvis.schemas import FRAME_INDEX
 
 logger = logging.getLogger(__name__)
@@ -237,7 +237,7 @@ def write_frame_index(
     if verify != "none":
         workers = workers or min(16, 2 * (os.cpu_count() or 1))
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for video in tqdm(
+            for video in progress_bar(
                 dataset.videos, desc="verify frames", unit="video", disable=not progress
             ):
                 problems = pool.map(

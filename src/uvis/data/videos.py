@@ -15,8 +15,6 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from tqdm import tqdm
-
 from uvis.data.frames import (
     Category,
     OnError,
@@ -26,6 +24,7 @@ from uvis.data.frames import (
     read_extraction,
 )
 from uvis.errors import ConfigError, DataError
+from uvis.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +154,7 @@ def extract_video_folder(
     records, skipped = [], []
     videos = find_videos(video_dir)
     for video_id, path in enumerate(
-        tqdm(videos, desc="extract frames", unit="video", disable=not progress), start=1
+        progress_bar(videos, desc="extract frames", unit="video", disable=not progress), start=1
     ):
         frames_dir = out_root / path.stem
         try:

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from uvis import masks as rle_masks
 from uvis.data.frames import extract_frames, read_frame
@@ -31,6 +30,7 @@ from uvis.errors import DataError
 from uvis.inference.videos import image_queries
 from uvis.masks import RLE
 from uvis.model import VisModel, VisModelMeta, load_vis_model
+from uvis.progress import progress_bar
 from uvis.proposals.refine import RefineMethod
 from uvis.tracking.query_tracker import DEFAULT_LAMBDA, DEFAULT_TOP_K, track_video
 from uvis.tracking.results import TrackResult
@@ -139,7 +139,7 @@ class VideoPredictor:
             DataError: naming the frame that cannot be read or differs in size.
         """
         total = len(frames) if isinstance(frames, Sized) else None
-        images = tqdm(
+        images = progress_bar(
             self._images(frames), total=total, desc="segment", unit="frame", disable=not progress
         )
         results = track_video(

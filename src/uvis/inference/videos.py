@@ -7,14 +7,15 @@ import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from uvis.data.frames import read_frame
 from uvis.errors import DataError
 from uvis.model import VisModel, predict_frames
 from uvis.model.outputs import FrameQueries
+from uvis.progress import progress_bar
 from uvis.proposals.refine import RefineMethod, refine_where_agreeing
 from uvis.schemas import FRAME_INDEX
 from uvis.tracking.mask_encoding import MaskEncoder
@@ -134,7 +135,7 @@ def iter_frame_queries(
     video: VideoFrames,
     *,
     batch_size: int = 8,
-    bar: tqdm | None = None,
+    bar: Any = None,
     refine: RefineMethod = "none",
 ) -> Iterator[FrameQueries]:
     """The model's :class:`FrameQueries` for each frame of ``video`` (:func:`image_queries` of
@@ -171,7 +172,7 @@ def track_videos(
     them (:func:`refine_frame_queries`; ``"none"``: the model's masks, as MinVIS). Returns the
     number of results written.
     """
-    bar = tqdm(
+    bar = progress_bar(
         total=sum(len(v.paths) for v in videos), desc="track", unit="frame", disable=not progress
     )
 

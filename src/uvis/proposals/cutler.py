@@ -47,7 +47,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from tqdm import tqdm
 
 from uvis.checkpoints import load_torch_file
 from uvis.data.frames import read_frame
@@ -57,6 +56,7 @@ from uvis.errors import ConfigError, DataError, UvisError
 from uvis.foundation.checkpoints import mismatch_parts, state_dict_mismatch
 from uvis.foundation.weights import resolve_weights
 from uvis.io import atomic_path
+from uvis.progress import progress_bar
 from uvis.proposals.table import ProposalRows
 from uvis.schemas import FRAME_INDEX
 
@@ -377,7 +377,7 @@ def cutler_shard(
     model = load_cutler_model(weights_path, settings)
     rows = ProposalRows()
     empty_masks = 0
-    bar = tqdm(
+    bar = progress_bar(
         total=frames.num_rows, desc=f"cutler shard {shard}", disable=not progress, unit="frame"
     )
     for batch in frame_batches(frames, settings.batch_size):

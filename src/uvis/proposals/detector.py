@@ -75,7 +75,6 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss, maskrcnn_loss
 from torchvision.ops import MultiScaleRoIAlign, box_iou
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
-from tqdm import tqdm
 
 from uvis import masks
 from uvis.checkpoints import load_torch_file
@@ -87,6 +86,7 @@ from uvis.foundation.weights import resolve_weights
 from uvis.io import atomic_path, atomic_write_json
 from uvis.masks import RLE
 from uvis.presets import config_from_preset
+from uvis.progress import progress_bar
 from uvis.proposals.maskcut import MaskCutConfig
 from uvis.proposals.refine import RefineMethod, refine_where_agreeing
 from uvis.schemas import FRAME_INDEX, PROPOSALS
@@ -618,7 +618,7 @@ def _train_round(
     log: list[dict[str, float]] = []
     window: dict[str, list[float]] = defaultdict(list)
     start = window_start = time.perf_counter()
-    bar = tqdm(total=iterations, desc=f"detector {name}", unit="it", disable=not progress)
+    bar = progress_bar(total=iterations, desc=f"detector {name}", unit="it", disable=not progress)
     for step, idx in enumerate(_batches(len(targets), batch_size, iterations, generator), 1):
         flips = [False] * len(idx)
         if cfg.flip:
@@ -710,7 +710,9 @@ def _self_training_targets(
     merged = []
     batch = max(1, cfg.batch_size)
     starts = range(0, len(targets), batch)
-    for s in tqdm(starts, desc="detector self-train labels", unit="batch", disable=not progress):
+    for s in progress_bar(
+        starts, desc="detector self-train labels", unit="batch", disable=not progress
+    ):
         chunk = targets[s : s + batch]
         images = [read_frame(t.path, t.height, t.width) for t in chunk]
         for item, dets in zip(chunk, detect(model, images, cfg), strict=True):
@@ -1014,7 +1016,7 @@ def detect_frames(
     rows = frame_index.select(["path", "height", "width"]).to_pydict()
     tables = [proposals_table(frame_index.slice(0, 0), [])]
     n = frame_index.num_rows
-    bar = tqdm(total=n, desc="detector proposals", unit="frame", disable=not progress)
+    bar = progress_bar(total=n, desc="detector proposals", unit="frame", disable=not progress)
     groups = 0
     for s in range(0, n, cfg.batch_size):
         images = [

@@ -19,12 +19,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from PIL import Image
-from tqdm import tqdm
 
 from uvis.data.frames import read_frame
 from uvis.data.shards import select_shard
 from uvis.errors import ConfigError
 from uvis.io import atomic_path
+from uvis.progress import progress_bar
 from uvis.proposals.maskcut import MaskCutConfig, maskcut
 from uvis.proposals.table import ProposalRows
 from uvis.schemas import FRAME_INDEX
@@ -110,7 +110,7 @@ def maskcut_shard(
     patch = patch_size_of(model)[0]
     device = next(model.parameters()).device
     rows = ProposalRows()
-    bar = tqdm(
+    bar = progress_bar(
         total=frames.num_rows, desc=f"maskcut shard {shard}", disable=not progress, unit="frame"
     )
     for batch in _batches(frames, batch_size):

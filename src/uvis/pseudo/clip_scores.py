@@ -19,11 +19,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from tqdm import tqdm
 
 from uvis.data.frames import Category, read_frame
 from uvis.errors import DataError
 from uvis.io import atomic_path
+from uvis.progress import progress_bar
 from uvis.proposals.stage import read_frame_index
 from uvis.schemas import CLIP_SCORES, PROPOSALS
 
@@ -88,7 +88,9 @@ def score_proposals(
             pending_rows.clear()
             pending_crops.clear()
 
-    for key, rows in tqdm(by_frame.items(), desc="clip crops", disable=not progress, unit="frame"):
+    for key, rows in progress_bar(
+        by_frame.items(), desc="clip crops", disable=not progress, unit="frame"
+    ):
         if key not in paths:
             raise DataError(
                 proposals_path, f"proposal for video {key[0]} frame {key[1]} not in {frame_index}"

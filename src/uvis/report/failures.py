@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-from tqdm import tqdm
 
 from uvis import masks
 from uvis.data.frames import Category, VideoRecord
@@ -40,6 +39,7 @@ from uvis.data.ytvis import load_ytvis
 from uvis.errors import DataError
 from uvis.io import atomic_write_json, atomic_write_text
 from uvis.masks import RLE
+from uvis.progress import progress_bar
 from uvis.schemas import TRACKS
 
 ERROR_KINDS = ("wrong_class", "merged", "flicker")
@@ -420,7 +420,9 @@ def write_failures(
         gt, read_tracks(tracks_path), tracks_path, iou_threshold=iou_threshold, cover=cover
     )
     errors = list(
-        tqdm(videos, total=len(gt.videos), desc="failures", unit="video", disable=not progress)
+        progress_bar(
+            videos, total=len(gt.videos), desc="failures", unit="video", disable=not progress
+        )
     )
     settings = {"iou_threshold": iou_threshold, "cover": cover, "per_kind": per_kind}
     document = failures_document(errors, pick_failures(errors, per_kind), settings)

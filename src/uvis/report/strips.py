@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from tqdm import tqdm
 
 from uvis import masks
 from uvis.data.frames import read_frame
@@ -33,6 +32,7 @@ from uvis.errors import DataError
 from uvis.inference.overlay import draw_frame, track_colour
 from uvis.inference.videos import VideoFrames, frame_index_videos
 from uvis.io import temporary_dir
+from uvis.progress import progress_bar
 from uvis.report.failures import (
     ERROR_KINDS,
     GroundTruth,
@@ -315,7 +315,7 @@ def write_run_strips(
     written = []
     gifs = []
     try:
-        for item in tqdm(chosen, desc=f"strips {run}", unit="video", disable=not progress):
+        for item in progress_bar(chosen, desc=f"strips {run}", unit="video", disable=not progress):
             frames = videos.get(item.video_id)
             video = gt.videos.get(item.video_id)
             if frames is None or video is None:

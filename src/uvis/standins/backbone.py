@@ -31,12 +31,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from tqdm import tqdm
 
 from uvis.errors import ConfigError, DataError
 from uvis.io import atomic_path, atomic_write_json
 from uvis.model.mask2former import IMAGENET_MEAN, IMAGENET_STD
 from uvis.presets import config_from_preset
+from uvis.progress import progress_bar
 from uvis.standins.clip import holdout_split, read_captioned_corpus
 
 if TYPE_CHECKING:
@@ -254,7 +254,7 @@ def fit_classifier(
     )
     base = int(images.shape[-1])
     log: list[dict[str, float]] = []
-    bar = tqdm(total=cfg.epochs * steps_per_epoch, desc=desc, disable=not progress)
+    bar = progress_bar(total=cfg.epochs * steps_per_epoch, desc=desc, disable=not progress)
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         order = torch.randperm(len(train_idx), generator=generator)

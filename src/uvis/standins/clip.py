@@ -45,11 +45,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from uvis.errors import ConfigError, DataError
 from uvis.io import atomic_path, atomic_write_json
 from uvis.presets import config_from_preset
+from uvis.progress import progress_bar
 
 if TYPE_CHECKING:
     import torch
@@ -425,7 +425,7 @@ def train_clip(
     )
     loss_fn = open_clip.loss.ClipLoss()
     log: list[dict[str, float]] = []
-    bar = tqdm(total=total_steps, desc="pretrain clip", unit="step", disable=not progress)
+    bar = progress_bar(total=total_steps, desc="pretrain clip", unit="step", disable=not progress)
     for epoch in range(1, cfg.epochs + 1):
         epoch_start, losses = time.perf_counter(), []
         for batch in epoch_batches(groups, batch_size, generator):

@@ -43,7 +43,6 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 from torchvision.ops import roi_align
-from tqdm import tqdm
 
 from uvis import __version__
 from uvis.errors import ConfigError, DataError, UvisError
@@ -56,6 +55,7 @@ from uvis.foundation.ssl import (
 )
 from uvis.io import atomic_path, atomic_write_json
 from uvis.presets import config_from_dict, config_from_preset, config_to_dict
+from uvis.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -848,7 +848,7 @@ def fit_dino(
     gen = torch.Generator().manual_seed(cfg.seed)
 
     epochs_log: list[dict[str, Any]] = []
-    bar = tqdm(total=total, desc="dino", unit="step", disable=not progress, leave=False)
+    bar = progress_bar(total=total, desc="dino", unit="step", disable=not progress, leave=False)
     for epoch in range(cfg.epochs):
         epoch_start, losses, entropies = time.perf_counter(), [], []
         order = torch.randperm(len(images), generator=gen)

@@ -15,18 +15,17 @@ video does not depend on how many others are generated.
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from uvis import __version__
 from uvis.errors import DataError
 from uvis.io import atomic_write_bytes, atomic_write_json
+from uvis.progress import progress_bar
 from uvis.synth import corpora
 from uvis.synth.appearance import COLOUR_NAMES
 from uvis.synth.params import SynthParams
@@ -161,9 +160,7 @@ def _generate(out: Path, params: SynthParams, progress: bool) -> dict[str, Any]:
     files: list[Path] = []
     counts: dict[str, Any] = {}
     total = params.num_train_videos + params.num_valid_videos
-    bar = tqdm(
-        total=total, desc="synth videos", unit="video", file=sys.stderr, disable=not progress
-    )
+    bar = progress_bar(total=total, desc="synth videos", unit="video", disable=not progress)
     with bar:
         for split in SPLITS:
             count = params.num_train_videos if split == "train" else params.num_valid_videos

@@ -51,12 +51,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
-from tqdm import tqdm
 
 from uvis import masks
 from uvis.errors import ConfigError, UvisError
 from uvis.inference.videos import VideoFrames
 from uvis.io import atomic_write_bytes, atomic_write_json
+from uvis.progress import progress_bar
 from uvis.synth.writers import davis_frame_name, encode_palette_png
 from uvis.tagvis.checkpoint import TagVisMeta
 from uvis.tagvis.clips import inference_frame_indices, read_clip
@@ -359,7 +359,7 @@ def infer_videos(
             shutil.rmtree(davis_tmp)
         davis_tmp.mkdir(parents=True)
     frames = sum(len(v.paths) for v in videos)
-    bar = tqdm(total=frames, desc="infer tagvis", unit="frame", disable=not progress)
+    bar = progress_bar(total=frames, desc="infer tagvis", unit="frame", disable=not progress)
     began, model_seconds, instances = time.perf_counter(), 0.0, 0
     try:
         with ResultsWriter(results_path, tracks_path=tracks_path) as writer:

@@ -34,13 +34,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from uvis import __version__, interrupt
 from uvis.checkpoints import save_checkpoint
 from uvis.devices import resolve_device
 from uvis.errors import ConfigError, DataError, UvisError
 from uvis.io import atomic_write_json, atomic_write_text, exclusive_lock
+from uvis.progress import progress_bar
 from uvis.tagvis.checkpoint import checkpoint_dict, model_from_checkpoint, read_checkpoint
 from uvis.tagvis.config import SEMANTIC_WEIGHTINGS, TagVisConfig
 from uvis.tagvis.data import ClipSample, ClipSamples, VideoTargets, class_counts, video_targets
@@ -276,7 +276,7 @@ def _train(
         out / CONFIG_NAME, _run_description(cfg, data, videos, device, start, iterations), indent=1
     )
     metrics = read_metrics(out / METRICS_NAME, start) if start else []
-    bar = tqdm(
+    bar = progress_bar(
         total=iterations, initial=start, desc="train tagvis", unit="step", disable=not progress
     )
     window: list[torch.Tensor] = []
@@ -294,8 +294,9 @@ def _train(
                     atomic_write_text(out / METRICS_NAME, metrics_csv(metrics, METRIC_COLUMNS))
                     bar.set_postfix(loss=f"{row['loss']:.3f}")
                     logger.info(
-                        "step %d: %s",
+                        "step %d/%d: %s",
                         iteration,
+                        iterations,
                         ", ".join(f"{k} {row[k]:.4f}" for k in LOSS_COLUMNS),
                     )
                     window, window_start = [], time.perf_counter()

@@ -46,7 +46,6 @@ import transformers
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from uvis import __version__, interrupt
 from uvis.checkpoints import save_checkpoint
@@ -54,6 +53,7 @@ from uvis.errors import ConfigError, DataError, UvisError
 from uvis.io import atomic_write_json, atomic_write_text, exclusive_lock
 from uvis.model.checkpoint import checkpoint_dict, read_checkpoint
 from uvis.model.mask2former import VisModel, create_vis_model
+from uvis.progress import progress_bar
 from uvis.train.config import TrainConfig
 from uvis.train.curves import metrics_csv, read_metrics
 from uvis.train.data import FrameSamples, PositionBatches, TrainingSample, as_list
@@ -465,7 +465,7 @@ def _train(
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(out / TENSORBOARD_DIR), purge_step=start + 1 if start else None)
-    bar = tqdm(
+    bar = progress_bar(
         total=cfg.iterations,
         initial=start,
         desc=f"train {model.config.name}",
