@@ -44,12 +44,43 @@ def build_parser() -> argparse.ArgumentParser:
         prog="uvis", description="Unsupervised video instance segmentation pipeline."
     )
     parser.add_argument("--version", action="version", version=f"uvis {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true", help=_VERBOSE_HELP)
+    parser.add_argument("-q", "--quiet", action="store_true", help=_QUIET_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in _MODULES:
         importlib.import_module(f"uvis.cli.{name}").register(sub)
+    for leaf in _leaf_parsers(parser):
+        _add_log_options(leaf)
     return parser
+
+
+_VERBOSE_HELP = "debug logging"
+_QUIET_HELP = "warnings and errors only (eval: also no table, only the JSON line)"
+
+
+def _leaf_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """The parsers of every subcommand that takes no further subcommand."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        return [parser]
+    return [
+        leaf for a in subs for p in dict.fromkeys(a.choices.values()) for leaf in _leaf_parsers(p)
+    ]
+
+
+def _add_log_options(p: argparse.ArgumentParser) -> None:
+    """``-v``/``-q`` after the subcommand too (``uvis eval ytvis -q ...``), meaning what they
+    mean before it; an option a subcommand defines itself is left to it."""
+    taken = {s for a in p._actions for s in a.option_strings}
+    if "-v" not in taken:
+        p.add_argument(
+            "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=_VERBOSE_HELP
+        )
+    if "-q" not in taken:
+        p.add_argument(
+            "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help=_QUIET_HELP
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,8 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     interrupt.install()
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )

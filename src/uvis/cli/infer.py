@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from uvis.cli.types import positive_int
+from uvis.cli.types import add_device_option, positive_int
 from uvis.presets import parse_overrides
 
 
@@ -76,6 +76,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="override an InferenceConfig field, e.g. --set bandwidth=0.5 --set min_area=0.002",
     )
     t.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
-    t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    add_device_option(t)
     t.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     t.set_defaults(func=_tagvis)

@@ -14,7 +14,8 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from uvis.cli.types import positive_int
+from uvis.cli.types import add_device_option, positive_int
+from uvis.devices import resolve_device
 from uvis.presets import parse_overrides
 
 
@@ -27,7 +28,11 @@ def _ssl(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     report = train_dino(
-        args.corpus_dir, args.out, cfg, progress=not args.no_progress, device=args.device
+        args.corpus_dir,
+        args.out,
+        cfg,
+        progress=not args.no_progress,
+        device=resolve_device(args.device, "pretrain ssl"),
     )
     training, probe = report["training"], report["knn_probe"]
     summary = (
@@ -91,7 +96,7 @@ def _add_device_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threads", type=positive_int, help="torch CPU threads (default: torch's choice)"
     )
-    p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    add_device_option(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
@@ -210,7 +215,7 @@ def _pretrain_clip(args: argparse.Namespace) -> int:
         cfg,
         eval_world=args.eval_world,
         progress=not args.no_progress,
-        device=args.device,
+        device=resolve_device(args.device, "pretrain clip"),
     )
     quality = report["quality"]
     parts = [f"held-out corpus {quality['heldout_corpus']['accuracy']:.1%}"]

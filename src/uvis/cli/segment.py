@@ -57,7 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("video", type=Path, metavar="VIDEO", help="a video file (.mp4, .avi, ...)")
     p.add_argument("--checkpoint", type=Path, required=True, help="a trained model_final.pth")
     p.add_argument(
+        "--vocabulary",
         "--vocab",
+        dest="vocab",
         help="class names the model must have been trained on, comma-separated or a file with "
         "one per line (checked against the checkpoint; default: the checkpoint's)",
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from uvis.cli.types import REFINE_CHOICES, finite_float, positive_int, unit_float
+from uvis.cli.types import REFINE_CHOICES, add_device_option, finite_float, positive_int, unit_float
 
 
 def _clip_files(paths: list[Path]) -> list[Path]:
@@ -110,7 +110,7 @@ def add_tracking_options(p: argparse.ArgumentParser) -> None:
         "on the output, not in MinVIS/UVIS; none: the model's masks, as the papers)",
     )
     p.add_argument("--batch-size", type=positive_int, default=8, help="frames per model forward")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    add_device_option(p)
     p.add_argument("--threads", type=positive_int, default=1, help="CPU threads for torch")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from uvis.cli.pseudo import vocabulary_from_args
-from uvis.cli.types import finite_float, positive_int
+from uvis.cli.types import add_device_option, finite_float, positive_int
 from uvis.presets import parse_overrides
 
 
@@ -162,7 +162,7 @@ def _add_run_options(p: argparse.ArgumentParser, settings: str) -> None:
     )
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--threads", type=positive_int, help="torch CPU threads per process (default 1)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: auto")
+    add_device_option(p, default=None)
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument(
         "--restart-stale",

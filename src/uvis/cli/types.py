@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from collections.abc import Callable
 
 REFINE_CHOICES = ("none", "bilateral")
@@ -52,3 +53,27 @@ unit_float: Callable[[str], float] = _number(float, 0.0, 1.0)
 positive_float: Callable[[str], float] = _number(float, 0.0, None, open_low=True)
 #: Fractions in (0, 1].
 fraction: Callable[[str], float] = _number(float, 0.0, 1.0, open_low=True)
+
+
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
+"""``--device`` values: ``auto`` (CUDA when there is a GPU, else CPU), ``cpu``, ``cuda``,
+``cuda:N``."""
+
+
+def device_name(text: str) -> str:
+    """A ``--device`` value (see :data:`DEVICE_PATTERN`)."""
+    if not DEVICE_PATTERN.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
+    return text
+
+
+def add_device_option(p: argparse.ArgumentParser, *, default: str | None = "auto") -> None:
+    """The ``--device`` option every command that runs a network takes, with one meaning."""
+    where = "default: auto" if default == "auto" else "default: the settings' (auto)"
+    p.add_argument(
+        "--device",
+        type=device_name,
+        default=default,
+        metavar="DEVICE",
+        help=f"auto (CUDA when there is a GPU, else CPU), cpu, cuda or cuda:N ({where})",
+    )
