@@ -14,8 +14,11 @@ from PIL import Image
 from uvis import masks
 from uvis.errors import DataError
 from uvis.report.plots import (
+    DEEP_SUPERVISION_NOTE,
     DPI,
     WIDTH_IN,
+    loss_figure,
+    loss_note,
     per_category_ap,
     read_loss_curves,
     write_loss_curves,
@@ -43,6 +46,22 @@ def test_loss_curves_read_every_loss_column_against_the_step(tmp_path):
     assert np.isnan(curves.losses["loss_tag"][1])  # not logged at step 20: a gap, not 0
     write_loss_curves(path, tmp_path / "loss.png", "Training loss")
     assert png_size(tmp_path / "loss.png") == (WIDTH_PX, 450)
+    assert loss_note(curves) is None  # a tag-based training: nothing to explain
+
+
+def test_a_mask2former_loss_figure_says_why_the_total_is_far_above_its_terms(tmp_path):
+    path = tmp_path / "metrics.csv"
+    path.write_text(
+        "iteration,loss,loss_cross_entropy,loss_mask,loss_dice,lr\n20,42.5,4.4,2.4,3.8,0.1\n"
+    )
+    curves = read_loss_curves(path)
+    assert loss_note(curves) == DEEP_SUPERVISION_NOTE
+    figure = loss_figure(curves, "t")
+    assert figure.get_supxlabel() == DEEP_SUPERVISION_NOTE
+    without_total = read_loss_curves(
+        _csv(tmp_path, "iteration,loss_mask,loss_dice,loss_cross_entropy\n1,1,1,1\n")
+    )
+    assert loss_note(without_total) is None
 
 
 @pytest.mark.parametrize(
@@ -210,3 +229,9 @@ def test_strips_and_gifs_of_samples_and_failures(tmp_path):
     page = (out / "animations.html").read_text()
     assert page.count('<img src="data:image/gif;base64,') == 2
     assert "v1: wrong class: 1 object(s) with the wrong class" in page
+
+
+def _csv(folder, text):
+    path = folder / "other.csv"
+    path.write_text(text)
+    return path

@@ -134,8 +134,26 @@ def read_loss_curves(path: str | os.PathLike[str]) -> LossCurves:
     return LossCurves(step_name=step, steps=column(step), losses={c: column(c) for c in loss_names})
 
 
+#: Mask2Former's logged terms (``uvis.train``): the last decoder layer's weighted losses.
+MASK2FORMER_TERMS = frozenset({"loss_cross_entropy", "loss_mask", "loss_dice"})
+
+DEEP_SUPERVISION_NOTE = (
+    "loss: what is minimised, the weighted terms of every decoder layer (deep supervision), "
+    "so it sits far above the last layer's terms (loss_cross_entropy, loss_mask, loss_dice)"
+)
+
+
+def loss_note(curves: LossCurves) -> str | None:
+    """What the figure must say for its curves to be read right: for a Mask2Former training,
+    why the total is far above the plotted terms."""
+    if "loss" in curves.losses and MASK2FORMER_TERMS <= curves.losses.keys():
+        return DEEP_SUPERVISION_NOTE
+    return None
+
+
 def loss_figure(curves: LossCurves, title: str) -> Figure:
-    """Every loss against the step, on a log scale when all logged values are positive."""
+    """Every loss against the step, on a log scale when all logged values are positive, with
+    :func:`loss_note` under the axes where it applies."""
     fig = Figure(figsize=(WIDTH_IN, 4.5), dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
     for name, values in curves.losses.items():
@@ -148,6 +166,9 @@ def loss_figure(curves: LossCurves, title: str) -> Figure:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    note = loss_note(curves)
+    if note:
+        fig.supxlabel(note, fontsize=7, wrap=True)
     return fig
 
 
