@@ -349,10 +349,7 @@ def tracking_lambda(wildcards):
 
 
 def deepsort_opts():
-    return " ".join(
-        f"--{k.replace('_', '-')} {q(str(v))}"
-        for k, v in config["deepsort"]["overrides"].items()
-    )
+    return preset_sets(config["deepsort"]["overrides"])
 
 
 def deepsort_runs():

@@ -193,6 +193,17 @@ def test_filter_level_selects_the_detections(tmp_path):
     assert present == [False, True, True, True, False, False]
 
 
+def test_settings_come_with_set_as_in_every_other_command(tmp_path, capsys):
+    inputs = write_inputs(tmp_path)
+    out = tmp_path / "r.json"
+    # C (3 frames) needs 3 associations to be confirmed; with n_init 4 it never is.
+    assert cli(inputs, out, "--level", "none", "--set", "n_init=4") == 0
+    assert len(json.loads(out.read_text())) == 2
+    assert "'n_init': 4" in capsys.readouterr().out
+    assert cli(inputs, out, "--set", "max_agee=3") == 2
+    assert "unknown deepsort setting 'max_agee'" in capsys.readouterr().err
+
+
 def test_missing_clip_embedding_is_a_clear_error(tmp_path, capsys):
     inputs = write_inputs(tmp_path, drop_clip_row=True)
     assert cli(inputs, tmp_path / "r.json") == 2

@@ -24,25 +24,14 @@ def _clip_files(paths: list[Path]) -> list[Path]:
     return files
 
 
-_CONFIG_OPTIONS = (
-    ("max_cosine_distance", float, "appearance gate t(2): largest cosine distance"),
-    ("max_iou_distance", float, "IoU stage: largest 1 - IoU"),
-    ("max_age", int, "frames a confirmed track survives without a detection (A_max)"),
-    ("n_init", int, "associations that confirm a new track"),
-    ("budget", int, "appearance gallery size per track"),
-    ("motion_weight", float, "lambda of the cost lambda*mahalanobis + (1-lambda)*cosine"),
-)
-"""DeepSortConfig fields settable from the command line (unset ones keep the defaults)."""
-
-
 def _deepsort(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
+    from uvis.presets import config_from_dict, parse_overrides
     from uvis.tracking.deepsort import DeepSortConfig
     from uvis.tracking.deepsort_run import deepsort_files
 
-    given = {name: getattr(args, name) for name, _, _ in _CONFIG_OPTIONS if hasattr(args, name)}
-    config = DeepSortConfig(**given)
+    config = config_from_dict(DeepSortConfig, parse_overrides(args.set), what="deepsort")
     counts = deepsort_files(
         args.labels,
         _clip_files(args.clip_scores),
@@ -170,11 +159,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument(
         "--zip", action="store_true", help="also write OUT with suffix .zip (results.json inside)"
     )
-    for name, kind, text in _CONFIG_OPTIONS:
-        d.add_argument(
-            "--" + name.replace("_", "-"),
-            type=kind,
-            default=argparse.SUPPRESS,
-            help=f"{text} (default: DeepSortConfig's)",
-        )
+    d.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a DeepSortConfig field (uvis.tracking.deepsort), e.g. --set max_age=30 "
+        "--set max_cosine_distance=0.3",
+    )
     d.set_defaults(func=_deepsort)

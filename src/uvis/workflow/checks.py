@@ -229,25 +229,12 @@ def tagvis_encoder_arch(config: Mapping[str, Any]) -> dict[str, list[int]]:
 
 
 def _deepsort_config(overrides: Mapping[str, Any]) -> Any:
-    """DeepSortConfig from deepsort.overrides, which the rule passes as ``uvis track deepsort``
-    options: only the fields that command exposes (:data:`uvis.cli.track._CONFIG_OPTIONS`)."""
-    from uvis.cli.track import _CONFIG_OPTIONS
+    """DeepSortConfig from deepsort.overrides, which the rule passes as ``uvis track deepsort
+    --set`` options, built as that command builds it."""
     from uvis.presets import config_from_dict
     from uvis.tracking.deepsort import DeepSortConfig
 
-    options = {name: kind for name, kind, _ in _CONFIG_OPTIONS}
-    for key, value in overrides.items():
-        if key not in options:
-            raise ConfigError(f"unknown deepsort option {key!r}; known: {sorted(options)}")
-        if not isinstance(value, int | float | str) or isinstance(value, bool):
-            raise ConfigError(f"deepsort option {key!r}: expected a number, got {value!r}")
-        try:
-            options[key](value)
-        except (TypeError, ValueError):
-            raise ConfigError(
-                f"deepsort option {key!r}: expected {options[key].__name__}, got {value!r}"
-            ) from None
-    return config_from_dict(DeepSortConfig, overrides, what="deepsort")
+    return config_from_dict(DeepSortConfig, cli_overrides(overrides), what="deepsort")
 
 
 def config_weights(config: Mapping[str, Any]) -> list[WeightRef]:
