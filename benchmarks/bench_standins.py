@@ -194,6 +194,7 @@ def run_detector(args: argparse.Namespace) -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from uvis.data.frame_index import FrameIndex
     from uvis.proposals.detector import (
         DetectorConfig,
         detect_frames,
@@ -201,12 +202,11 @@ def run_detector(args: argparse.Namespace) -> None:
         targets_from_proposals,
         train_detector,
     )
-    from uvis.proposals.stage import read_frame_index
     from uvis.pseudo.filtering import read_shards
     from uvis.schemas import PROPOSALS
 
     results, out = Path(args.results), Path(args.out)
-    frames = read_frame_index(results / "frames" / "train.parquet")
+    frames = FrameIndex.read(results / "frames" / "train.parquet").table
     if not out.is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
         shards = sorted((results / "pseudo" / "maskcut" / "train").glob("shard-*.parquet"))

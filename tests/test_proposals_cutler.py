@@ -22,17 +22,16 @@ from PIL import Image
 
 from uvis import masks
 from uvis.cli import main
+from uvis.data.frame_index import FrameIndex, FrameRef
 from uvis.errors import ConfigError, DataError, UvisError
 from uvis.proposals import cutler
 from uvis.proposals.cutler import (
     METADATA_KEY,
     CutlerSettings,
-    FrameRef,
     add_predictions,
     check_cutler_state,
     cutler_shard,
     detectron2_config,
-    frame_batches,
     read_cutler_state,
 )
 from uvis.proposals.table import ProposalRows
@@ -124,7 +123,7 @@ def frame_index_table(n: int) -> pa.Table:
 
 
 def test_frame_batches_keep_order_and_split_the_tail():
-    batches = list(frame_batches(frame_index_table(5), 2))
+    batches = list(FrameIndex.of(frame_index_table(5)).batches(2, same_size=False))
     assert [[f.path for f in b] for b in batches] == [
         ["/x/0.jpg", "/x/1.jpg"],
         ["/x/2.jpg", "/x/3.jpg"],

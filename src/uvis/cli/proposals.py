@@ -60,15 +60,15 @@ def _maskcut(args: argparse.Namespace) -> int:
 def _train_detector(args: argparse.Namespace) -> int:
     import torch
 
+    from uvis.data.frame_index import FrameIndex
     from uvis.presets import parse_overrides
     from uvis.proposals.detector import DetectorConfig, targets_from_proposals, train_detector
-    from uvis.proposals.stage import read_frame_index
     from uvis.pseudo.filtering import read_shards
     from uvis.schemas import PROPOSALS
 
     torch.set_num_threads(args.threads)
     cfg = DetectorConfig.preset(args.preset, **parse_overrides(args.set))
-    frames = read_frame_index(args.frames)
+    frames = FrameIndex.read(args.frames).table
     masks = read_shards(args.masks, PROPOSALS)
     targets = targets_from_proposals(frames, masks, proposals_path=str(args.masks[0].parent))
     report = train_detector(targets, cfg, args.out)
@@ -84,15 +84,14 @@ def _detect(args: argparse.Namespace) -> int:
     import pyarrow.parquet as pq
     import torch
 
-    from uvis.data.shards import select_shard
+    from uvis.data.frame_index import FrameIndex
     from uvis.io import atomic_path
     from uvis.proposals.detector import detect_frames, load_detector
-    from uvis.proposals.stage import read_frame_index
 
     torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, cfg = load_detector(args.detector, device=device)
-    frames = select_shard(read_frame_index(args.frames), args.num_shards, args.shard)
+    frames = FrameIndex.read(args.frames).shard(args.num_shards, args.shard).table
     table = detect_frames(
         model,
         frames,

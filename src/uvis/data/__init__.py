@@ -2,10 +2,12 @@
 
 YouTube-VIS/OVIS (:func:`load_ytvis`), DAVIS (:func:`load_davis`) and folders of raw videos
 (:func:`extract_video_folder`, :func:`load_video_folder`) all load into a :class:`VideoDataset`,
-whose frames :func:`write_frame_index` verifies and writes as the frame index artefact.
+whose frames :func:`write_frame_index` verifies and writes as the frame index artefact; every
+stage reads it back as a :class:`FrameIndex`.
 """
 
 from uvis.data.davis import load_davis
+from uvis.data.frame_index import FrameIndex, FrameRef, VideoFrames
 from uvis.data.frames import (
     Category,
     IndexSummary,
@@ -21,9 +23,12 @@ from uvis.data.ytvis import load_ytvis
 
 __all__ = [
     "Category",
+    "FrameIndex",
+    "FrameRef",
     "IndexSummary",
     "Instance",
     "VideoDataset",
+    "VideoFrames",
     "VideoRecord",
     "extract_frames",
     "extract_video_folder",

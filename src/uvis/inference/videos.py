@@ -6,18 +6,16 @@ import dataclasses
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from uvis.data.frame_index import FrameIndex, VideoFrames
 from uvis.data.frames import read_frame
-from uvis.errors import DataError
 from uvis.model import VisModel, predict_frames
 from uvis.model.outputs import FrameQueries
 from uvis.progress import progress_bar
 from uvis.proposals.refine import RefineMethod, refine_where_agreeing
-from uvis.schemas import FRAME_INDEX
 from uvis.tracking.mask_encoding import MaskEncoder
 from uvis.tracking.query_tracker import write_vis_results
 
@@ -27,50 +25,9 @@ OUTPUT_REFINE_MIN_IOU = 0.5
 """A refined output mask replaces the model's only at this IoU with it (MaskCut's agreement)."""
 
 
-@dataclass(frozen=True)
-class VideoFrames:
-    """One video's frames in order: ``paths[t]`` is frame ``t``, of size ``(height, width)``."""
-
-    video_id: int
-    name: str
-    paths: tuple[str, ...]
-    height: int
-    width: int
-
-
 def frame_index_videos(frame_index: str | os.PathLike[str]) -> list[VideoFrames]:
-    """The videos of a frame index Parquet, in video-id order.
-
-    Raises:
-        DataError: naming the file when a video's frame indices are not ``0..n-1`` (results
-            need one entry per frame) or its frames differ in size.
-    """
-    table = FRAME_INDEX.read(frame_index).to_pydict()
-    by_video: dict[int, list[int]] = {}
-    for row, vid in enumerate(table["video_id"]):
-        by_video.setdefault(vid, []).append(row)
-    videos = []
-    for vid in sorted(by_video):
-        rows = sorted(by_video[vid], key=lambda r: table["frame_index"][r])
-        indices = [table["frame_index"][r] for r in rows]
-        if indices != list(range(len(rows))):
-            raise DataError(
-                frame_index, f"video {vid}: frame indices are not 0..{len(rows) - 1}: {indices}"
-            )
-        sizes = {(table["height"][r], table["width"][r]) for r in rows}
-        if len(sizes) != 1:
-            raise DataError(frame_index, f"video {vid}: frames of different sizes {sorted(sizes)}")
-        (h, w) = sizes.pop()
-        videos.append(
-            VideoFrames(
-                video_id=vid,
-                name=table["video_name"][rows[0]],
-                paths=tuple(table["path"][r] for r in rows),
-                height=h,
-                width=w,
-            )
-        )
-    return videos
+    """The videos of a frame index Parquet, in video-id order (:meth:`FrameIndex.videos`)."""
+    return FrameIndex.read(frame_index).videos()
 
 
 def refine_frame_queries(

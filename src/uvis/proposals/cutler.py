@@ -38,19 +38,18 @@ import importlib
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
 from uvis.checkpoints import load_torch_file
+from uvis.data.frame_index import FrameIndex, FrameRef
 from uvis.data.frames import read_frame
-from uvis.data.shards import select_shard
 from uvis.devices import resolve_device
 from uvis.errors import ConfigError, DataError, UvisError
 from uvis.foundation.checkpoints import mismatch_parts, state_dict_mismatch
@@ -58,7 +57,6 @@ from uvis.foundation.weights import resolve_weights
 from uvis.io import atomic_path
 from uvis.progress import progress_bar
 from uvis.proposals.table import ProposalRows
-from uvis.schemas import FRAME_INDEX
 
 logger = logging.getLogger(__name__)
 
@@ -221,28 +219,6 @@ def check_cutler_state(
 # Frames and predictions -> rows (no detectron2)
 
 
-@dataclass(frozen=True)
-class FrameRef:
-    """One frame-index row: where the frame is and its size."""
-
-    video_id: int
-    frame_index: int
-    path: str
-    height: int
-    width: int
-
-
-def frame_batches(frames: pa.Table, batch_size: int) -> Iterator[list[FrameRef]]:
-    """The rows of a frame index in order, ``batch_size`` at a time (the last batch shorter).
-
-    Frames of different sizes may share a batch: detectron2 pads each batch to its largest
-    image and pastes every mask back at its own frame's size.
-    """
-    rows = frames.select(["video_id", "frame_index", "path", "height", "width"]).to_pylist()
-    for start in range(0, len(rows), batch_size):
-        yield [FrameRef(**row) for row in rows[start : start + batch_size]]
-
-
 def add_predictions(
     rows: ProposalRows, frame: FrameRef, scores: torch.Tensor, masks: torch.Tensor
 ) -> int:
@@ -373,14 +349,16 @@ def cutler_shard(
     """
     require_detectron2()
     weights_path = resolve_weights(weights, "cutler")
-    frames = select_shard(FRAME_INDEX.read(frame_index), num_shards, shard)
+    frames = FrameIndex.read(frame_index).shard(num_shards, shard)
     model = load_cutler_model(weights_path, settings)
     rows = ProposalRows()
     empty_masks = 0
     bar = progress_bar(
-        total=frames.num_rows, desc=f"cutler shard {shard}", disable=not progress, unit="frame"
+        total=frames.num_frames, desc=f"cutler shard {shard}", disable=not progress, unit="frame"
     )
-    for batch in frame_batches(frames, settings.batch_size):
+    # Frames of different sizes may share a batch: detectron2 pads each batch to its largest
+    # image and pastes every mask back at its own frame's size.
+    for batch in frames.batches(settings.batch_size, same_size=False):
         images = [read_frame(f.path, f.height, f.width) for f in batch]
         for frame, (scores, masks) in zip(batch, predict(model, images, settings), strict=True):
             empty_masks += add_predictions(rows, frame, scores, masks)

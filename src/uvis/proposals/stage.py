@@ -10,31 +10,22 @@ objectness score (``source = "maskcut"``); the detector stage adds one.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from PIL import Image
 
+from uvis.data.frame_index import FrameIndex
 from uvis.data.frames import read_frame
-from uvis.data.shards import select_shard
 from uvis.errors import ConfigError
 from uvis.io import atomic_path
 from uvis.progress import progress_bar
 from uvis.proposals.maskcut import MaskCutConfig, maskcut
 from uvis.proposals.table import ProposalRows
-from uvis.schemas import FRAME_INDEX
 
 logger = logging.getLogger(__name__)
-
-
-def read_frame_index(path: str | Path) -> pa.Table:
-    """A frame index Parquet, checked against its schema."""
-    return FRAME_INDEX.read(path)
 
 
 def model_input_size(
@@ -44,30 +35,6 @@ def model_input_size(
     each side rounded to the nearest multiple of the patch size (at least one patch)."""
     scale = 1.0 if input_short is None else input_short / min(height, width)
     return tuple(max(patch, round(s * scale / patch) * patch) for s in (height, width))  # type: ignore[return-value]
-
-
-@dataclass(frozen=True)
-class _Frame:
-    video_id: int
-    frame_index: int
-    path: str
-    height: int
-    width: int
-
-
-def _batches(frames: pa.Table, batch_size: int) -> Iterator[list[_Frame]]:
-    """Consecutive frames of equal size, at most ``batch_size`` at a time."""
-    batch: list[_Frame] = []
-    for row in frames.to_pylist():
-        f = _Frame(row["video_id"], row["frame_index"], row["path"], row["height"], row["width"])
-        if batch and (
-            len(batch) == batch_size or (f.height, f.width) != (batch[0].height, batch[0].width)
-        ):
-            yield batch
-            batch = []
-        batch.append(f)
-    if batch:
-        yield batch
 
 
 def _resize_masks(masks: list[np.ndarray], height: int, width: int) -> list[np.ndarray]:
@@ -101,19 +68,16 @@ def maskcut_shard(
     """
     from uvis.foundation.ssl import last_block_keys, normalise_images, patch_size_of
 
-    frames = select_shard(read_frame_index(frame_index), num_shards, shard)
     if frame_stride < 1:
         raise ConfigError(f"maskcut frame_stride must be >= 1, got {frame_stride}")
-    if frame_stride > 1:
-        positions = frames.column("frame_index").to_numpy(zero_copy_only=False)
-        frames = frames.filter(pa.array(positions % frame_stride == 0))
+    frames = FrameIndex.read(frame_index).shard(num_shards, shard).every_nth_frame(frame_stride)
     patch = patch_size_of(model)[0]
     device = next(model.parameters()).device
     rows = ProposalRows()
     bar = progress_bar(
-        total=frames.num_rows, desc=f"maskcut shard {shard}", disable=not progress, unit="frame"
+        total=frames.num_frames, desc=f"maskcut shard {shard}", disable=not progress, unit="frame"
     )
-    for batch in _batches(frames, batch_size):
+    for batch in frames.batches(batch_size, same_size=True):
         h, w = batch[0].height, batch[0].width
         in_h, in_w = model_input_size(h, w, patch, input_short)
         images = []

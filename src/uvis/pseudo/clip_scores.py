@@ -20,11 +20,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from uvis.data.frame_index import FrameIndex
 from uvis.data.frames import Category, read_frame
 from uvis.errors import DataError
 from uvis.io import atomic_path
 from uvis.progress import progress_bar
-from uvis.proposals.stage import read_frame_index
 from uvis.schemas import CLIP_SCORES, PROPOSALS
 
 logger = logging.getLogger(__name__)
@@ -60,16 +60,7 @@ def score_proposals(
     if not categories:
         raise DataError(proposals_path, "the vocabulary is empty")
     props = read_proposals(proposals_path)
-    frames = read_frame_index(frame_index)
-    paths = {
-        (v, t): p
-        for v, t, p in zip(
-            frames.column("video_id").to_pylist(),
-            frames.column("frame_index").to_pylist(),
-            frames.column("path").to_pylist(),
-            strict=True,
-        )
-    }
+    paths = {key: path for key, (path, _, _) in FrameIndex.read(frame_index).frame_files().items()}
     text = text_embeddings(bundle, [c.name for c in categories], templates)
     by_frame: dict[tuple[int, int], list[int]] = defaultdict(list)
     data = props.select(["video_id", "frame_index", "box", "rle", "height", "width"]).to_pydict()

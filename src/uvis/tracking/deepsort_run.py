@@ -28,13 +28,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from uvis.data.frame_index import FrameIndex
 from uvis.data.ytvis import load_ytvis
 from uvis.errors import ConfigError, DataError
 from uvis.prototypes import select
 from uvis.prototypes.kmeans import unit_rows
 from uvis.prototypes.pmf import Level
 from uvis.pseudo.filtering import KEYS, embedding_matrix
-from uvis.schemas import CLIP_SCORES, FRAME_INDEX, PSEUDO_LABELS
+from uvis.schemas import CLIP_SCORES, PSEUDO_LABELS
 from uvis.tracking.deepsort import (
     DeepSortConfig,
     DeepSortTracker,
@@ -87,7 +88,7 @@ def load_pseudo_detections(
         raise ConfigError(f"pseudo-label filter level: {exc}") from None
     labels = labels.filter(pa.array(keep))
     labels = labels.sort_by([(k, "ascending") for k in KEYS])
-    videos = _video_sizes(FRAME_INDEX.read(frames_path), str(frames_path))
+    videos = FrameIndex.read(frames_path).video_sizes()
     _check_labels(labels, videos, category_ids, str(labels_path))
     embeddings = _join_embeddings(labels, clip_paths)
     unit, valid = unit_rows(embeddings)
@@ -100,21 +101,6 @@ def load_pseudo_detections(
         )
         labels, unit = labels.filter(pa.array(valid)), unit[valid]
     return _group(labels, unit, videos)
-
-
-def _video_sizes(frames: pa.Table, source: str) -> dict[int, tuple[int, int, int]]:
-    """``{video_id: (num_frames, height, width)}`` in index order; one size per video."""
-    video_ids = frames.column("video_id").to_numpy()
-    heights = frames.column("height").to_numpy()
-    widths = frames.column("width").to_numpy()
-    sizes: dict[int, tuple[int, int, int]] = {}
-    for vid in dict.fromkeys(video_ids.tolist()):
-        rows = video_ids == vid
-        h, w = np.unique(heights[rows]), np.unique(widths[rows])
-        if len(h) != 1 or len(w) != 1:
-            raise DataError(source, f"video {vid} has frames of different sizes")
-        sizes[vid] = (int(rows.sum()), int(h[0]), int(w[0]))
-    return sizes
 
 
 def _check_labels(

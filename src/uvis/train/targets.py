@@ -30,11 +30,12 @@ import numpy as np
 import pyarrow as pa
 
 from uvis import masks
+from uvis.data.frame_index import FrameIndex
 from uvis.data.frames import Category, VideoDataset
 from uvis.errors import ConfigError, DataError
 from uvis.masks import RLE
 from uvis.prototypes import LEVELS, select
-from uvis.schemas import FRAME_INDEX, PSEUDO_LABELS
+from uvis.schemas import PSEUDO_LABELS
 
 logger = logging.getLogger(__name__)
 
@@ -111,10 +112,7 @@ def class_indices(categories: Sequence[Category]) -> dict[int, int]:
 
 def _frames(frame_index: pa.Table, where: str) -> dict[tuple[int, int], tuple[str, int, int]]:
     """``(video_id, frame_index) -> (path, height, width)`` of a frame index, in its order."""
-    frame_index = FRAME_INDEX.check(frame_index, where)
-    cols = frame_index.select(["video_id", "frame_index", "path", "height", "width"]).to_pydict()
-    rows = zip(*cols.values(), strict=True)
-    return {(int(v), int(t)): (str(p), int(h), int(w)) for v, t, p, h, w in rows}
+    return FrameIndex.of(frame_index, where).frame_files()
 
 
 def _training_set(
