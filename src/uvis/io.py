@@ -233,3 +233,29 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 def atomic_write_json(path: str | os.PathLike[str], obj: Any, indent: int | None = None) -> None:
     """Serialise ``obj`` as JSON and write it to ``path`` atomically."""
     atomic_write_text(path, json.dumps(obj, indent=indent, allow_nan=False) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    """Load a JSON file; a missing, unreadable or non-JSON file is a :class:`DataError`."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(path, "file not found") from None
+    except IsADirectoryError:
+        raise DataError(path, "is a directory, expected a JSON file") from None
+    except OSError as exc:
+        raise DataError(path, f"cannot read: {exc.strerror or exc}") from None
+    return parse_json(path, data)
+
+
+def parse_json(path: Path, data: bytes, member: str | None = None) -> Any:
+    """Parse JSON ``data`` read from ``path`` (``member``: the file inside an archive), or a
+    :class:`DataError` naming where it came from."""
+    where = path if member is None else f"{path}!{member}"
+    try:
+        return json.loads(data)
+    except UnicodeDecodeError:
+        raise DataError(where, "not a UTF-8 text file, expected JSON") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(where, f"not valid JSON ({exc})") from None

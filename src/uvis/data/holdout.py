@@ -16,8 +16,7 @@ from typing import Any
 import numpy as np
 
 from uvis.errors import ConfigError, DataError
-from uvis.evaluation._ytvis_format import read_json
-from uvis.io import atomic_write_json
+from uvis.io import atomic_write_json, read_json
 
 
 def holdout_video_ids(video_ids: list[int], fraction: float, seed: int) -> set[int]:

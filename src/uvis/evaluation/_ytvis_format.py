@@ -9,7 +9,6 @@ in :mod:`uvis.evaluation.ytvis`.
 
 from __future__ import annotations
 
-import json
 import math
 import zipfile
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from pycocotools import mask as mask_utils
 
 from uvis import masks
 from uvis.errors import DataError
+from uvis.io import parse_json, read_json
 
 CocoRle = dict[str, Any]
 """A compressed RLE as pycocotools takes it: ``{"size": [h, w], "counts": bytes}``."""
@@ -98,19 +98,6 @@ class GroundTruth:
 # Files
 
 
-def read_json(path: Path) -> Any:
-    """Load a JSON file; a missing, unreadable or non-JSON file is a :class:`DataError`."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(path, "file not found") from None
-    except IsADirectoryError:
-        raise DataError(path, "is a directory, expected a JSON file") from None
-    except OSError as exc:
-        raise DataError(path, f"cannot read: {exc.strerror or exc}") from None
-    return _parse_json(path, data)
-
-
 def read_results_file(path: Path) -> Any:
     """Load results from a JSON file, or from the ``results.json`` inside a ``.zip`` file."""
     if path.suffix.lower() != ".zip":
@@ -129,17 +116,7 @@ def read_results_file(path: Path) -> Any:
             data = archive.read(members[0])
     except (zipfile.BadZipFile, OSError) as exc:
         raise DataError(path, f"not a readable .zip file: {exc}") from None
-    return _parse_json(path, data, member=members[0])
-
-
-def _parse_json(path: Path, data: bytes, member: str | None = None) -> Any:
-    where = path if member is None else f"{path}!{member}"
-    try:
-        return json.loads(data)
-    except UnicodeDecodeError:
-        raise DataError(where, "not a UTF-8 text file, expected JSON") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(where, f"not valid JSON ({exc})") from None
+    return parse_json(path, data, member=members[0])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,10 +17,9 @@ from uvis.evaluation._ytvis_format import (
     RESULTS_MEMBER,
     load_ground_truth,
     load_results,
-    read_json,
     read_results_file,
 )
-from uvis.io import atomic_path
+from uvis.io import atomic_path, read_json
 
 
 def write_submission(

@@ -95,9 +95,9 @@ from uvis.evaluation._ytvis_format import (
     GtInstance,
     load_ground_truth,
     load_results,
-    read_json,
     read_results_file,
 )
+from uvis.io import read_json
 
 __all__ = [
     "AGNOSTIC_SUFFIX",
