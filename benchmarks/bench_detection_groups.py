@@ -28,7 +28,7 @@ from bench_pseudo_mask_iou import best_iou, ground_truth
 
 from uvis import masks
 from uvis.proposals.detector import Detection, group_flags
-from uvis.prototypes import LEVELS, select
+from uvis.pseudo.levels import LEVELS, select
 from uvis.pseudo.quality import _match_frame
 
 

@@ -18,7 +18,8 @@ import time
 import faiss
 import numpy as np
 
-from uvis.prototypes import PMFConfig, build_prototypes, filter_instances, pmf_similarity, select
+from uvis.prototypes import PMFConfig, build_prototypes, filter_instances, pmf_similarity
+from uvis.pseudo.levels import select
 
 
 def peak_rss_gib() -> float:

@@ -24,9 +24,9 @@ import pyarrow as pa
 import yaml
 
 from uvis.data.ytvis import load_ytvis
-from uvis.prototypes import select
 from uvis.prototypes.pmf import PMFConfig
 from uvis.pseudo.filtering import build_pseudo_labels, read_shards
+from uvis.pseudo.levels import select
 from uvis.pseudo.quality import measure_quality
 from uvis.schemas import CLIP_SCORES, PROPOSALS
 

@@ -7,7 +7,7 @@ Usage::
 
 ``RESULTS`` is a run's ``results/synth`` folder with ``pseudo/labels/<split>.parquet``. Each
 pseudo-label is matched to the ground-truth mask of its frame it overlaps most; per filter
-level (UVIS Table 2's, as :func:`uvis.prototypes.select` keeps them) the script prints the
+level (UVIS Table 2's, as :func:`uvis.pseudo.levels.select` keeps them) the script prints the
 share of rows with IoU >= 0.5, and among those the mean IoU and the shares at >= 0.75 and
 >= 0.9: AP averages IoU thresholds 0.5-0.95, so a model trained on masks that rarely pass 0.75
 cannot score there. Then, on the PMF-level rows of ``--refine-frames`` random frames, the same
@@ -31,7 +31,7 @@ from PIL import Image
 from uvis import masks
 from uvis.data.ytvis import load_ytvis
 from uvis.proposals.refine import mask_iou, refine_mask
-from uvis.prototypes import LEVELS, select
+from uvis.pseudo.levels import LEVELS, select
 
 
 def ground_truth(results: Path, split: str) -> tuple[dict, dict]:

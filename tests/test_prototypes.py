@@ -16,16 +16,15 @@ import pytest
 
 from uvis.errors import ConfigError, DataError
 from uvis.prototypes import (
-    LEVELS,
     NO_PROTOTYPE,
     PMFConfig,
     build_prototypes,
     class_k,
     filter_instances,
     pmf_similarity,
-    select,
 )
 from uvis.prototypes.kmeans import resolve_gpu
+from uvis.pseudo.levels import LEVELS, select
 
 SQRT_HALF = float(np.sqrt(0.5))
 

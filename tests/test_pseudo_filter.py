@@ -10,8 +10,9 @@ import pytest
 from uvis import masks
 from uvis.cli import main
 from uvis.errors import DataError
-from uvis.prototypes import PMFConfig, select
+from uvis.prototypes import PMFConfig
 from uvis.pseudo.filtering import filter_files
+from uvis.pseudo.levels import select
 from uvis.schemas import CLIP_SCORES, PROPOSALS, PSEUDO_LABELS
 
 

@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from uvis import masks
 from uvis.data.frames import Category, Instance, VideoDataset, VideoRecord
-from uvis.prototypes import select
+from uvis.pseudo.levels import select
 from uvis.pseudo.quality import measure_quality, quality_markdown
 from uvis.schemas import PSEUDO_LABELS
 

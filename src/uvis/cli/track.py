@@ -151,7 +151,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--level",
         choices=("none", "objectness", "clip", "pmf"),
         default="pmf",
-        help="pseudo-label filter level (UVIS Table 2's rows; uvis.prototypes.LEVELS)",
+        help="pseudo-label filter level (UVIS Table 2's rows; uvis.pseudo.levels.LEVELS)",
     )
     d.add_argument("--tau", type=finite_float, help="PMF threshold (level pmf; default: as stored)")
     d.add_argument("--out", type=Path, required=True, help="results JSON")

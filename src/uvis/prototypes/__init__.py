@@ -1,7 +1,6 @@
 """Class prototypes of CLIP instance embeddings and Prototype Memory Filtering (UVIS §3.1)."""
 
 from uvis.prototypes.pmf import (
-    LEVELS,
     NO_PROTOTYPE,
     ROW_COLUMNS,
     PMFConfig,
@@ -12,11 +11,9 @@ from uvis.prototypes.pmf import (
     passes_threshold,
     pmf_similarity,
     prototype_members,
-    select,
 )
 
 __all__ = [
-    "LEVELS",
     "NO_PROTOTYPE",
     "ROW_COLUMNS",
     "PMFConfig",
@@ -27,5 +24,4 @@ __all__ = [
     "passes_threshold",
     "pmf_similarity",
     "prototype_members",
-    "select",
 ]

@@ -18,11 +18,11 @@ of one stored :class:`PMFResult`, never a recomputation:
   "together with objectness score and CLIP score, tau determines the final instances we retain
   for each prototype"). ``tau`` does not change the prototypes and k-means is not re-run on the
   instances that ``tau`` retains; ``tau`` only thresholds the stored similarity, which
-  :func:`select` does for any ``tau``.
+  :func:`uvis.pseudo.levels.select` does for any ``tau``.
 - Every threshold keeps scores *at or above* it (:func:`passes_threshold`); the paper discards
   similarities "less than tau", and we read its objectness and CLIP thresholds the same way.
 - The similarity of every row is stored, including rows that fail filter 1 or 2, so the PMF
-  flag is defined for each row; :func:`select` combines the flags cumulatively.
+  flag is defined for each row; :func:`uvis.pseudo.levels.select` combines the flags cumulatively.
 - A row whose class has no prototype (no instance of that class passed filters 1 and 2) has
   similarity ``-inf`` (:data:`NO_PROTOTYPE`): it fails PMF at every ``tau``.
 - A row whose embedding has NaN or inf entries or zero norm has no direction: it is flagged
@@ -37,7 +37,6 @@ import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -45,10 +44,6 @@ from uvis.errors import ConfigError, DataError
 from uvis.prototypes.kmeans import max_inner_product, resolve_gpu, spherical_kmeans, unit_rows
 
 logger = logging.getLogger(__name__)
-
-Level = Literal["none", "objectness", "clip", "pmf"]
-LEVELS: tuple[Level, ...] = ("none", "objectness", "clip", "pmf")
-"""Table 2's label-denoising rows: no filter, +mask score, +CLIP score, +PMF (cumulative)."""
 
 NO_PROTOTYPE = -math.inf
 """Similarity of a row whose class has no prototype: below every ``tau``."""
@@ -126,12 +121,6 @@ class PMFResult:
             "pmf_similarity": self.similarity,
             "valid_embedding": self.valid_embedding,
         }
-
-
-class ColumnTable(Protocol):
-    """Anything indexable by column name: a dict of arrays, a ``pyarrow.Table``."""
-
-    def __getitem__(self, key: str, /) -> Any: ...
 
 
 def passes_threshold(score: np.ndarray, threshold: float) -> np.ndarray:
@@ -249,37 +238,6 @@ def filter_instances(
     )
 
 
-def select(result: PMFResult | ColumnTable, level: Level, tau: float | None = None) -> np.ndarray:
-    """The rows kept at one of Table 2's denoising levels, as a boolean mask (N,).
-
-    Levels are cumulative: ``"none"`` keeps every row, ``"objectness"`` adds the mask-score
-    filter, ``"clip"`` the CLIP-score filter and ``"pmf"`` the prototype filter, so each mask is
-    a subset of the previous one. ``result`` is a :class:`PMFResult` or a table holding its
-    :data:`ROW_COLUMNS` (as stored by a later stage). With ``tau`` (only for ``"pmf"``), the PMF
-    flag is recomputed as ``pmf_similarity >= tau`` from the stored similarity and the *same*
-    prototypes, which is how Table 3's sweep is read off one result; ``tau=None`` uses the
-    stored ``pass_pmf``. Raising ``tau`` never keeps more rows.
-    """
-    if level not in LEVELS:
-        raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
-    if tau is not None and level != "pmf":
-        raise ValueError(f"tau only applies to level 'pmf', not {level!r}")
-    if tau is not None and not -1.0 <= tau <= 1.0:
-        raise ValueError(f"tau is a cosine similarity threshold in [-1, 1], got {tau}")
-    table = result.columns() if isinstance(result, PMFResult) else result
-    keep = _flags(table, "pass_objectness")
-    if level == "none":
-        return np.ones_like(keep)
-    if level == "objectness":
-        return keep
-    keep &= _flags(table, "pass_clip")
-    if level == "clip":
-        return keep
-    if tau is None:
-        return keep & _flags(table, "pass_pmf")
-    return keep & passes_threshold(_column(table, "pmf_similarity", np.float64), tau)
-
-
 def _prototypes_of_unit_rows(
     unit: np.ndarray, labels: np.ndarray, cfg: PMFConfig, use_gpu: bool
 ) -> dict[int, np.ndarray]:
@@ -362,20 +320,6 @@ def _check_scores(
             source, f"{bad.size} rows have non-finite {name} scores (first: row {bad[0]})"
         )
     return scores
-
-
-def _column(table: ColumnTable, name: str, dtype: type) -> np.ndarray:
-    """Column ``name`` of ``table`` as an array of ``dtype``; ValueError if it is missing."""
-    try:
-        column = table[name]
-    except KeyError:
-        raise ValueError(f"table has no column {name!r}; PMF columns are {ROW_COLUMNS}") from None
-    return np.asarray(column, dtype=dtype)
-
-
-def _flags(table: ColumnTable, name: str) -> np.ndarray:
-    """Boolean column ``name`` of ``table`` (a fresh array, safe to update in place)."""
-    return _column(table, name, bool).copy()
 
 
 def _invalid_rows_message(valid: np.ndarray) -> str:

@@ -2,7 +2,7 @@
 
 Rows are joined on (video_id, frame_index, proposal_id). Every proposal is kept in the output
 with its flags, so the denoising levels of UVIS Table 2 and the tau sweep of Table 3 are
-selections of one file (:func:`uvis.prototypes.select`). A proposal without CLIP scores (or the
+selections of one file (:func:`uvis.pseudo.levels.select`). A proposal without CLIP scores (or the
 reverse) means the shards do not belong together: that is an error naming the files.
 Proposals without an objectness score (raw MaskCut masks) never pass a positive objectness
 threshold; their count is logged.
@@ -137,7 +137,7 @@ def filter_files(
 
     Returns the number of rows kept at each level (for the log line and tests).
     """
-    from uvis.prototypes import select
+    from uvis.pseudo.levels import select
 
     proposals = read_shards(proposal_paths, PROPOSALS)
     clip = read_shards(clip_paths, CLIP_SCORES)

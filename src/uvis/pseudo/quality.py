@@ -32,7 +32,7 @@ from scipy.optimize import linear_sum_assignment
 
 from uvis.data.frames import VideoDataset
 from uvis.masks import to_coco
-from uvis.prototypes import select
+from uvis.pseudo.levels import select
 
 LEVELS = ("none", "objectness", "clip", "pmf")
 

@@ -5,7 +5,7 @@ features of each instance crop into DeepSort to generate spatio-temporal masks" 
 Inputs, joined on ``(video_id, frame_index, proposal_id)``:
 
 - the eval split's pseudo-labels (:data:`uvis.schemas.PSEUDO_LABELS`), kept at one of UVIS
-  Table 2's filter levels (:func:`uvis.prototypes.select`, default all filters incl. PMF);
+  Table 2's filter levels (:func:`uvis.pseudo.levels.select`, default all filters incl. PMF);
 - their CLIP embeddings (:data:`uvis.schemas.CLIP_SCORES` shards, ``embedding`` column);
 - the frame index (:data:`uvis.schemas.FRAME_INDEX`): each video's length and frame size.
 
@@ -31,10 +31,9 @@ import pyarrow as pa
 from uvis.data.frame_index import FrameIndex
 from uvis.data.ytvis import load_ytvis
 from uvis.errors import ConfigError, DataError
-from uvis.prototypes import select
 from uvis.prototypes.kmeans import unit_rows
-from uvis.prototypes.pmf import Level
 from uvis.pseudo.filtering import KEYS, embedding_matrix
+from uvis.pseudo.levels import Level, select
 from uvis.schemas import CLIP_SCORES, PSEUDO_LABELS
 from uvis.tracking.deepsort import (
     DeepSortConfig,

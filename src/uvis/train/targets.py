@@ -4,7 +4,7 @@ Two sources, one container (:class:`TrainingSet`):
 
 * **Pseudo-labels** (UVIS §3.1; :func:`targets_from_pseudo_labels`): the rows of a
   pseudo-label Parquet kept at one of UVIS Table 2's denoising levels (``none``,
-  ``objectness``, ``clip``, ``pmf`` with an optional ``tau``; :func:`uvis.prototypes.select`),
+  ``objectness``, ``clip``, ``pmf`` with an optional ``tau``; :func:`uvis.pseudo.levels.select`),
   each with its CLIP class.
 * **Ground truth** (the supervised upper bound; :func:`targets_from_ground_truth`): every
   visible instance mask of a YouTube-VIS split with its annotated category.
@@ -34,7 +34,7 @@ from uvis.data.frame_index import FrameIndex
 from uvis.data.frames import Category, VideoDataset
 from uvis.errors import ConfigError, DataError
 from uvis.masks import RLE
-from uvis.prototypes import LEVELS, select
+from uvis.pseudo.levels import LEVELS, select
 from uvis.schemas import PSEUDO_LABELS
 
 logger = logging.getLogger(__name__)
