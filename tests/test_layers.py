@@ -17,7 +17,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "uvis"
 LAYERS: tuple[frozenset[str], ...] = tuple(
     frozenset(names.split())
     for names in (
-        "uvis errors io presets masks checkpoints devices schemas interrupt progress",  # plumbing
+        "uvis errors io presets masks checkpoints devices schemas interrupt progress categories",
         "evaluation synth baselines",  # official metrics, the synthetic world, DeepSORT parts
         "data",  # dataset readers and artefact files
         "foundation",  # loaders of real (and stand-in) foundation-model weights

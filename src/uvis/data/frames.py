@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from uvis.categories import Category
 from uvis.errors import ConfigError, DataError
 from uvis.io import atomic_path
 from uvis.masks import RLE
@@ -40,14 +41,6 @@ OnError = Literal["fail", "skip"]
 
 #: Name of the file, inside a finished extraction folder, that records how it was extracted.
 MANIFEST_NAME = "extraction.json"
-
-
-@dataclass(frozen=True)
-class Category:
-    """One name of the dataset's vocabulary, with its id as used by ``Instance.category_id``."""
-
-    id: int
-    name: str
 
 
 @dataclass(frozen=True)

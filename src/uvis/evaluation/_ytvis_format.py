@@ -20,6 +20,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from uvis import masks
+from uvis.categories import Category
 from uvis.errors import DataError
 from uvis.io import parse_json, read_json
 
@@ -41,14 +42,6 @@ class Video:
     height: int
     width: int
     num_frames: int
-
-
-@dataclass(frozen=True, slots=True)
-class Category:
-    """A ground-truth category."""
-
-    id: int
-    name: str
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -15,14 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class Category:
-    """One category as YouTube-VIS lists it: ``id`` is 1-based."""
-
-    id: int
-    name: str
-    supercategory: str
+from uvis.categories import Category
 
 
 @dataclass(frozen=True)
