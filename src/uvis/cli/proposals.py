@@ -8,11 +8,13 @@ from pathlib import Path
 
 from uvis.cli.types import (
     REFINE_CHOICES,
+    add_device_option,
     finite_float,
     nonnegative_int,
     positive_int,
     unit_float,
 )
+from uvis.devices import resolve_device
 
 
 def _json_dict(text: str) -> dict:
@@ -30,7 +32,7 @@ def _maskcut(args: argparse.Namespace) -> int:
     from uvis.proposals.stage import maskcut_shard
 
     torch.set_num_threads(args.threads)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(args.device, "maskcut")
     model = create_ssl_vit(args.arch, weights=args.weights, arch_kwargs=args.arch_kwargs).to(device)
     cfg = MaskCutConfig(
         tau=args.tau,
@@ -89,7 +91,7 @@ def _detect(args: argparse.Namespace) -> int:
     from uvis.proposals.detector import detect_frames, load_detector
 
     torch.set_num_threads(args.threads)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(args.device, "detect")
     model, cfg = load_detector(args.detector, device=device)
     frames = FrameIndex.read(args.frames).shard(args.num_shards, args.shard).table
     table = detect_frames(
@@ -180,6 +182,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="MaskCut on every N-th frame of each video only (the detector trained on the "
         "masks generalises to the others; default 1: every frame)",
     )
+    add_device_option(m)
     m.set_defaults(func=_maskcut)
 
     t = ps.add_parser(
@@ -211,6 +214,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="leave out detections that hold two or more other detections of the frame, one of "
         "them scoring higher (masks of several objects at once; default: keep them, as CutLER)",
     )
+    add_device_option(d)
     d.set_defaults(func=_detect)
 
     c = ps.add_parser("cutler", help="CutLER's released Cascade Mask R-CNN (needs detectron2)")

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from uvis.cli.types import (
+    add_device_option,
     finite_float,
     fraction,
     nonnegative_int,
@@ -14,6 +15,7 @@ from uvis.cli.types import (
     positive_int,
     unit_float,
 )
+from uvis.devices import resolve_device
 
 
 def vocabulary_from_args(args: argparse.Namespace):
@@ -40,7 +42,7 @@ def _clip_scores(args: argparse.Namespace) -> int:
     from uvis.pseudo.clip_scores import score_proposals
 
     torch.set_num_threads(args.threads)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(args.device, "clip-scores")
     bundle = create_clip(
         args.model, weights=args.weights, device=device, resize_mode=args.resize_mode
     )
@@ -125,6 +127,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="how crops are fitted to the model's input (default: the model's own)",
     )
     c.add_argument("--threads", type=positive_int, default=1)
+    add_device_option(c)
     c.set_defaults(func=_clip_scores)
 
     f = ps.add_parser(

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from uvis.devices import resolve_device
 from uvis.errors import ConfigError, DataError
 from uvis.io import atomic_path, atomic_write_json
 from uvis.presets import config_from_preset
@@ -403,7 +404,7 @@ def train_clip(
     train_idx, held_idx = holdout_split(len(corpus.captions), cfg.holdout_fraction, cfg.seed)
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or resolve_device("auto", "pretrain clip")
     bundle = create_clip(cfg.model, weights=None, device=device)
     model = bundle.model.train()
     images = torch.from_numpy(corpus.images[train_idx]).permute(0, 3, 1, 2).to(device)

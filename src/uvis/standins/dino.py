@@ -45,6 +45,7 @@ from torch import nn
 from torchvision.ops import roi_align
 
 from uvis import __version__
+from uvis.devices import resolve_device
 from uvis.errors import ConfigError, DataError, UvisError
 from uvis.foundation.ssl import (
     build_vit,
@@ -826,7 +827,7 @@ def fit_dino(
     Raises:
         UvisError: the loss became NaN or infinite (lower ``lr``).
     """
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = torch.device(device or resolve_device("auto", "dino"))
     images = images.to(dev)
     batch, steps = steps_per_epoch(len(images), cfg)
     if student is None:
