@@ -12,6 +12,7 @@ import json
 import math
 from pathlib import Path
 
+import huggingface_hub.constants
 import numpy as np
 import pytest
 import torch
@@ -124,7 +125,9 @@ def test_missing_hub_and_mismatched_weights_fail_before_loading(tmp_path, monkey
     monkeypatch.setenv("UVIS_WEIGHTS", str(tmp_path))
     with pytest.raises(MissingWeightsError, match="not found"):
         create_clip(SMOKE, weights=tmp_path / "absent.pt")
-    with pytest.raises(MissingWeightsError, match="not found"):  # an open_clip tag: never fetched
+    # an open_clip tag: looked up in the (empty) Hugging Face cache, never fetched
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    with pytest.raises(MissingWeightsError, match="not in the Hugging Face cache"):
         create_clip("ViT-B-32", weights="laion2b_s34b_b79k")
     with pytest.raises(MissingWeightsError, match="not available offline"):
         create_clip("ViT-B-32", weights="clip_vit_b32_laion2b")

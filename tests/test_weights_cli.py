@@ -109,3 +109,22 @@ def test_verify_exit_status(caches, capsys):
     assert "does not load" in out
     assert main(["weights", "verify", "resnet_1000"]) == 2
     assert "unknown weight 'resnet_1000'" in capsys.readouterr().err
+
+
+def test_open_clip_tags_and_hub_names_are_found_in_the_cache(caches):
+    from uvis.foundation.weights import clip_weights_path
+    from uvis.foundation.weights import MissingWeightsError
+
+    with pytest.raises(MissingWeightsError, match="ViT-B-32 pretrained=laion2b_s34b_b79k"):
+        clip_weights_path("ViT-B-32", "laion2b_s34b_b79k")
+    repo = caches / "hf" / "models--laion--CLIP-ViT-B-32-laion2B-s34B-b79K"
+    _place(repo / "refs" / "main", b"rev1")
+    cached = _place(repo / "snapshots" / "rev1" / "open_clip_pytorch_model.bin")
+    assert clip_weights_path("ViT-B-32", "laion2b_s34b_b79k") == cached
+    assert clip_weights_path("ViT-B-32", "hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K") == cached
+    with pytest.raises(MissingWeightsError, match="hf-hub:laion/nothing"):
+        clip_weights_path("ViT-B-32", "hf-hub:laion/nothing")
+    # A tag of another model is no tag here: it is looked up as a file and not found.
+    with pytest.raises(MissingWeightsError, match="not found"):
+        clip_weights_path("RN50", "laion2b_s34b_b79k")
+    assert clip_weights_path("ViT-B-32", None) is None

@@ -34,7 +34,11 @@ from PIL import Image, ImageFilter
 from uvis import masks as rle_masks
 from uvis.errors import ConfigError, DataError
 from uvis.foundation.checkpoints import mismatch_parts, state_dict_mismatch
-from uvis.foundation.weights import KNOWN_WEIGHTS, MissingWeightsError, resolve_weights
+from uvis.foundation.weights import (
+    KNOWN_WEIGHTS,
+    MissingWeightsError,
+    clip_weights_path,
+)
 from uvis.masks import RLE
 
 logger = logging.getLogger(__name__)
@@ -147,7 +151,7 @@ def create_clip(
     if resize_mode not in (None, *RESIZE_MODES):
         raise ConfigError(f"resize_mode must be one of {RESIZE_MODES}, got {resize_mode!r}")
     _check_known_weight_arch(weights, model_name)
-    path = None if weights is None else resolve_weights(weights, "clip")
+    path = clip_weights_path(model_name, weights)
     try:
         with _open_clip_quiet():
             model, _, preprocess = open_clip.create_model_and_transforms(

@@ -149,7 +149,7 @@ def weight_locations(spec: WeightSpec) -> list[Path]:
     if spec.url.rsplit("/", 1)[-1] == spec.filename:
         places.append(_torch_hub_dir() / "checkpoints" / spec.filename)
     if spec.hf_repo:
-        cached = _hf_cached(spec.hf_repo, spec.filename)
+        cached = hf_cached(spec.hf_repo, spec.filename)
         if cached is not None:
             places.append(cached)
     return places
@@ -169,7 +169,7 @@ def _torch_hub_dir() -> Path:
     return cache / "torch" / "hub"
 
 
-def _hf_cached(repo: str, filename: str) -> Path | None:
+def hf_cached(repo: str, filename: str) -> Path | None:
     """The file in the Hugging Face hub cache (``$HF_HUB_CACHE``, ``$HF_HOME/hub``, ...), read
     with huggingface_hub's own offline lookup; None when absent or the library is missing."""
     try:
@@ -209,3 +209,56 @@ def resolve_weights(ref: str | os.PathLike[str], family: Family) -> Path:
             f"{spec.url} and save it as {expected} (or set the config value to the file's path)"
         )
     return path
+
+
+#: File names open_clip's Hugging Face repositories hold the weights under.
+HF_WEIGHT_FILES = ("open_clip_pytorch_model.bin", "open_clip_model.safetensors")
+
+
+def clip_weights_path(model_name: str, weights: str | os.PathLike[str] | None) -> Path | None:
+    """The local file of a CLIP ``weights`` setting, never downloading: a path; a name of
+    :data:`~uvis.foundation.weights.KNOWN_WEIGHTS`; ``hf-hub:<org>/<repo>`` (open_clip's
+    syntax) found in the Hugging Face cache; or an open_clip ``pretrained`` tag of
+    ``model_name`` (e.g. ``laion2b_s34b_b79k`` for ViT-B-32) found where open_clip downloads
+    it (the Hugging Face cache, or ``~/.cache/clip`` for URL weights). ``None``: no weights.
+
+    Raises:
+        MissingWeightsError: naming what was looked for and where, when it is not there.
+    """
+    if weights is None:
+        return None
+    text = os.fspath(weights)
+    if text in KNOWN_WEIGHTS or Path(text).expanduser().is_file():
+        return resolve_weights(text, "clip")
+    if text.startswith("hf-hub:"):
+        return _hf_weights(text[len("hf-hub:") :].strip("/"), text)
+    try:  # open_clip (and torch) may be absent where Snakemake itself runs
+        import open_clip
+    except ImportError:
+        open_clip = None
+    known_model = open_clip is not None and model_name in open_clip.list_models()
+    tags = open_clip.list_pretrained_tags_by_model(model_name) if known_model else []
+    if text in tags:
+        cfg = open_clip.get_pretrained_cfg(model_name, text)
+        if cfg.get("hf_hub"):
+            return _hf_weights(cfg["hf_hub"].strip("/"), f"{model_name} pretrained={text}")
+        if cfg.get("url"):
+            cached = Path.home() / ".cache" / "clip" / os.path.basename(cfg["url"])
+            if cached.is_file():
+                return cached
+            raise MissingWeightsError(
+                f"CLIP weights {model_name} pretrained={text} are not available offline: "
+                f"download {cfg['url']} to {cached} (or give the file's path)"
+            )
+    return resolve_weights(text, "clip")  # a missing file: its own message
+
+
+def _hf_weights(repo: str, what: str) -> Path:
+    for filename in HF_WEIGHT_FILES:
+        found = hf_cached(repo, filename)
+        if found is not None:
+            return found
+    raise MissingWeightsError(
+        f"CLIP weights {what} are not in the Hugging Face cache: download {repo} there "
+        f"(huggingface-cli download {repo} {HF_WEIGHT_FILES[0]}) or give the file's path"
+    )

@@ -87,6 +87,7 @@ class WeightRef:
     key: str
     ref: str
     family: str
+    arch: str | None = None  # CLIP: the model, for its open_clip pretrained tags
 
 
 def _check(key: str, build: Callable[[], Any]) -> Any:
@@ -244,7 +245,9 @@ def config_weights(config: Mapping[str, Any]) -> list[WeightRef]:
     if config["ssl"]["weights"] != "embedded":
         refs.append(WeightRef("ssl.weights", config["ssl"]["weights"], "ssl_vit"))
     if config["clip"]["weights"] != "embedded":
-        refs.append(WeightRef("clip.weights", config["clip"]["weights"], "clip"))
+        refs.append(
+            WeightRef("clip.weights", config["clip"]["weights"], "clip", config["clip"]["model"])
+        )
     if config["proposals"]["backend"] == "cutler":
         refs.append(
             WeightRef("proposals.cutler_weights", config["proposals"]["cutler_weights"], "cutler")
@@ -261,7 +264,12 @@ def check_weights(refs: Iterable[WeightRef]) -> None:
     from uvis.foundation.weights import resolve_weights
 
     for ref in refs:
-        _check(ref.key, lambda ref=ref: resolve_weights(ref.ref, ref.family))  # type: ignore[arg-type]
+        if ref.family == "clip" and ref.arch is not None:
+            from uvis.foundation.weights import clip_weights_path
+
+            _check(ref.key, lambda ref=ref: clip_weights_path(ref.arch, ref.ref))
+        else:
+            _check(ref.key, lambda ref=ref: resolve_weights(ref.ref, ref.family))  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------
