@@ -324,7 +324,26 @@ def train_vis_inputs(wildcards):
         inputs["gt"] = ytvis_json(Namespace(split=TRAIN_SPLIT))
     for w in weights_inputs(config["vis"]["backbone_weights"], BACKBONE_STAND_IN):
         inputs["backbone"] = w
+    if validation_videos():
+        inputs["val_frames"] = f"{R}/frames/{EVAL_SPLIT}.parquet"
+        inputs["val_gt"] = ytvis_json(Namespace(split=EVAL_SPLIT))
     return inputs
+
+
+def validation_videos():
+    """Videos of the periodic validation (vis.validation), 0 where the eval split has no
+    ground truth to validate against."""
+    return config["vis"]["validation"]["videos"] if has_ytvis_gt() else 0
+
+
+def validation_args(wildcards, input):
+    if not validation_videos():
+        return ""
+    period = config["vis"]["validation"]["period"]
+    return (
+        f"--val-frames {q(input.val_frames)} --val-gt-json {q(input.val_gt)} "
+        f"--val-videos {validation_videos()} --set eval_period={period}"
+    )
 
 
 def train_vis_targets(wildcards, input):

@@ -231,6 +231,24 @@ def test_strips_and_gifs_of_samples_and_failures(tmp_path):
     assert "v1: wrong class: 1 object(s) with the wrong class" in page
 
 
+def test_the_periodic_validation_beside_the_losses_is_drawn(tmp_path):
+    (tmp_path / "metrics.csv").write_text("iteration,loss\n10,4.0\n20,3.0\n")
+    assert read_loss_curves(tmp_path / "metrics.csv").validation is None
+    (tmp_path / "validation.csv").write_text(
+        "iteration,AP,AP50,seconds\n10,5.0,12.5,1.0\n20,7.5,nan,1.0\n"
+    )
+    curves = read_loss_curves(tmp_path / "metrics.csv")
+    assert curves.validation["AP"].tolist() == [5.0, 7.5]
+    assert np.isnan(curves.validation["AP50"][1])
+    figure = loss_figure(curves, "t")
+    assert len(figure.axes) == 2 and figure.axes[1].get_ylabel().startswith("validation AP")
+    labels = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    assert labels == ["loss", "validation AP", "validation AP50"]
+    (tmp_path / "validation.csv").write_text("iteration,AP\n10,x\n")
+    with pytest.raises(DataError, match=r"validation\.csv"):
+        read_loss_curves(tmp_path / "metrics.csv")
+
+
 def _csv(folder, text):
     path = folder / "other.csv"
     path.write_text(text)

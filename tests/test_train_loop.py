@@ -105,6 +105,44 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(tmp_path: Pat
     assert [it for it, _ in checkpoints(tmp_path / "part")] == [4, 6]  # the latest 2 kept
 
 
+def test_periodic_validation_is_logged_and_leaves_the_weights_alone(tmp_path: Path) -> None:
+    data = toy_set(tmp_path)
+    calls: list[tuple[int, bool]] = []
+
+    def validate(model: VisModel, iteration: int) -> dict[str, float]:
+        calls.append((iteration, model.training))
+        return {"AP": float(iteration), "AP50": None}  # None: undefined, logged as NaN
+
+    cfg = smoke(iterations=5, eval_period=2, checkpoint_period=2)
+    plain = train_vis(
+        data, smoke(iterations=5, checkpoint_period=2), tmp_path / "a", progress=False
+    )
+    checked = train_vis(data, cfg, tmp_path / "b", progress=False, validate=validate)
+    assert calls == [(2, False), (4, False), (5, False)]  # every 2 and the end, in eval mode
+    assert checked.model.training
+    a, b = weights(plain.model), weights(checked.model)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with open(tmp_path / "b" / "validation.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["iteration"], r["AP"], r["AP50"]) for r in rows] == [
+        ("2", "2.0", "nan"),
+        ("4", "4.0", "nan"),
+        ("5", "5.0", "nan"),
+    ]
+    # Interrupted after iteration 3 and resumed from the checkpoint of 2: the row of 2 is
+    # kept, 4 and 5 are added.
+    calls.clear()
+    train_vis(data, cfg, tmp_path / "p", progress=False, validate=validate, stop_after=3)
+    train_vis(data, cfg, tmp_path / "p", progress=False, validate=validate)
+    assert calls == [(2, False), (4, False), (5, False)]
+    with open(tmp_path / "p" / "validation.csv", newline="") as f:
+        assert [r["iteration"] for r in csv.DictReader(f)] == ["2", "4", "5"]
+    # eval_period 0: no validation even when a callback is given.
+    calls.clear()
+    train_vis(data, smoke(iterations=2), tmp_path / "c", progress=False, validate=validate)
+    assert calls == [] and not (tmp_path / "c" / "validation.csv").exists()
+
+
 def test_resuming_with_other_settings_is_an_error(tmp_path: Path) -> None:
     data = toy_set(tmp_path)
     train_vis(data, smoke(iterations=2, checkpoint_period=1), tmp_path / "run", progress=False)
@@ -313,3 +351,22 @@ def test_cli_trains_on_ground_truth(tiny_ytvis, tmp_path: Path, capsys) -> None:
     assert "not a pseudo-labels artefact" in capsys.readouterr().err
     assert main([*args, "--tau", "0.5"]) == 2
     assert "--tau only apply to --labels" in capsys.readouterr().err
+
+    # Periodic validation on the (here: same) videos with ground truth.
+    val = [
+        "--val-frames",
+        str(tmp_path / "frames.parquet"),
+        "--val-gt-json",
+        str(tiny_ytvis.json_path),
+    ]
+    run = [a if a != str(tmp_path / "run") else str(tmp_path / "val") for a in args]
+    assert main([*run, *val, "--val-videos", "1", "--set", "eval_period=1", "--no-progress"]) == 0
+    with open(tmp_path / "val" / "validation.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["iteration"] for r in rows] == ["1", "2"]
+    assert all(0.0 <= float(r["AP"]) <= 100.0 for r in rows)
+    capsys.readouterr()
+    assert main([*run, *val]) == 2  # no eval_period
+    assert "eval_period" in capsys.readouterr().err
+    assert main([*run, "--val-frames", str(tmp_path / "frames.parquet")]) == 2
+    assert "both --val-frames and --val-gt-json" in capsys.readouterr().err

@@ -112,8 +112,7 @@ def test_verify_exit_status(caches, capsys):
 
 
 def test_open_clip_tags_and_hub_names_are_found_in_the_cache(caches):
-    from uvis.foundation.weights import clip_weights_path
-    from uvis.foundation.weights import MissingWeightsError
+    from uvis.foundation.weights import MissingWeightsError, clip_weights_path
 
     with pytest.raises(MissingWeightsError, match="ViT-B-32 pretrained=laion2b_s34b_b79k"):
         clip_weights_path("ViT-B-32", "laion2b_s34b_b79k")

@@ -252,6 +252,10 @@ def test_smoke_run_end_to_end_and_param_reruns(tmp_path):
     assert {p.relative_to(benches).with_suffix("") for p in benches.rglob("*.tsv")} == logs
     stages = {s.stage: s for s in summarise(read_costs(benches))}
     assert stages["train_vis"].jobs == 2 and stages["train_vis"].cpu_s > 0  # UVIS, supervised
+    # The tour validates each training periodically (every 3 of the smoke preset's 6 steps).
+    for run in ("uvis", "supervised"):
+        rows = (res / f"vis/{run}/validation.csv").read_text().splitlines()
+        assert [r.split(",")[0] for r in rows] == ["iteration", "3", "6"], rows
 
     # The tag-based model, evaluated on both benchmarks, with its inference speed.
     for bench, column in (("ytvis", "AP"), ("davis", "JF")):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from uvis.cli.pseudo import vocabulary_from_args
 from uvis.cli.types import add_device_option, finite_float, positive_int
+from uvis.errors import ConfigError
 from uvis.presets import parse_overrides
 
 
@@ -63,6 +64,23 @@ def _overrides(args: argparse.Namespace, **options: object) -> dict[str, object]
     return overrides
 
 
+def _held_out(args: argparse.Namespace, cfg, data):
+    """The periodic validation of ``--val-frames``/``--val-gt-json`` (None without them)."""
+    given = [args.val_frames is not None, args.val_gt_json is not None]
+    if not any(given):
+        return None
+    if not all(given):
+        raise ConfigError("periodic validation needs both --val-frames and --val-gt-json")
+    if not cfg.eval_period:
+        raise ConfigError("periodic validation needs --set eval_period=N (N > 0)")
+    from uvis.inference.validation import HeldOutVideos
+
+    category_ids = [c.id for c in data.categories]
+    return HeldOutVideos.from_files(
+        args.val_frames, args.val_gt_json, args.val_videos, category_ids
+    )
+
+
 def _vis(args: argparse.Namespace) -> int:
     from uvis.train import TrainConfig, train_vis
 
@@ -82,6 +100,7 @@ def _vis(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         stop_after=args.stop_after,
         stale="restart" if args.restart_stale else "error",
+        validate=_held_out(args, cfg, data),
     )
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
         return 0
@@ -194,6 +213,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_target_options(v)
     v.add_argument("--model", help="uvis-tiny (default preset), uvis-smoke or minvis_r50")
     v.add_argument("--backbone-weights", help="ImageNet ResNet weights: local file or known name")
+    val = v.add_argument_group(
+        "periodic validation",
+        "AP and AP50 of the model on the first --val-videos videos of a held-out split every "
+        "eval_period iterations (--set eval_period=N), logged to OUT/validation.csv and drawn "
+        "in the loss figure; monitoring only, the weights do not depend on it",
+    )
+    val.add_argument("--val-frames", type=Path, help="frame index of the held-out split")
+    val.add_argument("--val-gt-json", type=Path, help="its YouTube-VIS ground truth")
+    val.add_argument(
+        "--val-videos", type=positive_int, default=4, help="videos to evaluate (default 4)"
+    )
     _add_run_options(v, "TrainConfig")
     v.set_defaults(func=_vis)
     t = models.add_parser(

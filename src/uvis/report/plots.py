@@ -98,11 +98,30 @@ def write_per_category_ap(
 
 @dataclass(frozen=True)
 class LossCurves:
-    """Loss columns of a training ``metrics.csv`` against its step column."""
+    """Loss columns of a training ``metrics.csv`` against its step column, and the periodic
+    validation's AP / AP50 (``validation.csv`` beside it) when the training logged one."""
 
     step_name: str
     steps: np.ndarray
     losses: dict[str, np.ndarray]
+    validation: dict[str, np.ndarray] | None = None
+
+
+#: The periodic validation's log, beside a VIS training's ``metrics.csv``.
+VALIDATION_FILE = "validation.csv"
+
+
+def read_validation(path: str | os.PathLike[str]) -> dict[str, np.ndarray] | None:
+    """``iteration``, ``AP`` and ``AP50`` of a periodic validation log, or None without one."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        columns = {k: np.array([float(r[k]) for r in rows]) for k in ("iteration", "AP", "AP50")}
+    except (OSError, KeyError, TypeError, ValueError, csv.Error) as exc:
+        raise DataError(path, f"cannot read the validation log: {exc}") from None
+    return columns if rows else None
 
 
 def read_loss_curves(path: str | os.PathLike[str]) -> LossCurves:
@@ -131,7 +150,13 @@ def read_loss_curves(path: str | os.PathLike[str]) -> LossCurves:
         except (TypeError, ValueError):
             raise DataError(path, f"column {name!r} has a value that is not a number") from None
 
-    return LossCurves(step_name=step, steps=column(step), losses={c: column(c) for c in loss_names})
+    validation = read_validation(os.path.join(os.path.dirname(os.fspath(path)), VALIDATION_FILE))
+    return LossCurves(
+        step_name=step,
+        steps=column(step),
+        losses={c: column(c) for c in loss_names},
+        validation=validation,
+    )
 
 
 #: Mask2Former's logged terms (``uvis.train``): the last decoder layer's weighted losses.
@@ -165,7 +190,25 @@ def loss_figure(curves: LossCurves, title: str) -> Figure:
     ax.set_ylabel("loss")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    handles, labels = ax.get_legend_handles_labels()
+    if curves.validation is not None:
+        val = ax.twinx()
+        for key, style in (("AP", "-"), ("AP50", "--")):
+            val.plot(
+                curves.validation["iteration"],
+                curves.validation[key],
+                style,
+                color="black",
+                marker="o",
+                ms=3,
+                lw=1.2,
+                label=f"validation {key}",
+            )
+        val.set_ylabel("validation AP (held-out videos)")
+        val.set_ylim(0, 100)
+        more_handles, more_labels = val.get_legend_handles_labels()
+        handles, labels = handles + more_handles, labels + more_labels
+    ax.legend(handles, labels, fontsize=8)
     note = loss_note(curves)
     if note:
         fig.supxlabel(note, fontsize=7, wrap=True)

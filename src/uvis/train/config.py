@@ -37,7 +37,15 @@ EMPTY_FRAME_POLICIES = ("keep", "drop")
 DEVICES = ("auto", "cpu", "cuda")
 #: Settings that may change when a run is resumed (they do not change what is computed).
 RESUMABLE_CHANGES = frozenset(
-    {"checkpoint_period", "keep_checkpoints", "log_period", "num_threads", "num_workers", "device"}
+    {
+        "checkpoint_period",
+        "keep_checkpoints",
+        "log_period",
+        "eval_period",
+        "num_threads",
+        "num_workers",
+        "device",
+    }
 )
 
 _PRESETS: dict[str, dict[str, Any]] = {
@@ -94,6 +102,8 @@ class TrainConfig:
         checkpoint_period: a checkpoint every this many iterations (and at the end).
         keep_checkpoints: how many of the latest intermediate checkpoints to keep (0: all).
         log_period: iterations between loss-curve points (means over the period).
+        eval_period: iterations between two periodic validations (AP on a few held-out videos,
+            when the training is given them; 0: none). It does not change the weights.
         seed: seed of the initialisation, the sampling and the augmentation.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``; under ``torchrun`` each
             process takes the GPU of its ``LOCAL_RANK``.
@@ -122,6 +132,7 @@ class TrainConfig:
     checkpoint_period: int = 100
     keep_checkpoints: int = 2
     log_period: int = 20
+    eval_period: int = 0
     seed: int = 0
     device: str = "auto"
     amp: bool = True
@@ -154,6 +165,7 @@ class TrainConfig:
             "checkpoint_period": self.checkpoint_period >= 1,
             "keep_checkpoints": self.keep_checkpoints >= 0,
             "log_period": self.log_period >= 1,
+            "eval_period": self.eval_period >= 0,
             "seed": self.seed >= 0,
             "device": self.device in DEVICES,
             "num_threads": self.num_threads >= 1,

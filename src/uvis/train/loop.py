@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import re
 import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,13 @@ logger = logging.getLogger(__name__)
 FINAL_NAME = "model_final.pth"
 CONFIG_NAME = "config.json"
 METRICS_NAME = "metrics.csv"
+VALIDATION_NAME = "validation.csv"
+#: Columns of the periodic validation's log (``validation.csv``).
+VALIDATION_COLUMNS = ("iteration", "AP", "AP50", "seconds")
 TENSORBOARD_DIR = "tensorboard"
+Validate = Callable[[VisModel, int], Mapping[str, float]]
+"""A periodic validation: the model (eval mode, no gradients) and the iteration in, metrics with
+``AP`` and ``AP50`` out."""
 _CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)\.pth$")
 #: Loss terms of the last decoder layer, logged next to the total (all layers).
 LOGGED_TERMS = ("loss_cross_entropy", "loss_mask", "loss_dice")
@@ -378,8 +385,14 @@ def train_vis(
     progress: bool = True,
     stop_after: int | None = None,
     stale: str = "error",
+    validate: Validate | None = None,
 ) -> TrainResult:
     """Train ``cfg.model`` on ``data`` into ``out_dir``, resuming from its latest checkpoint.
+
+    ``validate(model, iteration)`` (e.g. :class:`uvis.inference.validation.HeldOutVideos`)
+    is called on the main process every ``cfg.eval_period`` iterations and at the end; its
+    ``AP`` and ``AP50`` are logged to ``validation.csv`` and TensorBoard (``val/...``). It
+    runs the model in eval mode without gradients and leaves the weights unchanged.
 
     A latest checkpoint of another run (other settings or targets) is an error, or with
     ``stale="restart"`` (what the ``train_vis`` rule uses: Snakemake re-runs training exactly
@@ -413,7 +426,15 @@ def train_vis(
         with lock:
             state = _training_state(cfg, data, out, ctx, stale)
             return _train(
-                state, data, frames, cfg, out, ctx, progress=progress, stop_after=stop_after
+                state,
+                data,
+                frames,
+                cfg,
+                out,
+                ctx,
+                progress=progress,
+                stop_after=stop_after,
+                validate=validate if cfg.eval_period else None,
             )
 
 
@@ -427,6 +448,7 @@ def _train(
     *,
     progress: bool,
     stop_after: int | None,
+    validate: Validate | None,
 ) -> TrainResult:
     """The training loop of :func:`train_vis`, from ``state.iteration`` on."""
     model, start = state.model, state.iteration
@@ -455,6 +477,7 @@ def _train(
             model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
         )
     metrics: list[dict[str, float]] = []
+    validations: list[dict[str, float]] = []
     writer = None
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -462,6 +485,7 @@ def _train(
             out / CONFIG_NAME, _run_description(cfg, model, data, ctx, start), indent=1
         )
         metrics = read_metrics(out / METRICS_NAME, start)
+        validations = read_metrics(out / VALIDATION_NAME, start) if validate else []
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(out / TENSORBOARD_DIR), purge_step=start + 1 if start else None)
@@ -488,6 +512,10 @@ def _train(
                     _write_logs(out, metrics, row, writer)
                     bar.set_postfix(loss=f"{row['loss']:.3f}")
                     window, window_start = [], time.perf_counter()
+                last = iteration == cfg.iterations
+                if ctx.is_main and validate and (iteration % cfg.eval_period == 0 or last):
+                    validations.append(_validate(validate, model, iteration))
+                    _write_validation(out, validations, writer)
                 due = iteration % cfg.checkpoint_period == 0 or iteration == cfg.iterations
                 if ctx.is_main and due:
                     state.last_checkpoint = _save_training_checkpoint(state, data, cfg, out)
@@ -517,6 +545,33 @@ def _train(
         metrics=metrics,
         model=model,
     )
+
+
+def _validate(validate: Validate, model: VisModel, iteration: int) -> dict[str, float]:
+    """One periodic validation: ``validate``'s AP and AP50 at ``iteration``, the model back in
+    training mode afterwards."""
+    began = time.perf_counter()
+    model.eval()
+    try:
+        with torch.no_grad():
+            found = validate(model, iteration)
+    finally:
+        model.train()
+    row = {
+        "iteration": iteration,
+        "AP": math.nan if found["AP"] is None else found["AP"],
+        "AP50": math.nan if found["AP50"] is None else found["AP50"],
+        "seconds": round(time.perf_counter() - began, 2),
+    }
+    logger.info("validation at iteration %d: AP %.1f, AP50 %.1f", iteration, row["AP"], row["AP50"])
+    return row
+
+
+def _write_validation(out: Path, rows: list[dict[str, float]], writer) -> None:
+    atomic_write_text(out / VALIDATION_NAME, metrics_csv(rows, VALIDATION_COLUMNS))
+    if writer is not None:
+        for key in ("AP", "AP50"):
+            writer.add_scalar(f"val/{key}", rows[-1][key], int(rows[-1]["iteration"]))
 
 
 def _any_process(flag: bool, ctx: ProcessContext) -> bool:
