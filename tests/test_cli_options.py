@@ -72,3 +72,13 @@ def test_segment_takes_vocabulary_as_the_other_commands_do():
     base = ["segment", "v.mp4", "--checkpoint", "c.pth"]
     assert parser.parse_args([*base, "--vocabulary", "cat,dog"]).vocab == "cat,dog"
     assert parser.parse_args([*base, "--vocab", "cat,dog"]).vocab == "cat,dog"  # the old name
+
+
+def test_every_option_and_argument_says_what_it_is():
+    missing = [
+        f"{parser.prog} {action.option_strings[0] if action.option_strings else action.dest}"
+        for parser in _leaf_parsers(build_parser())
+        for action in parser._actions
+        if action.help is None and action.dest != "help"
+    ]
+    assert missing == []

@@ -47,11 +47,31 @@ def _davis(args: argparse.Namespace) -> int:
 
 
 def _noise_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=nonnegative_int, default=0)
-    p.add_argument("--jitter-px", type=nonnegative_int, default=2)
-    p.add_argument("--drop-rate", type=unit_float, default=0.1)
-    p.add_argument("--class-flip-rate", type=unit_float, default=0.1)
-    p.add_argument("--false-positives", type=nonnegative_int, default=1)
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the noise (default 0)")
+    p.add_argument(
+        "--jitter-px",
+        type=nonnegative_int,
+        default=2,
+        help="masks eroded or dilated by up to this many pixels (default 2)",
+    )
+    p.add_argument(
+        "--drop-rate",
+        type=unit_float,
+        default=0.1,
+        help="share of frame masks dropped (default 0.1)",
+    )
+    p.add_argument(
+        "--class-flip-rate",
+        type=unit_float,
+        default=0.1,
+        help="share of instances given a wrong class (default 0.1)",
+    )
+    p.add_argument(
+        "--false-positives",
+        type=nonnegative_int,
+        default=1,
+        help="spurious tracks added per video (default 1)",
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -59,12 +79,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     bs = p.add_subparsers(dest="kind", metavar="KIND")
     bs.required = True
     y = bs.add_parser("ytvis", help="YouTube-VIS results JSON from a ground-truth JSON")
-    y.add_argument("gt_json", type=Path)
-    y.add_argument("out", type=Path)
+    y.add_argument("gt_json", type=Path, help="YouTube-VIS ground truth")
+    y.add_argument("out", type=Path, help="results JSON to write")
     _noise_args(y)
     y.set_defaults(func=_ytvis)
     d = bs.add_parser("davis", help="DAVIS id PNGs from a ground-truth annotation folder")
-    d.add_argument("gt_dir", type=Path)
-    d.add_argument("out_dir", type=Path)
+    d.add_argument("gt_dir", type=Path, help="DAVIS annotation folder (<sequence>/<frame>.png)")
+    d.add_argument("out_dir", type=Path, help="folder to write the noisy PNGs to")
     _noise_args(d)
     d.set_defaults(func=_davis)

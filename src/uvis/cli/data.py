@@ -166,7 +166,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = actions.add_parser(
         "index", help="verify the frames of a JPEG dataset and write its frame index"
     )
-    p.add_argument("--format", choices=("ytvis", "davis"), required=True)
+    p.add_argument(
+        "--format", choices=("ytvis", "davis"), required=True, help="the dataset's format"
+    )
     p.add_argument("--json", type=Path, help="YouTube-VIS/OVIS annotation JSON (ytvis)")
     p.add_argument(
         "--images", type=Path, help="folder the JSON's file_names are relative to (ytvis)"
@@ -226,7 +228,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("json", type=Path, help="annotated YouTube-VIS/OVIS JSON (e.g. train.json)")
     p.add_argument("--fraction", type=fraction, default=0.1, help="share of videos held out")
-    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument(
+        "--seed", type=nonnegative_int, default=0, help="seed of the video draw (default 0)"
+    )
     p.add_argument("--fit-out", type=Path, required=True, help="JSON of the remaining videos")
     p.add_argument("--holdout-out", type=Path, required=True, help="JSON of the held-out videos")
     p.set_defaults(func=_holdout)
@@ -234,6 +238,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = actions.add_parser(
         "info", help="summarise a dataset (.json, DAVIS folder or .parquet index)"
     )
-    p.add_argument("path", type=Path)
+    p.add_argument(
+        "path", type=Path, help="a YouTube-VIS JSON, a DAVIS folder or a frame index Parquet"
+    )
     p.add_argument("--imageset", help="DAVIS image set, e.g. 2019/val (default: all sequences)")
     p.set_defaults(func=_info)

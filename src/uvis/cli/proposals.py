@@ -143,8 +143,15 @@ def _cutler(args: argparse.Namespace) -> int:
 
 def _shard_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=Path, required=True, help="frame index Parquet")
-    p.add_argument("--shard", type=nonnegative_int, default=0)
-    p.add_argument("--num-shards", type=positive_int, default=1)
+    p.add_argument(
+        "--shard", type=nonnegative_int, default=0, help="which shard (0-based; default 0)"
+    )
+    p.add_argument(
+        "--num-shards",
+        type=positive_int,
+        default=1,
+        help="shards the split is cut into, by whole videos (default 1)",
+    )
     p.add_argument("--out", type=Path, required=True, help="proposals Parquet of this shard")
     p.add_argument("--threads", type=positive_int, default=1, help="CPU threads for torch")
 
@@ -161,8 +168,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--weights", required=True, help="DINO checkpoint file or known weight name")
     m.add_argument("--tau", type=finite_float, default=0.15, help="affinity threshold")
     m.add_argument("--num-masks", type=positive_int, default=3, help="masks per frame (N)")
-    m.add_argument("--refine", choices=REFINE_CHOICES, default="bilateral")
-    m.add_argument("--batch-size", type=positive_int, default=8)
+    m.add_argument(
+        "--refine",
+        choices=REFINE_CHOICES,
+        default="bilateral",
+        help="MaskCut's post-processing of its masks (default bilateral: its CRF)",
+    )
+    m.add_argument(
+        "--batch-size", type=positive_int, default=8, help="frames per forward pass (default 8)"
+    )
     m.add_argument(
         "--input-short",
         type=nonnegative_int,
@@ -192,7 +206,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--frames", type=Path, required=True, help="frame index of the masks' split")
     t.add_argument("--masks", type=Path, nargs="+", required=True, help="MaskCut proposal shards")
     t.add_argument("--preset", default="default", help="smoke, default or real")
-    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    t.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a DetectorConfig field, e.g. --set iterations=500",
+    )
     t.add_argument("--out", type=Path, required=True, help="checkpoint (+ .json report)")
     t.add_argument("--threads", type=positive_int, default=1, help="CPU threads for torch")
     t.set_defaults(func=_train_detector)
@@ -207,7 +227,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="snap the masks of detections scoring >= --refine-min-score to colour edges with "
         "MaskCut's CRF (default none: the mask head's masks as they are)",
     )
-    d.add_argument("--refine-min-score", type=unit_float, default=0.5)
+    d.add_argument(
+        "--refine-min-score",
+        type=unit_float,
+        default=0.5,
+        help="smallest score of a detection --refine snaps (default 0.5)",
+    )
     d.add_argument(
         "--drop-groups",
         action="store_true",
@@ -226,11 +251,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--score-threshold", type=unit_float, default=0.05, help="keep scores above this"
     )
     c.add_argument("--nms-threshold", type=unit_float, default=0.5, help="box NMS IoU")
-    c.add_argument("--detections-per-image", type=positive_int, default=100)
+    c.add_argument(
+        "--detections-per-image",
+        type=positive_int,
+        default=100,
+        help="most detections kept per frame (default 100, detectron2's)",
+    )
     c.add_argument(
         "--rpn-proposals", type=positive_int, default=1000, help="RPN proposals per image"
     )
     c.add_argument("--min-size", type=positive_int, default=800, help="test-time short side")
     c.add_argument("--max-size", type=positive_int, default=1333, help="test-time long-side limit")
-    c.add_argument("--batch-size", type=positive_int, default=4)
+    c.add_argument(
+        "--batch-size", type=positive_int, default=4, help="frames per forward pass (default 4)"
+    )
     c.set_defaults(func=_cutler)

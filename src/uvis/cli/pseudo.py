@@ -120,13 +120,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--context", type=finite_float, default=0.1, help="crop margin, fraction of box size"
     )
     c.add_argument("--mask-background", choices=["mean", "blur"], help="fill outside the mask")
-    c.add_argument("--batch-size", type=positive_int, default=256)
+    c.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=256,
+        help="crops per CLIP forward pass (default 256)",
+    )
     c.add_argument(
         "--resize-mode",
         choices=["shortest", "longest", "squash"],
         help="how crops are fitted to the model's input (default: the model's own)",
     )
-    c.add_argument("--threads", type=positive_int, default=1)
+    c.add_argument(
+        "--threads", type=positive_int, default=1, help="CPU threads for torch (default 1)"
+    )
     add_device_option(c)
     c.set_defaults(func=_clip_scores)
 
@@ -136,25 +143,45 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--proposals", type=Path, nargs="+", required=True, help="proposal shards")
     f.add_argument("--clip", type=Path, nargs="+", required=True, help="CLIP-score shards")
     f.add_argument("--out", type=Path, required=True, help="pseudo-label Parquet")
-    f.add_argument("--objectness-threshold", type=unit_float, default=0.7)
-    f.add_argument("--clip-threshold", type=unit_float, default=0.7)
+    f.add_argument(
+        "--objectness-threshold",
+        type=unit_float,
+        default=0.7,
+        help="smallest objectness a proposal keeps (filter 1; paper 0.7)",
+    )
+    f.add_argument(
+        "--clip-threshold",
+        type=unit_float,
+        default=0.7,
+        help="smallest CLIP class score a proposal keeps (filter 2; paper 0.7)",
+    )
     f.add_argument("--tau", type=finite_float, default=0.7, help="PMF similarity threshold")
     f.add_argument(
         "--k-ratio", type=positive_float, default=0.05, help="prototypes per class instance"
     )
-    f.add_argument("--k-min", type=positive_int, default=1)
-    f.add_argument("--k-max", type=positive_int, default=64)
-    f.add_argument("--seed", type=nonnegative_int, default=0)
+    f.add_argument(
+        "--k-min", type=positive_int, default=1, help="fewest prototypes per class (default 1)"
+    )
+    f.add_argument(
+        "--k-max", type=positive_int, default=64, help="most prototypes per class (default 64)"
+    )
+    f.add_argument(
+        "--seed", type=nonnegative_int, default=0, help="seed of the k-means (default 0)"
+    )
     f.set_defaults(func=_filter)
 
     q = ps.add_parser("quality", help="measure pseudo-labels against ground truth")
     q.add_argument("labels", type=Path, help="pseudo-label Parquet (filter output)")
-    q.add_argument("--gt-json", type=Path, required=True)
+    q.add_argument(
+        "--gt-json", type=Path, required=True, help="the split's YouTube-VIS ground truth"
+    )
     q.add_argument("--images", type=Path, required=True, help="JPEGImages folder of the split")
     q.add_argument(
         "--stride", type=positive_int, default=1, help="frame stride used by the frame index"
     )
-    q.add_argument("--iou", type=fraction, default=0.5)
-    q.add_argument("--title")
+    q.add_argument(
+        "--iou", type=fraction, default=0.5, help="mask IoU to count as a match (default 0.5)"
+    )
+    q.add_argument("--title", help="title of the table (default: one naming the split)")
     q.add_argument("--out", type=Path, required=True, help="Markdown table (.csv/.json beside)")
     q.set_defaults(func=_quality)

@@ -214,21 +214,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.set_defaults(func=_table)
 
     h = rep.add_parser("html", help="a Markdown table document as an HTML page (for the report)")
-    h.add_argument("markdown", type=Path)
+    h.add_argument("markdown", type=Path, help="a Markdown table file (e.g. tables/x.md)")
     h.add_argument("--title", help="page title (default: the first heading)")
-    h.add_argument("--out", type=Path, required=True)
+    h.add_argument("--out", type=Path, required=True, help="HTML file to write")
     h.set_defaults(func=_html)
 
     c = rep.add_parser("per-category-ap", help="per-category AP bar chart of runs (PNG)")
     c.add_argument("runs", nargs="+", metavar="LABEL=METRICS.json", help="YouTube-VIS metrics")
-    c.add_argument("--title", default="Per-category AP")
-    c.add_argument("--out", type=Path, required=True)
+    c.add_argument("--title", default="Per-category AP", help="figure title")
+    c.add_argument("--out", type=Path, required=True, help="PNG file to write")
     c.set_defaults(func=_per_category_ap)
 
     lo = rep.add_parser("loss", help="training loss curves of a metrics.csv (PNG)")
     lo.add_argument("csv", type=Path, help="metrics.csv with a step column and loss columns")
-    lo.add_argument("--title", default="Training loss")
-    lo.add_argument("--out", type=Path, required=True)
+    lo.add_argument("--title", default="Training loss", help="figure title")
+    lo.add_argument("--out", type=Path, required=True, help="PNG file to write")
     lo.set_defaults(func=_loss)
 
     f = rep.add_parser(
@@ -240,15 +240,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--per-kind", type=_positive_int, default=2, help="videos picked per kind")
     f.add_argument("--iou", type=_fraction, default=0.5, help="IoU to count as found")
     f.add_argument("--cover", type=_fraction, default=0.5, help="object fraction a merge covers")
-    f.add_argument("--title", default="Failure cases")
-    f.add_argument("--no-progress", action="store_true")
+    f.add_argument("--title", default="Failure cases", help="title of the .md summary")
+    f.add_argument("--no-progress", action="store_true", help="no progress output")
     f.add_argument("--out", type=Path, required=True, help="JSON (+ .md summary beside)")
     f.set_defaults(func=_failures)
 
     s = rep.add_parser("strips", help="qualitative strips (PNG) and animations (GIF) of a run")
-    s.add_argument("--gt-json", type=Path, required=True)
+    s.add_argument("--gt-json", type=Path, required=True, help="YouTube-VIS ground truth")
     s.add_argument("--frames", type=Path, required=True, help="frame index Parquet of the split")
-    s.add_argument("--tracks", type=Path, required=True)
+    s.add_argument("--tracks", type=Path, required=True, help="the run's tracks.parquet")
     s.add_argument("--failures", type=Path, required=True, help="from `uvis report failures`")
     s.add_argument("--run", required=True, help="run name shown on the strips")
     s.add_argument(
@@ -257,8 +257,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--strip-frames", type=_positive_int, default=6, help="frames per strip")
     s.add_argument("--height", type=_positive_int, default=160, help="pixel height of a frame")
     s.add_argument("--gif-frames", type=_positive_int, default=48, help="most frames per GIF")
-    s.add_argument("--gif-fps", type=positive_float, default=4.0)
-    s.add_argument("--no-progress", action="store_true")
+    s.add_argument(
+        "--gif-fps", type=positive_float, default=4.0, help="GIF frames per second (default 4)"
+    )
+    s.add_argument("--no-progress", action="store_true", help="no progress output")
     s.add_argument("--out", type=Path, required=True, help="output folder (replaced)")
     s.set_defaults(func=_strips)
 
