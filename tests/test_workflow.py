@@ -309,6 +309,7 @@ PREQUOTED = {
     "sets",
     "targets",
     "templates",
+    "validation",
     "verify",
     "vocabulary",
 }
