@@ -13,17 +13,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from uvis.report.tables import TABLES
 from uvis.workflow.runs import LEVELS, Run, VisTraining
 
-ALL_TABLES = (
-    "uvis_table1",
-    "uvis_table2",
-    "uvis_table3",
-    "uvis_table4",
-    "tag_table1",
-    "tag_table2",
-    "tag_table3",
-)
+ALL_TABLES = TABLES
 """Every table ``uvis report table`` builds; which ones a run builds is ``tables.build``."""
 
 HEADLINE_TABLES = ("uvis_table1", "tag_table1")
