@@ -123,14 +123,19 @@ def verify_weight(spec: WeightSpec, *, load: bool = True) -> WeightCheck:
             notes.append(f"sha256 {digest[:16]}... does not start with {spec.sha256_prefix}")
     else:
         notes.append(f"sha256 {digest} (no published checksum to compare)")
+    if load and spec.family == "cutler":
+        from uvis.proposals.cutler import require_detectron2
+
+        try:
+            require_detectron2()
+        except UvisError as exc:  # the loader's library is missing: the file is not judged
+            notes.append(f"not loaded: {exc}")
+            return WeightCheck(spec.name, path, None if ok else False, tuple(notes))
     if load:
         try:
             load_with_pipeline_loader(spec, path)
             notes.append(f"loads as {spec.arch}")
         except UvisError as exc:
-            if "detectron2" in str(exc) and spec.family == "cutler":
-                notes.append(f"not loaded: {exc}")
-                return WeightCheck(spec.name, path, None if ok else False, tuple(notes))
             ok = False
             notes.append(f"does not load: {exc}")
     return WeightCheck(spec.name, path, ok, tuple(notes))

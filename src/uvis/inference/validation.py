@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from uvis.data.frame_index import FrameIndex, VideoFrames
-from uvis.data.frames import read_frame
 from uvis.errors import DataError
 from uvis.evaluation.ytvis import evaluate
-from uvis.inference.videos import image_queries
+from uvis.inference.videos import iter_frame_queries
 from uvis.io import read_json
 from uvis.model import VisModel
 from uvis.tracking.query_tracker import track_video
@@ -73,9 +72,8 @@ class HeldOutVideos:
         """The official metrics of ``model``'s tracks on the videos (``iteration`` unused)."""
         results = []
         for video in self.videos:
-            images = (read_frame(p, video.height, video.width) for p in video.paths)
             tracked = track_video(
-                image_queries(model, images, batch_size=self.batch_size),
+                iter_frame_queries(model, video, batch_size=self.batch_size),
                 video_id=video.video_id,
                 category_ids=self.category_ids,
                 lam=1.0,
