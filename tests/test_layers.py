@@ -18,6 +18,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
     frozenset(names.split())
     for names in (
         "uvis errors io presets masks checkpoints devices schemas interrupt progress categories",
+        "engine",  # the training engine: loop, hooks, run folders, schedules
         "evaluation synth baselines",  # official metrics, the synthetic world, DeepSORT parts
         "data",  # dataset readers and artefact files
         "foundation",  # loaders of real (and stand-in) foundation-model weights

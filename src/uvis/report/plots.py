@@ -11,11 +11,13 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from uvis.engine.run_folder import read_metrics as read_curve
 from uvis.errors import DataError
 from uvis.evaluation.compare import read_metrics
 from uvis.io import atomic_path
@@ -113,15 +115,13 @@ VALIDATION_FILE = "validation.csv"
 
 def read_validation(path: str | os.PathLike[str]) -> dict[str, np.ndarray] | None:
     """``iteration``, ``AP`` and ``AP50`` of a periodic validation log, or None without one."""
-    if not os.path.isfile(path):
+    rows = read_curve(Path(path))
+    if not rows:
         return None
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-        columns = {k: np.array([float(r[k]) for r in rows]) for k in ("iteration", "AP", "AP50")}
-    except (OSError, KeyError, TypeError, ValueError, csv.Error) as exc:
-        raise DataError(path, f"cannot read the validation log: {exc}") from None
-    return columns if rows else None
+    missing = {"iteration", "AP", "AP50"} - rows[0].keys()
+    if missing:
+        raise DataError(path, f"cannot read the validation log: no column {sorted(missing)}")
+    return {k: np.array([r[k] for r in rows], dtype=float) for k in ("iteration", "AP", "AP50")}
 
 
 def read_loss_curves(path: str | os.PathLike[str]) -> LossCurves:

@@ -25,11 +25,11 @@ Presets (the field defaults are ``default``):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from uvis.engine.schedules import LRSchedule
 from uvis.errors import ConfigError
 from uvis.presets import config_from_dict, config_from_preset, config_to_dict, resume_conflicts
 
@@ -293,16 +293,15 @@ class TagVisConfig:
         """JSON-ready dict of all fields (tuples as lists)."""
         return config_to_dict(self)
 
+    def schedule(self, total: int) -> LRSchedule:
+        """Adam's learning-rate factor by 1-based step of ``total``: ``lr_schedule`` after a
+        linear warm-up of ``warmup_steps`` (step ``warmup_steps`` at the full rate)."""
+        decay = "cosine" if self.lr_schedule == "cosine" else "constant"
+        return LRSchedule(total=total, warmup=self.warmup_steps, warmup_start=0.0, decay=decay)
+
     def learning_rate(self, step: int, total: int) -> float:
-        """Adam's learning rate at ``step`` (1-based) of ``total``: ``lr_schedule`` after the
-        linear warm-up of ``warmup_steps``."""
-        if step <= self.warmup_steps:
-            return self.lr * step / self.warmup_steps
-        if self.lr_schedule == "constant":
-            return self.lr
-        span = max(1, total - self.warmup_steps)
-        progress = min(1.0, (step - self.warmup_steps) / span)
-        return 0.5 * self.lr * (1 + math.cos(math.pi * progress))
+        """Adam's learning rate at ``step`` (1-based) of ``total`` (:meth:`schedule`)."""
+        return self.lr * self.schedule(total)(step)
 
     def resume_conflicts(self, saved: Mapping[str, Any]) -> list[str]:
         """Settings that differ from a checkpoint's ``saved`` config and must not on resume."""

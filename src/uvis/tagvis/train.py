@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,31 +34,33 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from uvis import __version__, interrupt
+from uvis import __version__
 from uvis.checkpoints import save_checkpoint
-from uvis.devices import resolve_device
-from uvis.errors import ConfigError, DataError, UvisError
-from uvis.io import atomic_write_json, atomic_write_text, exclusive_lock
-from uvis.progress import progress_bar
+from uvis.engine.processes import training_device
+from uvis.engine.run_folder import (
+    CONFIG_NAME,
+    METRICS_NAME,
+    MetricsLog,
+    RunFolder,
+    checkpoint_to_resume,
+    resume_problem,
+)
+from uvis.engine.trainer import LossWindow, PeriodicCheckpoint, Trainer, Window
+from uvis.errors import UvisError
+from uvis.io import atomic_write_json, exclusive_lock
 from uvis.tagvis.checkpoint import checkpoint_dict, model_from_checkpoint, read_checkpoint
 from uvis.tagvis.config import SEMANTIC_WEIGHTINGS, TagVisConfig
 from uvis.tagvis.data import ClipSample, ClipSamples, VideoTargets, class_counts, video_targets
 from uvis.tagvis.losses import TERMS, gather_tags, tagging_loss
 from uvis.tagvis.model import TagVisNet, TagVisOutput, create_tagvis_model
-from uvis.train.curves import metrics_csv, read_metrics
 from uvis.train.data import PositionBatches
-from uvis.train.loop import checkpoint_path, checkpoints
 from uvis.train.targets import TrainingSet
 
 logger = logging.getLogger(__name__)
 
 FINAL_NAME = "model_final.pth"
-CONFIG_NAME = "config.json"
-METRICS_NAME = "metrics.csv"
 LOSS_COLUMNS = ("loss", "cross_entropy", *TERMS)
 METRIC_COLUMNS = ("iteration", *LOSS_COLUMNS, "lr", "seconds_per_iteration")
-#: What :func:`train_tagvis` does with a checkpoint of another run in its output folder.
-STALE_POLICIES = ("error", "restart")
 
 
 @dataclass(frozen=True, eq=False)
@@ -145,66 +146,36 @@ class _State:
     last_checkpoint: Path | None
 
 
-def _set_aside(out: Path, found: list[tuple[int, Path]]) -> None:
-    """Move another run's checkpoints and logs to ``out/superseded/`` (the last one only)."""
-    aside = out / "superseded"
-    if aside.exists():
-        shutil.rmtree(aside)
-    aside.mkdir(parents=True)
-    for _, path in found:
-        path.rename(aside / path.name)
-    for name in (METRICS_NAME, CONFIG_NAME):
-        if (out / name).exists():
-            (out / name).rename(aside / name)
-    logger.warning("%d checkpoints of another run moved to %s", len(found), aside)
-
-
 def _resume_problem(obj: dict[str, Any], cfg: TagVisConfig, data: TrainingSet) -> str | None:
     """Why a checkpoint cannot be resumed by this run, or ``None``."""
-    conflicts = cfg.resume_conflicts(obj["config"])
-    if conflicts:
-        return f"tagvis settings {conflicts} differ from this run's"
-    categories = [{"id": c.id, "name": c.name} for c in data.categories]
-    training = obj.get("training")
-    if not isinstance(training, dict):
-        return "it has no training state"
-    if obj["categories"] != categories or training.get("data") != data.summary():
-        return "it was trained on other data or classes"
-    return None
+    return resume_problem(
+        obj,
+        conflicts=cfg.resume_conflicts(obj["config"]),
+        what="tagvis",
+        categories=[{"id": c.id, "name": c.name} for c in data.categories],
+        data_summary=data.summary(),
+    )
 
 
 def _state(
     cfg: TagVisConfig, data: TrainingSet, out: Path, device: torch.device, stale: str
 ) -> _State:
     """A fresh network and optimiser, or those of the latest checkpoint in ``out``."""
-    found = checkpoints(out)
-    resume = None
-    if found:
-        obj = read_checkpoint(found[-1][1])
-        problem = _resume_problem(obj, cfg, data)
-        if problem is None:
-            resume = obj
-        elif stale == "restart":
-            _set_aside(out, found)
-        else:
-            raise DataError(
-                found[-1][1],
-                f"cannot resume: {problem} (use another output folder for another run)",
-            )
+    resume = checkpoint_to_resume(
+        RunFolder(out), read_checkpoint, lambda obj: _resume_problem(obj, cfg, data), stale
+    )
     torch.manual_seed(cfg.seed)
     if resume is None:
         model = create_tagvis_model(cfg, len(data.categories)).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         return _State(model=model, optimizer=optimizer, iteration=0, last_checkpoint=None)
-    model = model_from_checkpoint(resume, found[-1][1]).to(device)
+    obj, path = resume
+    model = model_from_checkpoint(obj, path).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    optimizer.load_state_dict(resume["training"]["optimizer"])
-    logger.info("resuming from %s (step %d)", found[-1][1], resume["iteration"])
+    optimizer.load_state_dict(obj["training"]["optimizer"])
+    logger.info("resuming from %s (step %d)", path, obj["iteration"])
     return _State(
-        model=model,
-        optimizer=optimizer,
-        iteration=int(resume["iteration"]),
-        last_checkpoint=found[-1][1],
+        model=model, optimizer=optimizer, iteration=int(obj["iteration"]), last_checkpoint=path
     )
 
 
@@ -231,12 +202,10 @@ def train_tagvis(
         ConfigError: for an unknown ``stale`` policy or an unavailable device.
         UvisError: when the loss becomes NaN or infinite.
     """
-    if stale not in STALE_POLICIES:
-        raise ConfigError(f"stale must be one of {STALE_POLICIES}, got {stale!r}")
     out = Path(out_dir)
     videos = video_targets(data, cfg.link_iou, cfg.link_gap)
     counts = class_counts(videos, len(data.categories))
-    device = torch.device(resolve_device(cfg.device, "tagvis"))
+    device = training_device(cfg.device, "tagvis")
     if device.type == "cpu":
         torch.set_num_threads(cfg.num_threads)
     with exclusive_lock(out, "a tag-based training"):
@@ -275,48 +244,46 @@ def _train(
     atomic_write_json(
         out / CONFIG_NAME, _run_description(cfg, data, videos, device, start, iterations), indent=1
     )
-    metrics = read_metrics(out / METRICS_NAME, start) if start else []
-    bar = progress_bar(
-        total=iterations, initial=start, desc="train tagvis", unit="step", disable=not progress
+    metrics = MetricsLog(out / METRICS_NAME, METRIC_COLUMNS, resume_from=start)
+
+    def log_window(window: Window) -> None:
+        row = {
+            "iteration": window.iteration,
+            **dict(zip(LOSS_COLUMNS, window.means, strict=True)),
+            "lr": cfg.learning_rate(window.iteration, iterations),
+            "seconds_per_iteration": window.seconds_per_iteration,
+        }
+        metrics.append(row)
+        logger.info(
+            "step %d/%d: %s",
+            window.iteration,
+            iterations,
+            ", ".join(f"{k} {row[k]:.4f}" for k in LOSS_COLUMNS),
+        )
+
+    def save(iteration: int) -> Path:
+        state.last_checkpoint = _save(state, data, counts, cfg, out)
+        return state.last_checkpoint
+
+    trainer = Trainer(
+        lambda iteration, batch: _step(
+            state, batch, cfg, cfg.learning_rate(iteration, iterations), iteration
+        ),
+        loader,
+        iterations=iterations,
+        start=start,
+        hooks=[
+            LossWindow(cfg.log_period, log_window),
+            PeriodicCheckpoint(cfg.checkpoint_period, save),
+        ],
+        desc="train tagvis",
+        unit="step",
+        noun="step",
+        progress=progress,
+        stop_after=stop_after,
     )
-    window: list[torch.Tensor] = []
-    window_start = time.perf_counter()
     model.train()
-    with interrupt.deferred() as term:
-        try:
-            for iteration, batch in enumerate(loader, start + 1):
-                lr = cfg.learning_rate(iteration, iterations)
-                window.append(_step(state, batch, cfg, lr, iteration))
-                bar.update()
-                if iteration % cfg.log_period == 0 or iteration == iterations:
-                    row = _log_row(iteration, window, lr, time.perf_counter() - window_start)
-                    metrics.append(row)
-                    atomic_write_text(out / METRICS_NAME, metrics_csv(metrics, METRIC_COLUMNS))
-                    bar.set_postfix(loss=f"{row['loss']:.3f}")
-                    logger.info(
-                        "step %d/%d: %s",
-                        iteration,
-                        iterations,
-                        ", ".join(f"{k} {row[k]:.4f}" for k in LOSS_COLUMNS),
-                    )
-                    window, window_start = [], time.perf_counter()
-                due = iteration % cfg.checkpoint_period == 0 or iteration == iterations
-                if due:
-                    state.last_checkpoint = _save(state, data, counts, cfg, out)
-                if stop_after is not None and iteration >= stop_after:
-                    break
-                if term.requested and iteration < iterations:
-                    # SIGTERM (preemption): keep this step, so a requeued job resumes from it.
-                    if not due:
-                        state.last_checkpoint = _save(state, data, counts, cfg, out)
-                    logger.warning(
-                        "SIGTERM: stopped after step %d; checkpoint %s",
-                        iteration,
-                        state.last_checkpoint,
-                    )
-                    raise interrupt.Terminated(f"stopped after step {iteration}")
-        finally:
-            bar.close()
+    trainer.train()
     final = None
     if state.iteration >= iterations:
         final = out / FINAL_NAME
@@ -328,7 +295,7 @@ def _train(
         start_iteration=start,
         iteration=state.iteration,
         seconds=round(time.perf_counter() - began, 2),
-        metrics=metrics,
+        metrics=metrics.rows,
         model=model,
     )
 
@@ -364,7 +331,8 @@ def _save(
     state: _State, data: TrainingSet, counts: list[int], cfg: TagVisConfig, out: Path
 ) -> Path:
     """Write ``checkpoint_<step>.pth`` atomically and prune old ones; returns its path."""
-    path = checkpoint_path(out, state.iteration)
+    folder = RunFolder(out)
+    path = folder.checkpoint_path(state.iteration)
     training = {"optimizer": state.optimizer.state_dict(), "data": data.summary()}
     save_checkpoint(
         path,
@@ -372,9 +340,7 @@ def _save(
             state.model, data.categories, counts, iteration=state.iteration, training=training
         ),
     )
-    if cfg.keep_checkpoints:
-        for _, old in checkpoints(out)[: -cfg.keep_checkpoints]:
-            old.unlink(missing_ok=True)
+    folder.prune(cfg.keep_checkpoints)
     return path
 
 
@@ -399,16 +365,4 @@ def _run_description(
         "device": str(device),
         "resumed_from_iteration": start,
         "versions": {"uvis": __version__, "torch": torch.__version__},
-    }
-
-
-def _log_row(
-    iteration: int, window: list[torch.Tensor], lr: float, seconds: float
-) -> dict[str, float]:
-    means = torch.stack(window).mean(dim=0).tolist()
-    return {
-        "iteration": iteration,
-        **dict(zip(LOSS_COLUMNS, means, strict=True)),
-        "lr": lr,
-        "seconds_per_iteration": seconds / len(window),
     }

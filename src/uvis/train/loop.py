@@ -31,10 +31,8 @@ import contextlib
 import logging
 import math
 import os
-import re
-import shutil
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,31 +46,38 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from uvis import __version__, interrupt
+from uvis import __version__
 from uvis.checkpoints import save_checkpoint
+from uvis.engine.optim import amp_step
+from uvis.engine.processes import ProcessContext, barrier, process_context
+from uvis.engine.run_folder import (
+    CONFIG_NAME,
+    METRICS_NAME,
+    TENSORBOARD_DIR,
+    MetricsLog,
+    RunFolder,
+    checkpoint_to_resume,
+    resume_problem,
+)
+from uvis.engine.schedules import LRSchedule
+from uvis.engine.trainer import LossWindow, PeriodicCall, PeriodicCheckpoint, Trainer, Window
 from uvis.errors import ConfigError, DataError, UvisError
-from uvis.io import atomic_write_json, atomic_write_text, exclusive_lock
+from uvis.io import atomic_write_json, exclusive_lock
 from uvis.model.checkpoint import checkpoint_dict, read_checkpoint
 from uvis.model.mask2former import VisModel, create_vis_model
-from uvis.progress import progress_bar
 from uvis.train.config import TrainConfig
-from uvis.train.curves import metrics_csv, read_metrics
 from uvis.train.data import FrameSamples, PositionBatches, TrainingSample, as_list
 from uvis.train.targets import FrameTargets, TrainingSet
 
 logger = logging.getLogger(__name__)
 
 FINAL_NAME = "model_final.pth"
-CONFIG_NAME = "config.json"
-METRICS_NAME = "metrics.csv"
 VALIDATION_NAME = "validation.csv"
 #: Columns of the periodic validation's log (``validation.csv``).
 VALIDATION_COLUMNS = ("iteration", "AP", "AP50", "seconds")
-TENSORBOARD_DIR = "tensorboard"
 Validate = Callable[[VisModel, int], Mapping[str, float]]
 """A periodic validation: the model (eval mode, no gradients) and the iteration in, metrics with
 ``AP`` and ``AP50`` out."""
-_CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)\.pth$")
 #: Loss terms of the last decoder layer, logged next to the total (all layers).
 LOGGED_TERMS = ("loss_cross_entropy", "loss_mask", "loss_dice")
 METRIC_COLUMNS = ("iteration", "loss", *LOGGED_TERMS, "lr", "seconds_per_iteration")
@@ -86,19 +91,6 @@ _NORM_TYPES = (
     nn.LayerNorm,
     nn.LocalResponseNorm,
 )
-
-
-@dataclass(frozen=True)
-class ProcessContext:
-    """This process's place in a (possibly single-process) run and its device."""
-
-    rank: int
-    world_size: int
-    device: torch.device
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -144,15 +136,23 @@ def minvis_param_groups(model: VisModel, cfg: TrainConfig) -> list[dict[str, Any
     return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
 
 
-def lr_factor(step: int, cfg: TrainConfig) -> float:
+def lr_schedule(cfg: TrainConfig) -> LRSchedule:
     """MinVIS's step schedule: the learning rate times ``lr_drop_factor`` from step
     ``lr_drop_fraction * iterations`` on (MinVIS: x 0.1 at 4000 of 6000; no warm-up), times
     ``(step + 1) / warmup_iterations`` during a linear warm-up of ``warmup_iterations`` steps
     (0-based ``step``: the first step trains at ``lr / warmup_iterations``)."""
-    drop = cfg.lr_drop_factor if step >= cfg.lr_drop_fraction * cfg.iterations else 1.0
-    if step < cfg.warmup_iterations:
-        return drop * (step + 1) / cfg.warmup_iterations
-    return drop
+    return LRSchedule(
+        total=cfg.iterations,
+        warmup=cfg.warmup_iterations,
+        decay="step",
+        drop_at=cfg.lr_drop_fraction * cfg.iterations,
+        drop_factor=cfg.lr_drop_factor,
+    )
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """The factor of the learning rate at 0-based ``step`` (:func:`lr_schedule`)."""
+    return lr_schedule(cfg)(step)
 
 
 def step_seed(seed: int, iteration: int, rank: int) -> int:
@@ -166,102 +166,27 @@ def training_short_sides(cfg: TrainConfig, test_short_side: int) -> tuple[int, .
 
 
 # --------------------------------------------------------------------------------------------
-# Processes and devices
-
-
-def _device(cfg: TrainConfig, local_rank: int) -> torch.device:
-    cuda = torch.cuda.is_available()
-    if cfg.device == "cuda" and not cuda:
-        raise ConfigError("train setting device='cuda': no CUDA device is available")
-    if cfg.device == "cpu" or not cuda:
-        return torch.device("cpu")
-    return torch.device("cuda", local_rank)
-
-
-@contextlib.contextmanager
-def process_context(cfg: TrainConfig) -> Iterator[ProcessContext]:
-    """This process's rank and device; sets up ``torch.distributed`` under ``torchrun``.
-
-    ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK`` are torchrun's environment variables. A process
-    group set up here (NCCL on CUDA, gloo on CPU) is torn down on exit; one set up by the
-    caller is used as it is.
-    """
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = _device(cfg, local_rank)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    else:
-        torch.set_num_threads(cfg.num_threads)
-    created = False
-    if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-        created = True
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    world_size = dist.get_world_size() if dist.is_initialized() else 1
-    try:
-        yield ProcessContext(rank=rank, world_size=world_size, device=device)
-    finally:
-        if created:
-            dist.destroy_process_group()
-
-
-# --------------------------------------------------------------------------------------------
 # Checkpoints and logs
 
 
 def checkpoint_path(out_dir: Path, iteration: int) -> Path:
-    return out_dir / f"checkpoint_{iteration:07d}.pth"
+    return RunFolder(out_dir).checkpoint_path(iteration)
 
 
 def checkpoints(out_dir: Path) -> list[tuple[int, Path]]:
     """``(iteration, path)`` of the intermediate checkpoints in ``out_dir``, oldest first."""
-    if not out_dir.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in out_dir.iterdir() if (m := _CHECKPOINT_RE.match(p.name))]
-    return sorted(found)
+    return RunFolder(out_dir).checkpoints()
 
 
-def _prune_checkpoints(out_dir: Path, keep: int) -> None:
-    if keep:
-        for _, path in checkpoints(out_dir)[:-keep]:
-            path.unlink(missing_ok=True)
-
-
-class StaleCheckpointError(DataError):
-    """The latest checkpoint in the output folder belongs to another run (settings or data)."""
-
-
-#: What :func:`train_vis` does with a checkpoint of another run in its output folder.
-STALE_POLICIES = ("error", "restart")
-
-
-def _resume_state(
-    path: Path, cfg: TrainConfig, data: TrainingSet
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A checkpoint to resume from, checked against this run: ``(checkpoint, training state)``.
-
-    Raises:
-        DataError: naming the checkpoint when its settings, vocabulary or data summary differ
-            from this run's (a resumed run must be the same run).
-    """
-    obj = read_checkpoint(path)
-    training = obj.get("training")
-    if not isinstance(training, dict):
-        raise DataError(path, "checkpoint has no training state to resume from")
-    conflicts = cfg.resume_conflicts(obj.get("train_config", {}))
-    if conflicts:
-        raise StaleCheckpointError(
-            path,
-            f"cannot resume: train settings {conflicts} differ from this run's (use another "
-            "output folder for another run)",
-        )
-    categories = [{"id": c.id, "name": c.name} for c in data.categories]
-    if obj["categories"] != categories or training.get("data") != data.summary():
-        raise StaleCheckpointError(
-            path, "cannot resume: the checkpoint was trained on other data or classes"
-        )
-    return obj, training
+def _resume_problem(checkpoint: dict[str, Any], cfg: TrainConfig, data: TrainingSet) -> str | None:
+    """Why this run cannot resume from ``checkpoint`` (another run's settings or data)."""
+    return resume_problem(
+        checkpoint,
+        conflicts=cfg.resume_conflicts(checkpoint.get("train_config", {})),
+        what="train",
+        categories=[{"id": c.id, "name": c.name} for c in data.categories],
+        data_summary=data.summary(),
+    )
 
 
 def _run_description(
@@ -313,25 +238,11 @@ class _TrainingState:
     last_checkpoint: Path | None
 
 
-def _set_aside(out: Path, found: list[tuple[int, Path]], ctx: ProcessContext) -> None:
-    """Move another run's checkpoints and loss curve to ``out/superseded/`` (rank 0 only).
-
-    The folder holds the last superseded run only; its final model, if any, stays where it is
-    (the caller's workflow decides whether it is outdated).
-    """
-    if ctx.rank == 0:
-        aside = out / "superseded"
-        if aside.exists():
-            shutil.rmtree(aside)
-        aside.mkdir(parents=True)
-        for _, path in found:
-            path.rename(aside / path.name)
-        for name in ("metrics.csv", "config.json"):
-            if (out / name).exists():
-                (out / name).rename(aside / name)
-        logger.warning("%d checkpoints of another run moved to %s", len(found), aside)
-    if ctx.world_size > 1:
-        dist.barrier()
+def _set_aside(out: Path, ctx: ProcessContext) -> None:
+    """Move another run's checkpoints and logs to ``out/superseded/`` (rank 0 only)."""
+    if ctx.is_main:
+        RunFolder(out).set_aside()
+    barrier(ctx)
 
 
 def _training_state(
@@ -342,14 +253,13 @@ def _training_state(
     A latest checkpoint of another run is an error, or with ``stale="restart"`` is set aside
     (:func:`_set_aside`) and training starts afresh.
     """
-    found = checkpoints(out)
-    try:
-        resume = _resume_state(found[-1][1], cfg, data) if found else None
-    except StaleCheckpointError:
-        if stale != "restart":
-            raise
-        _set_aside(out, found, ctx)
-        resume = None
+    resume = checkpoint_to_resume(
+        RunFolder(out),
+        read_checkpoint,
+        lambda checkpoint: _resume_problem(checkpoint, cfg, data),
+        stale,
+        set_aside=lambda: _set_aside(out, ctx),
+    )
     torch.manual_seed(cfg.seed)
     model = create_vis_model(
         cfg.model,
@@ -361,19 +271,20 @@ def _training_state(
     state = _TrainingState(
         model=model,
         optimizer=optimizer,
-        scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg)),
+        scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(cfg)),
         scaler=torch.amp.GradScaler("cuda", enabled=cfg.amp and ctx.device.type == "cuda"),
         iteration=0,
         last_checkpoint=None,
     )
     if resume is not None:
-        obj, training = resume
+        obj, path = resume
+        training = obj["training"]
         model.load_state_dict(obj["model"])
         state.optimizer.load_state_dict(training["optimizer"])
         state.scheduler.load_state_dict(training["scheduler"])
         state.scaler.load_state_dict(training["scaler"])
-        state.iteration, state.last_checkpoint = int(obj["iteration"]), found[-1][1]
-        logger.info("resuming from %s (iteration %d)", found[-1][1], state.iteration)
+        state.iteration, state.last_checkpoint = int(obj["iteration"]), path
+        logger.info("resuming from %s (iteration %d)", path, state.iteration)
     return state
 
 
@@ -414,14 +325,12 @@ def train_vis(
         raise DataError(
             data.origin, f"none of the {len(data.frames)} frames has a target to train on"
         )
-    with process_context(cfg) as ctx:
+    with process_context(cfg.device, "train", cfg.num_threads) as ctx:
         if cfg.batch_size % ctx.world_size:
             raise ConfigError(
                 f"train setting batch_size={cfg.batch_size} is not a multiple of the "
                 f"{ctx.world_size} processes"
             )
-        if stale not in STALE_POLICIES:
-            raise ConfigError(f"stale must be one of {STALE_POLICIES}, got {stale!r}")
         lock = exclusive_lock(out, "a VIS training") if ctx.is_main else contextlib.nullcontext()
         with lock:
             state = _training_state(cfg, data, out, ctx, stale)
@@ -476,57 +385,81 @@ def _train(
         net = DistributedDataParallel(
             model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
         )
-    metrics: list[dict[str, float]] = []
-    validations: list[dict[str, float]] = []
+    folder = RunFolder(out)
+    metrics = validations = None
     writer = None
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(
             out / CONFIG_NAME, _run_description(cfg, model, data, ctx, start), indent=1
         )
-        metrics = read_metrics(out / METRICS_NAME, start)
-        validations = read_metrics(out / VALIDATION_NAME, start) if validate else []
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(out / TENSORBOARD_DIR), purge_step=start + 1 if start else None)
-    bar = progress_bar(
-        total=cfg.iterations,
-        initial=start,
+        tags = {k: f"loss/{k}" for k in ("loss", *LOGGED_TERMS)}
+        tags |= {"lr": "lr", "seconds_per_iteration": "seconds_per_iteration"}
+        metrics = MetricsLog(
+            out / METRICS_NAME, METRIC_COLUMNS, resume_from=start, writer=writer, tags=tags
+        )
+        if validate:
+            validations = MetricsLog(
+                out / VALIDATION_NAME,
+                VALIDATION_COLUMNS,
+                resume_from=start,
+                writer=writer,
+                tags={"AP": "val/AP", "AP50": "val/AP50"},
+            )
+    schedule = lr_schedule(cfg)
+
+    def log_window(window: Window) -> None:
+        assert metrics is not None
+        row = {
+            "iteration": window.iteration,
+            **dict(zip(("loss", *LOGGED_TERMS), window.means, strict=True)),
+            "lr": cfg.lr * schedule(window.iteration - 1),
+            "seconds_per_iteration": window.seconds_per_iteration,
+        }
+        metrics.append(row)
+        logger.info(
+            "iteration %d/%d: loss %.4f (class %.4f mask %.4f dice %.4f) lr %.2e, %.3f s/it",
+            window.iteration,
+            cfg.iterations,
+            *window.means,
+            row["lr"],
+            window.seconds_per_iteration,
+        )
+
+    def validate_at(iteration: int) -> None:
+        assert validate is not None and validations is not None
+        validations.append(_validate(validate, model, iteration))
+
+    def save(iteration: int) -> Path:
+        state.last_checkpoint = _save_training_checkpoint(state, data, cfg, out)
+        folder.prune(cfg.keep_checkpoints)
+        return state.last_checkpoint
+
+    main = ctx.is_main
+    trainer = Trainer(
+        lambda iteration, batch: _step(state, net, batch, cfg, ctx, iteration),
+        loader,
+        iterations=cfg.iterations,
+        start=start,
+        hooks=[
+            LossWindow(cfg.log_period, log_window, enabled=main),
+            PeriodicCall(cfg.eval_period, validate_at, enabled=main and validate is not None),
+            PeriodicCheckpoint(cfg.checkpoint_period, save, enabled=main),
+        ],
+        ctx=ctx,
         desc=f"train {model.config.name}",
-        unit="it",
-        disable=not (progress and ctx.is_main),
+        progress=progress,
+        stop_after=stop_after,
     )
-    window: list[torch.Tensor] = []
-    window_start = time.perf_counter()
     model.train()
-    with interrupt.deferred() as term:
-        try:
-            for iteration, batch in enumerate(loader, start + 1):
-                values = _step(state, net, batch, cfg, ctx, iteration)
-                window.append(values)
-                bar.update()
-                if ctx.is_main and (iteration % cfg.log_period == 0 or iteration == cfg.iterations):
-                    lr = cfg.lr * lr_factor(iteration - 1, cfg)
-                    row = _log_row(iteration, window, lr, time.perf_counter() - window_start)
-                    metrics.append(row)
-                    _write_logs(out, metrics, row, writer)
-                    bar.set_postfix(loss=f"{row['loss']:.3f}")
-                    window, window_start = [], time.perf_counter()
-                last = iteration == cfg.iterations
-                if ctx.is_main and validate and (iteration % cfg.eval_period == 0 or last):
-                    validations.append(_validate(validate, model, iteration))
-                    _write_validation(out, validations, writer)
-                due = iteration % cfg.checkpoint_period == 0 or iteration == cfg.iterations
-                if ctx.is_main and due:
-                    state.last_checkpoint = _save_training_checkpoint(state, data, cfg, out)
-                if stop_after is not None and iteration >= stop_after:
-                    break
-                if _any_process(term.requested, ctx) and iteration < cfg.iterations:
-                    _stop_on_sigterm(state, data, cfg, out, ctx, due)
-        finally:
-            bar.close()
-            if writer is not None:
-                writer.close()
+    try:
+        trainer.train()
+    finally:
+        if writer is not None:
+            writer.close()
     final = None
     if state.iteration >= cfg.iterations:
         final = out / FINAL_NAME
@@ -535,14 +468,13 @@ def _train(
                 model, data.categories, iteration=state.iteration, train_config=cfg.to_dict()
             )
             save_checkpoint(final, ckpt)
-    if ctx.world_size > 1:
-        dist.barrier()
+    barrier(ctx)
     return TrainResult(
         final=final,
         start_iteration=start,
         iteration=state.iteration,
         seconds=round(time.perf_counter() - began, 2),
-        metrics=metrics,
+        metrics=metrics.rows if metrics is not None else [],
         model=model,
     )
 
@@ -565,40 +497,6 @@ def _validate(validate: Validate, model: VisModel, iteration: int) -> dict[str, 
     }
     logger.info("validation at iteration %d: AP %.1f, AP50 %.1f", iteration, row["AP"], row["AP50"])
     return row
-
-
-def _write_validation(out: Path, rows: list[dict[str, float]], writer) -> None:
-    atomic_write_text(out / VALIDATION_NAME, metrics_csv(rows, VALIDATION_COLUMNS))
-    if writer is not None:
-        for key in ("AP", "AP50"):
-            writer.add_scalar(f"val/{key}", rows[-1][key], int(rows[-1]["iteration"]))
-
-
-def _any_process(flag: bool, ctx: ProcessContext) -> bool:
-    """``flag`` or-ed over the processes (each may get SIGTERM at another step)."""
-    if ctx.world_size == 1:
-        return flag
-    value = torch.tensor([float(flag)], device=ctx.device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
-
-
-def _stop_on_sigterm(
-    state: _TrainingState,
-    data: TrainingSet,
-    cfg: TrainConfig,
-    out: Path,
-    ctx: ProcessContext,
-    saved: bool,
-) -> None:
-    """Write a checkpoint of the step just finished (unless one was due anyway) and raise
-    :class:`uvis.interrupt.Terminated`: a requeued job resumes from this very step."""
-    if ctx.is_main and not saved:
-        state.last_checkpoint = _save_training_checkpoint(state, data, cfg, out)
-    logger.warning(
-        "SIGTERM: stopped after iteration %d; checkpoint %s", state.iteration, state.last_checkpoint
-    )
-    raise interrupt.Terminated(f"stopped after iteration {state.iteration}")
 
 
 def _step(
@@ -631,58 +529,22 @@ def _step(
             f"training diverged: the loss is {values[0].item()} at iteration {iteration}; "
             f"last good checkpoint: {state.last_checkpoint or 'none written yet'}"
         )
-    state.optimizer.zero_grad(set_to_none=True)
-    state.scaler.scale(loss).backward()
-    if cfg.grad_clip > 0:
-        state.scaler.unscale_(state.optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-    state.scaler.step(state.optimizer)
-    state.scaler.update()
-    state.scheduler.step()
+    amp_step(
+        loss,
+        state.optimizer,
+        state.scaler,
+        state.scheduler,
+        clip_params=model.parameters(),
+        grad_clip=cfg.grad_clip,
+    )
     state.iteration = iteration
     return values.cpu()
-
-
-def _log_row(
-    iteration: int, window: list[torch.Tensor], lr: float, seconds: float
-) -> dict[str, float]:
-    """One point of the loss curve: the window's mean losses, the (non-backbone) learning
-    rate of its last step, and seconds per iteration."""
-    means = torch.stack(window).mean(dim=0).tolist()
-    return {
-        "iteration": iteration,
-        **dict(zip(("loss", *LOGGED_TERMS), means, strict=True)),
-        "lr": lr,
-        "seconds_per_iteration": seconds / len(window),
-    }
-
-
-def _write_logs(
-    out: Path, metrics: list[dict[str, float]], row: Mapping[str, float], writer
-) -> None:
-    atomic_write_text(out / METRICS_NAME, metrics_csv(metrics, METRIC_COLUMNS))
-    step = int(row["iteration"])
-    for key in ("loss", *LOGGED_TERMS):
-        writer.add_scalar(f"loss/{key}", row[key], step)
-    writer.add_scalar("lr", row["lr"], step)
-    writer.add_scalar("seconds_per_iteration", row["seconds_per_iteration"], step)
-    writer.flush()
-    logger.info(
-        "iteration %d: loss %.4f (class %.4f mask %.4f dice %.4f) lr %.2e, %.3f s/it",
-        step,
-        row["loss"],
-        row["loss_cross_entropy"],
-        row["loss_mask"],
-        row["loss_dice"],
-        row["lr"],
-        row["seconds_per_iteration"],
-    )
 
 
 def _save_training_checkpoint(
     state: _TrainingState, data: TrainingSet, cfg: TrainConfig, out: Path
 ) -> Path:
-    """Write ``checkpoint_<iteration>.pth`` atomically, prune old ones; returns its path."""
+    """Write ``checkpoint_<iteration>.pth`` atomically; returns its path."""
     path = checkpoint_path(out, state.iteration)
     training = {
         "optimizer": state.optimizer.state_dict(),
@@ -698,5 +560,4 @@ def _save_training_checkpoint(
         training=training,
     )
     save_checkpoint(path, ckpt)
-    _prune_checkpoints(out, cfg.keep_checkpoints)
     return path
