@@ -408,14 +408,6 @@ def test_ema_update_formula():
         torch.testing.assert_close(p.detach(), want, atol=0, rtol=0)
 
 
-def test_cosine_schedule_values():
-    # 2 warm-up steps 0 -> 1, then 8 cosine steps 1 -> 0: step i gives (1 + cos(pi i / 8)) / 2.
-    got = dino.cosine_schedule(1.0, 0.0, 10, warmup_steps=2)
-    want = [0.0, 0.5] + [(1 + math.cos(math.pi * i / 8)) / 2 for i in range(8)]
-    np.testing.assert_allclose(got, want, atol=1e-12)
-    assert got[6] == pytest.approx(0.5)
-
-
 def test_dino_head_last_layer_is_cosine_to_unit_prototypes():
     head = dino.DinoHead(in_dim=6, out_dim=5, hidden_dim=8, bottleneck_dim=4)
     weight = head.last_layer.weight.detach()

@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,7 +36,6 @@ from uvis.errors import ConfigError, DataError
 from uvis.io import atomic_path, atomic_write_json
 from uvis.model.mask2former import IMAGENET_MEAN, IMAGENET_STD
 from uvis.presets import config_from_preset
-from uvis.progress import progress_bar
 from uvis.standins.clip import holdout_split, read_captioned_corpus
 
 if TYPE_CHECKING:
@@ -243,6 +242,8 @@ def fit_classifier(
     import torch
     import torch.nn.functional as F
 
+    from uvis.engine.trainer import LossWindow, Trainer, Window
+
     train_idx, held_idx = (torch.as_tensor(i) for i in split)
     generator = torch.Generator().manual_seed(cfg.seed)
     x_train, y_train = images[train_idx], labels[train_idx]
@@ -254,39 +255,50 @@ def fit_classifier(
     )
     base = int(images.shape[-1])
     log: list[dict[str, float]] = []
-    bar = progress_bar(total=cfg.epochs * steps_per_epoch, desc=desc, disable=not progress)
-    for epoch in range(1, cfg.epochs + 1):
+
+    def batches() -> Iterator[torch.Tensor]:
+        for _ in range(cfg.epochs):
+            order = torch.randperm(len(train_idx), generator=generator)
+            for step in range(steps_per_epoch):
+                yield order[step * batch_size : (step + 1) * batch_size]
+
+    def step(iteration: int, idx: torch.Tensor) -> torch.Tensor:
         model.train()
-        order = torch.randperm(len(train_idx), generator=generator)
-        losses = []
-        for step in range(steps_per_epoch):
-            idx = order[step * batch_size : (step + 1) * batch_size]
-            x = x_train[idx]
-            if cfg.flip:
-                flip = torch.rand(len(idx), generator=generator) < 0.5
-                x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-            scale = torch.empty(()).uniform_(*cfg.scale_range, generator=generator).item()
-            side = scale_jitter_size(base, scale)
-            x = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)
-            loss = F.cross_entropy(model(x), y_train[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            losses.append(loss.item())
-            bar.update()
+        x = x_train[idx]
+        if cfg.flip:
+            flip = torch.rand(len(idx), generator=generator) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        scale = torch.empty(()).uniform_(*cfg.scale_range, generator=generator).item()
+        side = scale_jitter_size(base, scale)
+        x = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)
+        loss = F.cross_entropy(model(x), y_train[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        return torch.tensor([loss.item()], dtype=torch.float64)
+
+    def end_of_epoch(window: Window) -> None:
+        epoch = window.iteration // steps_per_epoch
         accuracy = classification_accuracy(model, images[held_idx], labels[held_idx])
-        log.append({"epoch": epoch, "loss": float(np.mean(losses)), "accuracy": accuracy})
-        bar.set_postfix(loss=f"{log[-1]['loss']:.3f}", acc=f"{accuracy:.3f}")
+        log.append({"epoch": epoch, "loss": window.means[0], "accuracy": accuracy})
         logger.info(
             "%s: epoch %d/%d loss %.4f held-out accuracy %.3f",
             desc,
             epoch,
             cfg.epochs,
-            log[-1]["loss"],
+            window.means[0],
             accuracy,
         )
-    bar.close()
+
+    Trainer(
+        step,
+        batches(),
+        iterations=cfg.epochs * steps_per_epoch,
+        hooks=[LossWindow(steps_per_epoch, end_of_epoch)],
+        desc=desc,
+        progress=progress,
+    ).train()
     return log
 
 

@@ -39,6 +39,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,10 +48,11 @@ import numpy as np
 from PIL import Image
 
 from uvis.devices import resolve_device
+from uvis.engine.schedules import LRSchedule
+from uvis.engine.trainer import LossWindow, Trainer, Window
 from uvis.errors import ConfigError, DataError
 from uvis.io import atomic_path, atomic_write_json
 from uvis.presets import config_from_preset
-from uvis.progress import progress_bar
 
 if TYPE_CHECKING:
     import torch
@@ -363,14 +365,6 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str,
     ]
 
 
-def _warmup_cosine(step: int, warmup: int, total: int) -> float:
-    """Learning-rate factor: linear warm-up over ``warmup`` steps, then cosine decay to 0."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
 def train_clip(
     corpus_dir: Path,
     out_path: Path,
@@ -422,57 +416,69 @@ def train_clip(
         _param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6, fused=True
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: _warmup_cosine(step, cfg.warmup_steps, total_steps)
+        optimizer, LRSchedule(total=total_steps, warmup=cfg.warmup_steps, decay="cosine")
     )
     loss_fn = open_clip.loss.ClipLoss()
     log: list[dict[str, float]] = []
-    bar = progress_bar(total=total_steps, desc="pretrain clip", unit="step", disable=not progress)
-    for epoch in range(1, cfg.epochs + 1):
-        epoch_start, losses = time.perf_counter(), []
-        for batch in epoch_batches(groups, batch_size, generator):
-            idx = batch.to(device)
-            x = random_resized_crops(
-                images[idx].float() / 255,
-                bundle.image_size,
-                cfg.crop_scale,
-                generator,
-                centre_jitter=cfg.crop_centre_jitter,
-            )
-            if cfg.lowres_prob:
-                x = random_low_resolution(x, cfg.lowres_prob, cfg.lowres_min, generator)
-            if cfg.pad_prob:
-                x = random_letterbox(x, cfg.pad_prob, cfg.pad_ratio, generator)
-            if cfg.flip:
-                x = random_flips(x, generator)
-            image_features, text_features, logit_scale = model((x - mean) / std, tokens[idx])[:3]
-            loss = loss_fn(image_features, text_features, logit_scale)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            with torch.no_grad():
-                model.logit_scale.clamp_(0, math.log(100))
-            losses.append(loss.item())
-            bar.update()
-            bar.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}")
+
+    def batches() -> Iterator[torch.Tensor]:
+        for _ in range(cfg.epochs):
+            yield from epoch_batches(groups, batch_size, generator)
+
+    def step(iteration: int, batch: torch.Tensor) -> torch.Tensor:
+        idx = batch.to(device)
+        x = random_resized_crops(
+            images[idx].float() / 255,
+            bundle.image_size,
+            cfg.crop_scale,
+            generator,
+            centre_jitter=cfg.crop_centre_jitter,
+        )
+        if cfg.lowres_prob:
+            x = random_low_resolution(x, cfg.lowres_prob, cfg.lowres_min, generator)
+        if cfg.pad_prob:
+            x = random_letterbox(x, cfg.pad_prob, cfg.pad_ratio, generator)
+        if cfg.flip:
+            x = random_flips(x, generator)
+        image_features, text_features, logit_scale = model((x - mean) / std, tokens[idx])[:3]
+        loss = loss_fn(image_features, text_features, logit_scale)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        return torch.tensor([loss.item()], dtype=torch.float64)
+
+    def end_of_epoch(window: Window) -> None:
         entry = {
-            "epoch": epoch,
-            "loss": float(np.mean(losses)),
+            "epoch": window.iteration // steps_per_epoch,
+            "loss": window.means[0],
             "lr": optimizer.param_groups[0]["lr"],
             "logit_scale": float(model.logit_scale.detach().exp()),
-            "seconds": round(time.perf_counter() - epoch_start, 2),
+            "seconds": round(window.seconds, 2),
         }
         log.append(entry)
         logger.info(
             "pretrain clip: epoch %d/%d loss %.4f lr %.2e logit scale %.1f (%.1f s)",
-            epoch,
+            entry["epoch"],
             cfg.epochs,
             entry["loss"],
             entry["lr"],
             entry["logit_scale"],
             entry["seconds"],
         )
-    bar.close()
+
+    Trainer(
+        step,
+        batches(),
+        iterations=total_steps,
+        hooks=[LossWindow(steps_per_epoch, end_of_epoch)],
+        desc="pretrain clip",
+        unit="step",
+        noun="step",
+        progress=progress,
+    ).train()
     train_seconds = time.perf_counter() - start
 
     out_path = Path(out_path)
