@@ -150,7 +150,10 @@ def test_stop_after_ends_like_an_interrupted_run() -> None:
     assert recorder.events[-2:] == ["step 2", "after"]
 
 
-def test_sigterm_saves_the_step_it_arrived_in_and_stops(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("period", "noun"), [(4, "step"), (2, "iteration")])
+def test_sigterm_saves_the_step_it_arrived_in_once_and_stops(
+    tmp_path: Path, period: int, noun: str
+) -> None:
     saved: list[int] = []
 
     def step(iteration: int, batch: float) -> torch.Tensor:
@@ -166,42 +169,15 @@ def test_sigterm_saves_the_step_it_arrived_in_and_stops(tmp_path: Path) -> None:
     previous = signal.getsignal(signal.SIGTERM)
     interrupt.install()
     try:
-        trainer = Trainer(
-            step,
-            [0.0] * 5,
-            iterations=5,
-            hooks=[PeriodicCheckpoint(4, save), recorder],
-            noun="step",
-        )
-        with pytest.raises(interrupt.Terminated, match="stopped after step 2"):
+        hooks = [PeriodicCheckpoint(period, save), recorder]
+        trainer = Trainer(step, [0.0] * 5, iterations=5, hooks=hooks, noun=noun)
+        with pytest.raises(interrupt.Terminated, match=f"stopped after {noun} 2"):
             trainer.train()
     finally:
         signal.signal(signal.SIGTERM, previous)
-    assert saved == [2]  # the step SIGTERM arrived in, not due by the period
-    assert recorder.events == ["before", "step 1", "step 2", "terminate 2", "after"]
-
-
-def test_sigterm_at_a_checkpoint_step_saves_it_once(tmp_path: Path) -> None:
-    saved: list[int] = []
-
-    def step(iteration: int, batch: float) -> torch.Tensor:
-        if iteration == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return value_step(iteration, batch)
-
-    def save(iteration: int) -> Path:
-        saved.append(iteration)
-        return tmp_path / f"{iteration}.pth"
-
-    previous = signal.getsignal(signal.SIGTERM)
-    interrupt.install()
-    try:
-        trainer = Trainer(step, [0.0] * 5, iterations=5, hooks=[PeriodicCheckpoint(2, save)])
-        with pytest.raises(interrupt.Terminated, match="stopped after iteration 2"):
-            trainer.train()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    # step 2 is saved once: by the period when it is due (period 2), else on SIGTERM (period 4)
     assert saved == [2]
+    assert recorder.events == ["before", "step 1", "step 2", "terminate 2", "after"]
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,7 +23,8 @@ import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, TypeVar
 
 from uvis.errors import DataError
 
@@ -259,3 +260,24 @@ def parse_json(path: Path, data: bytes, member: str | None = None) -> Any:
         raise DataError(where, "not a UTF-8 text file, expected JSON") from None
     except json.JSONDecodeError as exc:
         raise DataError(where, f"not valid JSON ({exc})") from None
+
+
+_C = TypeVar("_C", bound="Closing")
+
+
+class Closing:
+    """A context manager that calls ``self.close()`` on leaving the block, whatever ends it."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _C) -> _C:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -5,7 +5,8 @@ detector, the VIS model) keeps its settings in a frozen dataclass whose field de
 ``default`` preset, with other presets as dicts of overrides (``smoke`` for tests). Config files
 and ``--set key=value`` options reach them through :func:`config_from_preset`, so an unknown
 key or a value of the wrong type is one clear :class:`ConfigError` naming the setting, the same
-way for every stage. Range checks stay with each dataclass (``__post_init__``).
+way for every stage. Range checks stay with each dataclass (``__post_init__``), which reports
+the first invalid value through :func:`check_settings`.
 """
 
 from __future__ import annotations
@@ -104,6 +105,18 @@ def _default(field: dataclasses.Field) -> Any:
     if field.default_factory is not dataclasses.MISSING:
         return field.default_factory()
     return None
+
+
+def check_settings(config: Any, checks: Mapping[str, bool], what: str) -> None:
+    """The range checks of a settings dataclass (``__post_init__``): ``checks`` maps each
+    setting to whether its value is valid.
+
+    Raises:
+        ConfigError: ``invalid <what> setting <name>=<value>`` for the first invalid one.
+    """
+    bad = [key for key, ok in checks.items() if not ok]
+    if bad:
+        raise ConfigError(f"invalid {what} setting {bad[0]}={getattr(config, bad[0])!r}")
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import Any
 
 from uvis.cli.pseudo import vocabulary_from_args
 from uvis.cli.types import add_device_option, finite_float, positive_int
@@ -104,17 +105,7 @@ def _vis(args: argparse.Namespace) -> int:
     )
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
         return 0
-    done = result.iteration - result.start_iteration
-    if result.final is None:
-        print(f"train vis: stopped after iteration {result.iteration} (no final model)")
-        return 0
-    summary, curve = data.summary(), result.metrics
-    losses = f", loss {curve[0]['loss']:.3f} -> {curve[-1]['loss']:.3f}" if curve else ""
-    print(
-        f"train vis: {cfg.model}, {done} iterations from {result.start_iteration} on "
-        f"{summary['frames']} frames ({summary['masks']} masks) in {result.seconds:.1f} s"
-        f"{losses}; wrote {result.final}"
-    )
+    _print_result("train vis", "iteration", result, data, f"{cfg.model}, ")
     return 0
 
 
@@ -135,18 +126,23 @@ def _tagvis(args: argparse.Namespace) -> int:
         stop_after=args.stop_after,
         stale="restart" if args.restart_stale else "error",
     )
-    done = result.iteration - result.start_iteration
+    _print_result("train tagvis", "step", result, data)
+    return 0
+
+
+def _print_result(command: str, noun: str, result: Any, data: Any, detail: str = "") -> None:
+    """The one-line summary of a training (``TrainResult`` or ``TagVisTrainResult``)."""
     if result.final is None:
-        print(f"train tagvis: stopped after step {result.iteration} (no final model)")
-        return 0
+        print(f"{command}: stopped after {noun} {result.iteration} (no final model)")
+        return
+    done = result.iteration - result.start_iteration
     summary, curve = data.summary(), result.metrics
     losses = f", loss {curve[0]['loss']:.3f} -> {curve[-1]['loss']:.3f}" if curve else ""
     print(
-        f"train tagvis: {done} steps from {result.start_iteration} on {summary['frames']} "
-        f"frames ({summary['masks']} masks) in {result.seconds:.1f} s{losses}; wrote "
-        f"{result.final}"
+        f"{command}: {detail}{done} {noun}s from {result.start_iteration} on "
+        f"{summary['frames']} frames ({summary['masks']} masks) in {result.seconds:.1f} s"
+        f"{losses}; wrote {result.final}"
     )
-    return 0
 
 
 def _add_target_options(p: argparse.ArgumentParser) -> None:

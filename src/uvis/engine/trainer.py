@@ -222,3 +222,28 @@ class PeriodicCall(HookBase):
     def after_step(self, trainer: Trainer) -> None:
         if self.enabled and trainer.due(self.period):
             self.call(trainer.iteration)
+
+
+def train_epochs(
+    step: Step,
+    batches: Iterable[Any],
+    *,
+    epochs: int,
+    steps_per_epoch: int,
+    end_of_epoch: Callable[[Window], None],
+    desc: str,
+    progress: bool = True,
+) -> int:
+    """An epoch-based training (the stand-ins'): ``step`` over ``batches`` for ``epochs`` x
+    ``steps_per_epoch`` steps, ``end_of_epoch`` called after each epoch with the means of its
+    steps' values (``window.iteration // steps_per_epoch`` is the epoch, 1-based)."""
+    return Trainer(
+        step,
+        batches,
+        iterations=epochs * steps_per_epoch,
+        hooks=[LossWindow(steps_per_epoch, end_of_epoch)],
+        desc=desc,
+        unit="step",
+        noun="step",
+        progress=progress,
+    ).train()

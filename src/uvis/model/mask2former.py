@@ -62,7 +62,7 @@ from uvis.checkpoints import load_torch_file
 from uvis.errors import ConfigError, DataError
 from uvis.foundation.checkpoints import mismatch_parts, state_dict_mismatch
 from uvis.foundation.weights import resolve_weights
-from uvis.presets import coerce_like, config_to_dict
+from uvis.presets import check_settings, coerce_like, config_to_dict
 
 #: ImageNet mean and standard deviation of RGB values in 0..255 (detectron2's, MinVIS's).
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
@@ -153,9 +153,7 @@ class VisModelConfig:
             and self.size_divisibility % BACKBONE_STRIDES[-1] == 0,
             "pixel_std": all(s > 0 for s in self.pixel_std),
         }
-        bad = [key for key, ok in checks.items() if not ok]
-        if bad:
-            raise ConfigError(f"invalid model setting {bad[0]}={getattr(self, bad[0])!r}")
+        check_settings(self, checks, "model")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of all fields."""

@@ -51,10 +51,11 @@ from uvis.checkpoints import load_torch_file
 from uvis.data.frame_index import FrameIndex, FrameRef
 from uvis.data.frames import read_frame
 from uvis.devices import resolve_device
-from uvis.errors import ConfigError, DataError, UvisError
+from uvis.errors import DataError, UvisError
 from uvis.foundation.checkpoints import mismatch_parts, state_dict_mismatch
 from uvis.foundation.weights import resolve_weights
 from uvis.io import atomic_path
+from uvis.presets import check_settings
 from uvis.progress import progress_bar
 from uvis.proposals.table import ProposalRows
 
@@ -109,9 +110,7 @@ class CutlerSettings:
             "batch_size": self.batch_size >= 1,
             "device": self.device in ("auto", "cpu", "cuda"),
         }
-        bad = [key for key, ok in checks.items() if not ok]
-        if bad:
-            raise ConfigError(f"invalid cutler setting {bad[0]}={getattr(self, bad[0])!r}")
+        check_settings(self, checks, "cutler")
 
     def resolved_device(self) -> str:
         """``device`` with ``auto`` resolved; ConfigError for ``cuda`` without a CUDA device."""

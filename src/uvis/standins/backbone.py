@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from uvis.errors import ConfigError, DataError
+from uvis.errors import DataError
 from uvis.io import atomic_path, atomic_write_json
 from uvis.model.mask2former import IMAGENET_MEAN, IMAGENET_STD
-from uvis.presets import config_from_preset
+from uvis.presets import check_settings, config_from_preset
 from uvis.standins.clip import holdout_split, read_captioned_corpus
 
 if TYPE_CHECKING:
@@ -88,11 +88,7 @@ class BackboneTrainConfig:
             and 0 < self.scale_range[0] <= self.scale_range[1],
             "holdout_fraction": 0 < self.holdout_fraction < 1,
         }
-        bad = [key for key, ok in checks.items() if not ok]
-        if bad:
-            raise ConfigError(
-                f"invalid backbone pretraining setting {bad[0]}={getattr(self, bad[0])!r}"
-            )
+        check_settings(self, checks, "backbone pretraining")
 
 
 def class_labels(category_ids: np.ndarray, source: Path) -> tuple[np.ndarray, int]:
@@ -242,7 +238,7 @@ def fit_classifier(
     import torch
     import torch.nn.functional as F
 
-    from uvis.engine.trainer import LossWindow, Trainer, Window
+    from uvis.engine.trainer import Window, train_epochs
 
     train_idx, held_idx = (torch.as_tensor(i) for i in split)
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -291,14 +287,15 @@ def fit_classifier(
             accuracy,
         )
 
-    Trainer(
+    train_epochs(
         step,
         batches(),
-        iterations=cfg.epochs * steps_per_epoch,
-        hooks=[LossWindow(steps_per_epoch, end_of_epoch)],
+        epochs=cfg.epochs,
+        steps_per_epoch=steps_per_epoch,
+        end_of_epoch=end_of_epoch,
         desc=desc,
         progress=progress,
-    ).train()
+    )
     return log
 
 

@@ -49,10 +49,10 @@ from PIL import Image
 
 from uvis.devices import resolve_device
 from uvis.engine.schedules import LRSchedule
-from uvis.engine.trainer import LossWindow, Trainer, Window
-from uvis.errors import ConfigError, DataError
+from uvis.engine.trainer import Window, train_epochs
+from uvis.errors import DataError
 from uvis.io import atomic_path, atomic_write_json
-from uvis.presets import config_from_preset
+from uvis.presets import check_settings, config_from_preset
 
 if TYPE_CHECKING:
     import torch
@@ -140,9 +140,7 @@ class ClipTrainConfig:
             "eval_min_area": self.eval_min_area >= 1,
             "eval_resize_mode": self.eval_resize_mode in ("shortest", "longest", "squash"),
         }
-        bad = [key for key, ok in checks.items() if not ok]
-        if bad:
-            raise ConfigError(f"invalid CLIP training setting {bad[0]}={getattr(self, bad[0])!r}")
+        check_settings(self, checks, "CLIP training")
 
 
 @dataclass(frozen=True, eq=False)
@@ -469,16 +467,15 @@ def train_clip(
             entry["seconds"],
         )
 
-    Trainer(
+    train_epochs(
         step,
         batches(),
-        iterations=total_steps,
-        hooks=[LossWindow(steps_per_epoch, end_of_epoch)],
+        epochs=cfg.epochs,
+        steps_per_epoch=steps_per_epoch,
+        end_of_epoch=end_of_epoch,
         desc="pretrain clip",
-        unit="step",
-        noun="step",
         progress=progress,
-    ).train()
+    )
     train_seconds = time.perf_counter() - start
 
     out_path = Path(out_path)

@@ -23,8 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from uvis.errors import ConfigError
-from uvis.presets import config_from_preset
+from uvis.presets import check_settings, config_from_preset
 from uvis.standins.backbone import BackboneTrainConfig, train_corpus_classifier
 from uvis.tagvis.config import TagVisConfig
 from uvis.tagvis.model import KINETICS_MEAN, KINETICS_STD, R2Plus1DEncoder
@@ -73,11 +72,7 @@ class EncoderPretrainConfig(BackboneTrainConfig):
             and all(d >= 1 for d in self.encoder_depths),
             "clip_frames": self.clip_frames >= 1,
         }
-        bad = [key for key, ok in checks.items() if not ok]
-        if bad:
-            raise ConfigError(
-                f"invalid video encoder pretraining setting {bad[0]}={getattr(self, bad[0])!r}"
-            )
+        check_settings(self, checks, "video encoder pretraining")
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> EncoderPretrainConfig:

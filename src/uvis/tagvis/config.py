@@ -31,7 +31,13 @@ from typing import Any
 
 from uvis.engine.schedules import LRSchedule
 from uvis.errors import ConfigError
-from uvis.presets import config_from_dict, config_from_preset, config_to_dict, resume_conflicts
+from uvis.presets import (
+    check_settings,
+    config_from_dict,
+    config_from_preset,
+    config_to_dict,
+    resume_conflicts,
+)
 
 DEVICES = ("auto", "cpu", "cuda")
 #: Learning-rate schedules of :func:`learning_rate`.
@@ -240,9 +246,7 @@ class TagVisConfig:
             "num_threads": self.num_threads >= 1,
             "num_workers": self.num_workers >= 0,
         }
-        bad = [key for key, ok in checks.items() if not ok]
-        if bad:
-            raise ConfigError(f"invalid tagvis setting {bad[0]}={getattr(self, bad[0])!r}")
+        check_settings(self, checks, "tagvis")
         self._check_switches()
 
     def _check_switches(self) -> None:

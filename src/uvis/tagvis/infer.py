@@ -53,9 +53,10 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from uvis import masks
-from uvis.errors import ConfigError, UvisError
+from uvis.errors import UvisError
 from uvis.inference.videos import VideoFrames
 from uvis.io import atomic_write_bytes, atomic_write_json
+from uvis.presets import check_settings
 from uvis.progress import progress_bar
 from uvis.synth.writers import davis_frame_name, encode_palette_png
 from uvis.tagvis.checkpoint import TagVisMeta
@@ -109,11 +110,7 @@ class InferenceConfig:
             "classes_per_instance": self.classes_per_instance >= 1,
             "foreground": self.foreground in FOREGROUND_RULES,
         }
-        bad = [key for key, ok in checks.items() if not ok]
-        if bad:
-            raise ConfigError(
-                f"invalid tagvis inference setting {bad[0]}={getattr(self, bad[0])!r}"
-            )
+        check_settings(self, checks, "tagvis inference")
 
 
 @dataclass(frozen=True, eq=False)

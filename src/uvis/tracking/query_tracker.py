@@ -25,13 +25,13 @@ import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.special import softmax
 
 from uvis.errors import ConfigError, DataError
+from uvis.io import Closing
 from uvis.tracking.mask_encoding import MaskEncoder
 from uvis.tracking.matching import TrackingMemory, check_lambda, normalise_queries
 from uvis.tracking.results import ResultsWriter, TrackFrame, TrackResult, materialise
@@ -91,7 +91,7 @@ def top_k_pairs(scores: np.ndarray, k: int) -> list[Selection]:
     ]
 
 
-class QueryTracker:
+class QueryTracker(Closing):
     """Track the queries of one video, frame by frame, with bounded memory.
 
     ``category_ids[c]`` is the dataset category id of the model's class ``c`` (a model with
@@ -176,17 +176,6 @@ class QueryTracker:
         """Delete the spool."""
         if self._spool is not None:
             self._spool.close()
-
-    def __enter__(self) -> QueryTracker:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _check(self, frame: FrameQueries) -> None:
         """DataError unless ``frame`` is consistent with the video's earlier frames."""

@@ -15,17 +15,17 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
-from types import TracebackType
 
 import numpy as np
 
+from uvis.io import Closing
 from uvis.masks import RLE
 
 _COUNT = np.dtype("<u4")
 _INDEX = np.dtype("<i4")
 
 
-class MaskSpool:
+class MaskSpool(Closing):
     """Append-only spool of per-frame track masks in an anonymous temporary file.
 
     The file lives in ``directory`` (default: the system's temporary folder) and disappears
@@ -82,14 +82,3 @@ class MaskSpool:
     def close(self) -> None:
         """Delete the spool file."""
         self._file.close()
-
-    def __enter__(self) -> MaskSpool:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

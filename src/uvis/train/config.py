@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from uvis.errors import ConfigError
-from uvis.presets import config_from_preset, config_to_dict, resume_conflicts
+from uvis.presets import check_settings, config_from_preset, config_to_dict, resume_conflicts
 
 #: What happens to training frames without any target mask: ``keep`` them as images where every
 #: query is taught "no object" (MinVIS), or ``drop`` them.
@@ -171,9 +171,7 @@ class TrainConfig:
             "num_threads": self.num_threads >= 1,
             "num_workers": self.num_workers >= 0,
         }
-        bad = [key for key, ok in checks.items() if not ok]
-        if bad:
-            raise ConfigError(f"invalid train setting {bad[0]}={getattr(self, bad[0])!r}")
+        check_settings(self, checks, "train")
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> TrainConfig:

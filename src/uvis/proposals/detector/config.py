@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from uvis.errors import ConfigError
-from uvis.presets import config_from_preset
+from uvis.presets import check_settings, config_from_preset
 
 #: CutLER's ``DROPLOSS_IOU_THRESH``: a region's classification loss is kept when its regressed
 #: box has IoU above this with some pseudo-box.
@@ -171,6 +170,4 @@ class DetectorConfig:
             "device": self.device in ("auto", "cpu", "cuda"),
             "log_every": self.log_every >= 1,
         }
-        bad = [key for key, ok in checks.items() if not ok]
-        if bad:
-            raise ConfigError(f"invalid detector setting {bad[0]}={getattr(self, bad[0])!r}")
+        check_settings(self, checks, "detector")

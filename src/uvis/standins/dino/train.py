@@ -18,7 +18,7 @@ from torch import nn
 from uvis import __version__
 from uvis.devices import resolve_device
 from uvis.engine.schedules import cosine_schedule
-from uvis.engine.trainer import LossWindow, Trainer, Window
+from uvis.engine.trainer import Window, train_epochs
 from uvis.errors import UvisError
 from uvis.foundation.ssl import (
     cls_features,
@@ -199,16 +199,15 @@ def fit_dino(
             math.log(cfg.out_dim), record["seconds"],
         )  # fmt: skip
 
-    Trainer(
+    train_epochs(
         step,
         batches(),
-        iterations=total,
-        hooks=[LossWindow(steps, end_of_epoch)],
+        epochs=cfg.epochs,
+        steps_per_epoch=steps,
+        end_of_epoch=end_of_epoch,
         desc="dino",
-        unit="step",
-        noun="step",
         progress=progress,
-    ).train()
+    )
     return DinoRun(teacher.eval(), epochs_log, batch, steps)
 
 
