@@ -63,6 +63,26 @@ def test_constant_after_warmup_and_an_unknown_decay() -> None:
         LRSchedule(total=10, decay="poly")
 
 
+@pytest.mark.parametrize("warmup", [1, 7, 20, 50])
+def test_rates_keep_each_trainings_order_of_operations_to_the_last_bit(warmup: int) -> None:
+    total, lr = 600, 7e-4
+    # the tag-based model: 1-based steps, lr * step / warmup up to `warmup`, then a cosine
+    cosine = LRSchedule(total=total, warmup=warmup, warmup_start=0.0, decay="cosine")
+    for step in range(1, total + 1):
+        if step <= warmup:
+            want = lr * step / warmup
+        else:
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            want = 0.5 * lr * (1 + math.cos(math.pi * progress))
+        assert cosine.rate(step, lr) == want, step
+    # MinVIS: drop * (step + 1) / warmup during the warm-up, the drop at 2/3
+    minvis = LRSchedule(total=total, warmup=warmup, decay="step", drop_at=total * 2 / 3)
+    for step in range(total):
+        drop = 0.1 if step >= total * 2 / 3 else 1.0
+        want = drop * (step + 1) / warmup if step < warmup else drop
+        assert minvis(step) == want, step
+
+
 def test_dino_cosine_schedule_values() -> None:
     # 2 warm-up steps 0 -> 1, then 8 cosine steps 1 -> 0: step i gives (1 + cos(pi i / 8)) / 2.
     got = cosine_schedule(1.0, 0.0, 10, warmup_steps=2)

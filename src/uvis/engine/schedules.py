@@ -67,6 +67,8 @@ class LRSchedule:
     def __call__(self, step: int) -> float:
         if self.decay == "step":
             drop = self.drop_factor if step >= self.drop_at else 1.0
+            if step < self.warmup and self.warmup_start is None:
+                return drop * (step + 1) / self.warmup  # MinVIS's order of operations
             if step < self.warmup:
                 return drop * warmup_factor(step, self.warmup, self.warmup_start)
             return drop
@@ -75,6 +77,15 @@ class LRSchedule:
         if self.decay == "cosine":
             return cosine_factor(step, self.warmup, self.total, self.final)
         return 1.0
+
+    def rate(self, step: int, base: float) -> float:
+        """The learning rate ``base`` x the factor of ``step``. A warm-up from zero is computed as
+        ``base * step / warmup`` up to step ``warmup`` itself, the order of operations the
+        tag-based model has always used (1-based steps), so that its rates stay the same to the
+        last bit."""
+        if 0 < step <= self.warmup and self.warmup_start == 0.0 and self.decay != "step":
+            return base * step / self.warmup
+        return base * self(step)
 
 
 def cosine_schedule(

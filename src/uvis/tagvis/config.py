@@ -305,7 +305,7 @@ class TagVisConfig:
 
     def learning_rate(self, step: int, total: int) -> float:
         """Adam's learning rate at ``step`` (1-based) of ``total`` (:meth:`schedule`)."""
-        return self.lr * self.schedule(total)(step)
+        return self.schedule(total).rate(step, self.lr)
 
     def resume_conflicts(self, saved: Mapping[str, Any]) -> list[str]:
         """Settings that differ from a checkpoint's ``saved`` config and must not on resume."""
