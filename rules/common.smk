@@ -426,20 +426,6 @@ def vis_targets():
     ]
 
 
-# Cluster execution: multi-GPU jobs
-
-
-def torch_launcher(gpus):
-    """The command that starts `uvis` in a training job, up to the module name. With N > 1 GPUs
-    it is torchrun with one DDP process per GPU on the job's node (`--standalone`, a local
-    rendezvous with nothing to configure). N is the job's `resources: gpu`, so the processes
-    match the GPUs the job was given (config compute.gpus_per_job, or a profile's
-    set-resources, capped by --resources)."""
-    if gpus > 1:
-        return f"torchrun --standalone --nproc_per_node={gpus} -m"
-    return "python -m"
-
-
 # Tag-based bottom-up model (Kini & Shah)
 
 

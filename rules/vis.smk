@@ -66,12 +66,11 @@ rule train_vis:
         sets=preset_sets(config["vis"]["train"]["overrides"]),
         validation=validation_args,
         out_dir=lambda wildcards, output: os.path.dirname(output[0]),
-        launcher=lambda wildcards, resources: torch_launcher(resources.gpu),
     shell:
-        "{params.launcher} uvis train vis --frames {input.frames:q} {params.targets} "
+        "python -m uvis train vis --frames {input.frames:q} {params.targets} "
         "--model {params.model:q} {params.backbone} --preset {params.preset:q} {params.sets} "
-        "{params.validation} --threads {threads} --restart-stale --out {params.out_dir:q} "
-        "> {log:q} 2>&1"
+        "{params.validation} --processes {resources.gpu} --threads {threads} --restart-stale "
+        "--out {params.out_dir:q} > {log:q} 2>&1"
 
 
 rule track_vis:

@@ -105,8 +105,9 @@ def configfiles(tmp: Path, results: Path) -> list[str]:
 
 @NEEDS_PLUGIN
 def test_slurm_profile_dag_gpus_groups_and_ddp_launch(tmp_path: Path) -> None:
-    """GPU rules ask for the gpu partition; train_vis is one 4-GPU job under torchrun; the
-    default world's 4 MaskCut shards go as one group, detect + CLIP scoring as two."""
+    """GPU rules ask for the gpu partition; train_vis is one 4-GPU job that starts 4 DDP
+    processes (under torchrun, from its --processes); the default world's 4 MaskCut shards go as
+    one group, detect + CLIP scoring as two."""
     out = snakemake(
         "-n",
         "-p",
@@ -115,7 +116,9 @@ def test_slurm_profile_dag_gpus_groups_and_ddp_launch(tmp_path: Path) -> None:
         "--config",
         f"results={tmp_path}",
     ).stdout
-    assert "torchrun --standalone --nproc_per_node=4 -m uvis train vis" in out
+    train = next(j for j in out.split("rule ") if j.startswith("train_vis:"))
+    assert "python -m uvis train vis" in train and "--processes 4" in train
+    assert "gpu=4" in train
     assert out.count("Group job maskcut") == 1
     assert out.count("Group job shard") == 2
     jobs = out.split("rule ")
@@ -134,8 +137,9 @@ def test_local_profile_gives_each_gpu_rule_one_gpu(tmp_path: Path) -> None:
         "--config",
         f"results={tmp_path}",
     ).stdout
-    assert "python -m uvis train vis" in out and "torchrun" not in out
     jobs = out.split("rule ")
+    train = next(j for j in jobs if j.startswith("train_vis:"))
+    assert "python -m uvis train vis" in train and "--processes 1" in train
     for rule in ("pretrain_ssl:", "maskcut:", "train_vis:", "track_vis:"):
         assert "gpu=1" in next(j for j in jobs if j.startswith(rule)), rule
 

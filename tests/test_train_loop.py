@@ -370,3 +370,32 @@ def test_cli_trains_on_ground_truth(tiny_ytvis, tmp_path: Path, capsys) -> None:
     assert "eval_period" in capsys.readouterr().err
     assert main([*run, "--val-frames", str(tmp_path / "frames.parquet")]) == 2
     assert "both --val-frames and --val-gt-json" in capsys.readouterr().err
+
+
+def test_processes_start_the_command_again_under_torchrun(monkeypatch, capsys) -> None:
+    from uvis.cli import train as cli_train
+
+    argv = ["train", "vis", "--frames", "f.parquet", "--processes", "4", "--out", "run"]
+    argv += ["--gt-json", "gt.json"]
+    want = ["torchrun", "--standalone", "--nproc_per_node=4", "-m", "uvis", "train", "vis"]
+    want += ["--frames", "f.parquet", "--out", "run", "--gt-json", "gt.json"]
+    assert cli_train.torchrun_command(argv, 4) == want
+    assert cli_train.torchrun_command([*argv[:4], "--processes=4", *argv[6:]], 4) == want
+
+    started: list[list[str]] = []
+
+    def execvp(file: str, args: list[str]) -> None:
+        started.append(args)
+        raise SystemExit(0)  # execvp does not return
+
+    monkeypatch.setattr(cli_train.os, "execvp", execvp)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert started == [want]
+    assert "starting 4 processes: torchrun --standalone" in capsys.readouterr().out
+    # each torchrun process (WORLD_SIZE set) trains instead of starting again
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert main(argv) == 2  # here: the missing frame index, reported as any error is
+    assert started == [want]
+    assert "f.parquet" in capsys.readouterr().err

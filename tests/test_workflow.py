@@ -293,13 +293,12 @@ def test_smoke_run_end_to_end_and_param_reruns(tmp_path):
 # Paths with spaces, quotes and non-ASCII characters (issue 14)
 
 #: Options of the rules' shell commands that are whole option strings, built with shlex.quote
-#: in rules/common.smk and rules/report_common.smk (or numbers and the launcher).
+#: in rules/common.smk and rules/report_common.smk (or numbers).
 PREQUOTED = {
     "args",
     "backbone",
     "drop_groups",
     "encoder",
-    "launcher",
     "mask_background",
     "num_shards",
     "opts",

@@ -87,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``uvis`` command line; returns the process exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # to start again (train --processes)
     interrupt.install()
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from uvis.cli.pseudo import vocabulary_from_args
-from uvis.cli.types import add_device_option, finite_float, positive_int
+from uvis.cli.types import add_device_option, finite_float, nonnegative_int, positive_int
 from uvis.errors import ConfigError
 from uvis.presets import parse_overrides
 
@@ -83,6 +85,10 @@ def _held_out(args: argparse.Namespace, cfg, data):
 
 
 def _vis(args: argparse.Namespace) -> int:
+    if args.processes > 1 and "WORLD_SIZE" not in os.environ:
+        command = torchrun_command(args.argv, args.processes)
+        print(f"train vis: starting {args.processes} processes: {shlex.join(command)}", flush=True)
+        os.execvp(command[0], command)  # replaces this process; an OSError if torchrun is absent
     from uvis.train import TrainConfig, train_vis
 
     overrides = _overrides(
@@ -107,6 +113,21 @@ def _vis(args: argparse.Namespace) -> int:
         return 0
     _print_result("train vis", "iteration", result, data, f"{cfg.model}, ")
     return 0
+
+
+def torchrun_command(argv: Sequence[str], processes: int) -> list[str]:
+    """``uvis ARGV`` as ``torchrun --standalone --nproc_per_node=N -m uvis ARGV``, with the
+    ``--processes`` option left out (each process is one of the N)."""
+    rest: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--processes":
+            skip = True
+        elif not arg.startswith("--processes="):
+            rest.append(arg)
+    return ["torchrun", "--standalone", f"--nproc_per_node={processes}", "-m", "uvis", *rest]
 
 
 def _tagvis(args: argparse.Namespace) -> int:
@@ -219,6 +240,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     val.add_argument("--val-gt-json", type=Path, help="its YouTube-VIS ground truth")
     val.add_argument(
         "--val-videos", type=positive_int, default=4, help="videos to evaluate (default 4)"
+    )
+    v.add_argument(
+        "--processes",
+        type=nonnegative_int,
+        default=1,
+        metavar="N",
+        help="DDP processes on this node, one per GPU: with N > 1 the command starts again "
+        "under 'torchrun --standalone --nproc_per_node N' (0 and 1: this process alone)",
     )
     _add_run_options(v, "TrainConfig")
     v.set_defaults(func=_vis)
