@@ -65,6 +65,13 @@ logger = logging.getLogger(__name__)
 PAPER_SCORE_THRESHOLD = 0.7
 
 
+#: Preset name -> overrides of :class:`ClipTrainConfig`'s defaults (the ``default`` preset).
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "smoke": {"model": "uvis-clip-smoke", "epochs": 4, "batch_size": 16, "warmup_steps": 2},
+}
+
+
 @dataclass(frozen=True)
 class ClipTrainConfig:
     """Everything that decides the trained stand-in (saved next to the checkpoint).
@@ -115,11 +122,7 @@ class ClipTrainConfig:
 
         Raises ConfigError for an unknown preset, an unknown key or a value of the wrong type.
         """
-        presets: dict[str, dict[str, Any]] = {
-            "default": {},
-            "smoke": {"model": "uvis-clip-smoke", "epochs": 4, "batch_size": 16, "warmup_steps": 2},
-        }
-        return config_from_preset(cls, presets, name, overrides, what="CLIP training")
+        return config_from_preset(cls, PRESETS, name, overrides, what="CLIP training")
 
     def __post_init__(self) -> None:
         checks = {

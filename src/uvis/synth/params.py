@@ -15,7 +15,7 @@ from uvis.errors import ConfigError
 from uvis.presets import config_from_dict, config_from_preset, config_to_dict
 
 # Preset name -> overrides of the field defaults (the defaults *are* the "default" preset).
-_PRESETS: dict[str, dict[str, Any]] = {
+PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     "smoke": {
         "num_train_videos": 4,
@@ -162,7 +162,7 @@ class SynthParams:
         Raises:
             ConfigError: for an unknown preset name, an unknown key or an invalid value.
         """
-        return config_from_preset(cls, _PRESETS, name, overrides, what="synth")
+        return config_from_preset(cls, PRESETS, name, overrides, what="synth")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of all fields (ranges as lists)."""

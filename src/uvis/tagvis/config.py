@@ -54,7 +54,7 @@ RESUMABLE_CHANGES = frozenset(
     {"checkpoint_period", "keep_checkpoints", "log_period", "num_threads", "num_workers", "device"}
 )
 
-_PRESETS: dict[str, dict[str, Any]] = {
+PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     "smoke": {
         "encoder_widths": (8, 16),
@@ -286,7 +286,7 @@ class TagVisConfig:
         Raises:
             ConfigError: for an unknown preset or setting, or an invalid value.
         """
-        return config_from_preset(cls, _PRESETS, name, overrides, what="tagvis")
+        return config_from_preset(cls, PRESETS, name, overrides, what="tagvis")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TagVisConfig:

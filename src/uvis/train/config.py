@@ -48,7 +48,7 @@ RESUMABLE_CHANGES = frozenset(
     }
 )
 
-_PRESETS: dict[str, dict[str, Any]] = {
+PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     "smoke": {
         "model": "uvis-smoke",
@@ -180,7 +180,7 @@ class TrainConfig:
         Raises:
             ConfigError: for an unknown preset or setting, or an invalid value.
         """
-        return config_from_preset(cls, _PRESETS, name, overrides, what="train")
+        return config_from_preset(cls, PRESETS, name, overrides, what="train")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of all fields (tuples as lists)."""

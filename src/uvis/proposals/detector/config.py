@@ -31,7 +31,7 @@ ROI_SAMPLING_RATIO = 0
 #: FPN outputs: ``"0".."3"`` for ResNet stages 2-5 (P2-P5), then ``"pool"`` (P6, anchors only).
 _FPN_LEVELS = ("0", "1", "2", "3")
 
-_PRESETS: dict[str, dict[str, Any]] = {
+PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     "smoke": {
         "fpn_channels": 32,
@@ -143,7 +143,7 @@ class DetectorConfig:
 
         Raises ConfigError for an unknown preset or setting.
         """
-        return config_from_preset(cls, _PRESETS, name, overrides, what="detector")
+        return config_from_preset(cls, PRESETS, name, overrides, what="detector")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "anchor_sizes", tuple(int(s) for s in self.anchor_sizes))

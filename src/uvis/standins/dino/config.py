@@ -13,7 +13,7 @@ from uvis.presets import config_from_dict, config_from_preset, config_to_dict
 CENTERINGS = ("mean", "sinkhorn_knopp")
 
 # Preset name -> overrides of the field defaults (the defaults *are* the "default" preset).
-_PRESETS: dict[str, dict[str, Any]] = {
+PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     "smoke": {
         "arch_kwargs": {
@@ -186,7 +186,7 @@ class DinoConfig:
         Raises:
             ConfigError: for an unknown preset name, an unknown key or an invalid value.
         """
-        return config_from_preset(cls, _PRESETS, name, overrides, what="dino")
+        return config_from_preset(cls, PRESETS, name, overrides, what="dino")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DinoConfig:
