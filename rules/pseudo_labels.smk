@@ -160,11 +160,12 @@ if config["proposals"]["backend"] == "maskcut":
             refine=config["proposals"]["refine_detections"]["method"],
             refine_min_score=config["proposals"]["refine_detections"]["min_score"],
             drop_groups=("--drop-groups" if config["proposals"]["drop_groups"] else ""),
+            sets=preset_sets(config["proposals"]["detection"]),
         shell:
             "python -m uvis proposals detect --frames {input.frames:q} "
             "--shard {wildcards.shard:q} --num-shards {params.num_shards} "
             "--detector {input.detector:q} --refine {params.refine:q} "
-            "--refine-min-score {params.refine_min_score:q} {params.drop_groups} "
+            "--refine-min-score {params.refine_min_score:q} {params.drop_groups} {params.sets} "
             "--threads {threads} --out {output:q} > {log:q} 2>&1"
 
 else:

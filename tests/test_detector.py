@@ -291,6 +291,19 @@ def test_config_presets_and_validation() -> None:
         DetectorConfig(anchor_sizes=(8, 16))
 
 
+def test_detection_settings_change_without_the_training_ones() -> None:
+    cfg = DetectorConfig.preset("smoke")
+    tuned = cfg.for_detection(score_floor=0.3, detections_per_img=2)
+    assert (tuned.score_floor, tuned.detections_per_img) == (0.3, 2)
+    assert dataclasses.replace(tuned, score_floor=cfg.score_floor, detections_per_img=10) == (
+        dataclasses.replace(cfg, detections_per_img=10)
+    )
+    with pytest.raises(ConfigError, match="'lr' cannot change at detection"):
+        cfg.for_detection(lr=0.1)
+    with pytest.raises(ConfigError, match=r"invalid detector setting score_floor=1\.5"):
+        cfg.for_detection(score_floor=1.5)
+
+
 # --------------------------------------------------------------------------------------------
 # Training on squares
 
@@ -354,6 +367,10 @@ def test_training_on_squares_finds_them(tmp_path: Path) -> None:
     assert pred.schema.equals(PROPOSALS.schema)
     # Each held-out image holds one or two squares; its two best detections must find them.
     assert recall_at_half(pred, gt, top=2) >= 0.8
+    # Detection-time settings act on the trained model as it is.
+    one = detect_frames(model, index, cfg.for_detection(detections_per_img=1), progress=False)
+    per_frame = np.bincount(one.column("frame_index").to_numpy())
+    assert one.num_rows > 0 and per_frame.max() == 1
 
 
 def test_refine_detections_snaps_confident_masks_to_the_object_and_keeps_the_rest() -> None:

@@ -32,6 +32,9 @@ def test_preset_enums_are_the_librarys_presets() -> None:
     for name in defs["vis_train_preset"]["enum"]:
         TrainConfig.preset(name)
     assert "deepsort_preset" not in defs and "deepsort_overrides" in defs
+    from uvis.proposals.detector import INFERENCE_SETTINGS
+
+    assert set(defs["detection_overrides"]["properties"]) == set(INFERENCE_SETTINGS)
 
 
 @pytest.mark.parametrize(

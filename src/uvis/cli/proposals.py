@@ -88,11 +88,13 @@ def _detect(args: argparse.Namespace) -> int:
 
     from uvis.data.frame_index import FrameIndex
     from uvis.io import atomic_path
+    from uvis.presets import parse_overrides
     from uvis.proposals.detector import detect_frames, load_detector
 
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device, "detect")
     model, cfg = load_detector(args.detector, device=device)
+    cfg = cfg.for_detection(**parse_overrides(args.set))
     frames = FrameIndex.read(args.frames).shard(args.num_shards, args.shard).table
     table = detect_frames(
         model,
@@ -238,6 +240,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="leave out detections that hold two or more other detections of the frame, one of "
         "them scoring higher (masks of several objects at once; default: keep them, as CutLER)",
+    )
+    d.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a detection-time setting instead of the checkpoint's (repeatable): "
+        "detections_per_img, score_floor, nms_thresh, mask_threshold or batch_size",
     )
     add_device_option(d)
     d.set_defaults(func=_detect)

@@ -155,6 +155,10 @@ def check_settings(config: Mapping[str, Any]) -> list[WeightRef]:
             proposals["detector"]["preset"], **cli_overrides(proposals["detector"]["overrides"])
         ),
     )
+    _check(
+        "proposals.detection",
+        lambda: detector.for_detection(**cli_overrides(proposals["detection"])),
+    )
     if proposals["backend"] == "maskcut" and detector.backbone_weights is not None:
         weights.append(WeightRef("proposals.detector", detector.backbone_weights, "resnet"))
 

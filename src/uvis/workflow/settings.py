@@ -36,16 +36,23 @@ END = "  # END GENERATED\n"
 
 @dataclass(frozen=True)
 class SettingsBlock:
-    """One settings dataclass: its definitions' name prefix in the schema, where it lives, and
-    the module-level mapping of its presets (``None``: it has no presets)."""
+    """One settings dataclass: its definitions' name prefix in the schema, where it lives, the
+    module-level mapping of its presets (``None``: it has no presets), and the module-level
+    tuple of the fields the block may set (``None``: every field)."""
 
     name: str
     module: str
     cls: str
     presets: str | None = "PRESETS"
+    only: str | None = None
 
     def settings_class(self) -> type:
         return getattr(importlib.import_module(self.module), self.cls)
+
+    def field_names(self) -> tuple[str, ...] | None:
+        if self.only is None:
+            return None
+        return tuple(getattr(importlib.import_module(self.module), self.only))
 
     def preset_names(self) -> list[str] | None:
         if self.presets is None:
@@ -58,6 +65,13 @@ BLOCKS: tuple[SettingsBlock, ...] = (
     SettingsBlock("dino", "uvis.standins.dino.config", "DinoConfig"),
     SettingsBlock("clip_train", "uvis.standins.clip", "ClipTrainConfig"),
     SettingsBlock("detector", "uvis.proposals.detector.config", "DetectorConfig"),
+    SettingsBlock(
+        "detection",
+        "uvis.proposals.detector.config",
+        "DetectorConfig",
+        presets=None,
+        only="INFERENCE_SETTINGS",
+    ),
     SettingsBlock("backbone_pretrain", "uvis.standins.backbone", "BackboneTrainConfig"),
     SettingsBlock("vis_train", "uvis.train.config", "TrainConfig"),
     SettingsBlock("deepsort", "uvis.tracking.deepsort", "DeepSortConfig", presets=None),
@@ -99,10 +113,15 @@ def json_type(annotation: Any) -> dict[str, Any]:
     return {}  # anything else: not constrained here (the dataclass checks it)
 
 
-def fields_schema(cls: type) -> dict[str, Any]:
-    """An ``overrides`` mapping of ``cls``: its fields by type, nothing else."""
+def fields_schema(cls: type, only: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """An ``overrides`` mapping of ``cls``: its fields (those in ``only``) by type, nothing
+    else."""
     hints = typing.get_type_hints(cls)
-    properties = {f.name: json_type(hints[f.name]) for f in dataclasses.fields(cls) if f.init}
+    properties = {
+        f.name: json_type(hints[f.name])
+        for f in dataclasses.fields(cls)
+        if f.init and (only is None or f.name in only)
+    }
     return {
         "type": "object",
         "additionalProperties": False,
@@ -117,7 +136,7 @@ def definitions() -> dict[str, Any]:
     ``<name>_block`` (``preset`` and ``overrides``) for those with presets."""
     defs: dict[str, Any] = {}
     for block in BLOCKS:
-        defs[f"{block.name}_overrides"] = fields_schema(block.settings_class())
+        defs[f"{block.name}_overrides"] = fields_schema(block.settings_class(), block.field_names())
         names = block.preset_names()
         if names is None:
             continue

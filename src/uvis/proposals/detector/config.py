@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from uvis.presets import check_settings, config_from_preset
+from uvis.errors import ConfigError
+from uvis.presets import check_settings, config_from_dict, config_from_preset, config_to_dict
 
 #: CutLER's ``DROPLOSS_IOU_THRESH``: a region's classification loss is kept when its regressed
 #: box has IoU above this with some pseudo-box.
@@ -68,6 +69,17 @@ PRESETS: dict[str, dict[str, Any]] = {
         "log_every": 100,
     },
 }
+
+
+#: Settings that act only when frames are detected: the detect stage may change them without
+#: retraining (the self-training rounds detect with the training config's own values).
+INFERENCE_SETTINGS = (
+    "detections_per_img",
+    "score_floor",
+    "nms_thresh",
+    "mask_threshold",
+    "batch_size",
+)
 
 
 @dataclass(frozen=True)
@@ -144,6 +156,22 @@ class DetectorConfig:
         Raises ConfigError for an unknown preset or setting.
         """
         return config_from_preset(cls, PRESETS, name, overrides, what="detector")
+
+    def for_detection(self, **overrides: Any) -> DetectorConfig:
+        """These settings with detection-time ``overrides`` (:data:`INFERENCE_SETTINGS`).
+
+        Raises:
+            ConfigError: for a training or architecture setting (retrain to change it), an
+                unknown key, or a bad value.
+        """
+        fixed = sorted(set(overrides) - set(INFERENCE_SETTINGS))
+        if fixed:
+            raise ConfigError(
+                f"detector setting {fixed[0]!r} cannot change at detection (it is a training or "
+                f"architecture setting: retrain the detector); detection settings: "
+                f"{', '.join(INFERENCE_SETTINGS)}"
+            )
+        return config_from_dict(type(self), {**config_to_dict(self), **overrides}, what="detector")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "anchor_sizes", tuple(int(s) for s in self.anchor_sizes))

@@ -23,12 +23,11 @@ from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss, mask
 from torchvision.ops import MultiScaleRoIAlign, box_iou
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from uvis.checkpoints import load_torch_file
+from uvis.checkpoints import load_torch_file, read_checkpoint, save_checkpoint
 from uvis.devices import resolve_device as device_from_setting
 from uvis.errors import ConfigError, DataError
 from uvis.foundation.checkpoints import mismatch_parts, state_dict_mismatch
 from uvis.foundation.weights import resolve_weights
-from uvis.io import atomic_path
 from uvis.proposals.detector.config import (
     _FPN_LEVELS,
     ANCHOR_RATIOS,
@@ -238,8 +237,7 @@ def _to_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
 def save_detector(model: MaskRCNN, cfg: DetectorConfig, path: Path) -> None:
     """Write ``{"format", "model": state_dict on CPU, "config": asdict(cfg)}`` atomically."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        torch.save({"format": CHECKPOINT_FORMAT, "model": state, "config": asdict(cfg)}, tmp)
+    save_checkpoint(path, {"format": CHECKPOINT_FORMAT, "model": state, "config": asdict(cfg)})
 
 
 def load_detector(
@@ -251,20 +249,16 @@ def load_detector(
         DataError: naming ``path`` when it is not such a checkpoint (unreadable, another format,
             or weights that do not fit the saved config's architecture).
     """
-    obj = load_torch_file(path, what="a PyTorch checkpoint")
-    if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
-        raise DataError(
-            path, f"not a learned-detector checkpoint (no format {CHECKPOINT_FORMAT!r})"
-        )
+    obj = read_checkpoint(
+        path, fmt=CHECKPOINT_FORMAT, what="learned-detector", required=("config", "model")
+    )
     try:
         cfg = DetectorConfig(**obj["config"])
     except (KeyError, TypeError, ConfigError) as exc:
         raise DataError(path, f"detector checkpoint has an invalid config: {exc}") from exc
     # The checkpoint holds every weight: the backbone file used for training is not needed.
     model = build_detector(dataclasses.replace(cfg, backbone_weights=None))
-    state = obj.get("model")
-    if not isinstance(state, dict):
-        raise DataError(path, "detector checkpoint has no 'model' state dict")
+    state = obj["model"]
     problems = mismatch_parts(*state_dict_mismatch(state, model.state_dict()))
     if problems:
         raise DataError(
