@@ -146,15 +146,27 @@ def run_logs(results: str, split: str, run: Run) -> list[str]:
 def training_done(results: str, split: str, training: str) -> str:
     """A file that exists once a training has finished (its metrics.csv is not a declared
     output of the training rules): a tag-based variant's results, a VIS model's weights."""
-    if training.startswith("tagvis-"):
+    if tagvis_variant(training) is not None:
         return f"{results}/predictions/{training}/{split}/results.json"
     return f"{results}/vis/{training}/model_final.pth"
 
 
 def training_csv(results: str, training: str) -> str:
-    if training.startswith("tagvis-"):
-        return f"{results}/tagvis/{Run.parse(training).variant}/metrics.csv"
+    """The loss curve of a training: a tag-based variant's or a VIS model's ``metrics.csv``."""
+    variant = tagvis_variant(training)
+    if variant is not None:
+        return f"{results}/tagvis/{variant}/metrics.csv"
     return f"{results}/vis/{training}/metrics.csv"
+
+
+def tagvis_variant(training: str) -> str | None:
+    """The tag-based variant a training name (:attr:`Run.training_name`) stands for, or
+    ``None`` for a VIS model's training."""
+    try:
+        run = Run.parse(training)
+    except ValueError:  # a VIS training's name (uvis, supervised, ...) is not a run's
+        return None
+    return run.variant if run.kind == "tagvis" else None
 
 
 def table_args(
