@@ -227,10 +227,10 @@ class PeriodicCall(HookBase):
 def train_epochs(
     step: Step,
     batches: Iterable[Any],
-    *,
     epochs: int,
     steps_per_epoch: int,
     end_of_epoch: Callable[[Window], None],
+    *,
     desc: str,
     progress: bool = True,
 ) -> int:

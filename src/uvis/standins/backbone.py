@@ -288,13 +288,7 @@ def fit_classifier(
         )
 
     train_epochs(
-        step,
-        batches(),
-        epochs=cfg.epochs,
-        steps_per_epoch=steps_per_epoch,
-        end_of_epoch=end_of_epoch,
-        desc=desc,
-        progress=progress,
+        step, batches(), cfg.epochs, steps_per_epoch, end_of_epoch, desc=desc, progress=progress
     )
     return log
 

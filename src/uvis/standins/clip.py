@@ -473,9 +473,9 @@ def train_clip(
     train_epochs(
         step,
         batches(),
-        epochs=cfg.epochs,
-        steps_per_epoch=steps_per_epoch,
-        end_of_epoch=end_of_epoch,
+        cfg.epochs,
+        steps_per_epoch,
+        end_of_epoch,
         desc="pretrain clip",
         progress=progress,
     )

@@ -199,15 +199,7 @@ def fit_dino(
             math.log(cfg.out_dim), record["seconds"],
         )  # fmt: skip
 
-    train_epochs(
-        step,
-        batches(),
-        epochs=cfg.epochs,
-        steps_per_epoch=steps,
-        end_of_epoch=end_of_epoch,
-        desc="dino",
-        progress=progress,
-    )
+    train_epochs(step, batches(), cfg.epochs, steps, end_of_epoch, desc="dino", progress=progress)
     return DinoRun(teacher.eval(), epochs_log, batch, steps)
 
 
