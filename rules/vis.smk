@@ -69,7 +69,7 @@ rule train_vis:
     shell:
         "python -m uvis train vis --frames {input.frames:q} {params.targets} "
         "--model {params.model:q} {params.backbone} --preset {params.preset:q} {params.sets} "
-        "{params.validation} --processes {resources.gpu} --threads {threads} --restart-stale "
+        "{params.validation} --processes {resources.gpu:q} --threads {threads} --restart-stale "
         "--out {params.out_dir:q} > {log:q} 2>&1"
 
 

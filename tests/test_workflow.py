@@ -150,16 +150,33 @@ def test_a_schema_error_is_one_line_not_the_schema_and_config(tmp_path):
             {"ssl": {"weights": "dino_vitb8", "arch": "vit_base_patch8_224", "arch_kwargs": {}}},
             "config ssl.weights: weight 'dino_vitb8' (",
         ),
+        # a key that is no field, or a value of the wrong type: the schema's settings blocks
         (
             {"tagvis": {"variants": {"full": {}, "odd": {"tag_atention": False}}}},
-            "config tagvis.variants.odd: unknown tagvis setting 'tag_atention'",
+            "unknown config key tagvis.variants.odd.tag_atention (known in tagvis.variants.odd:",
         ),
         (
             {"vis": {"train": {"preset": "default", "overrides": {"lr": "fast"}}}},
-            "config vis.train: train setting 'lr': expected a value like",
+            "Error validating config file: vis.train.overrides.lr: 'fast' does not match",
+        ),
+        # a value out of range: the settings dataclass, built before any job runs
+        (
+            {"tagvis": {"variants": {"full": {}, "odd": {"margin": -1.0}}}},
+            "config tagvis.variants.odd: invalid tagvis setting margin=-1.0",
+        ),
+        (
+            {"vis": {"train": {"preset": "default", "overrides": {"lr": -0.001}}}},
+            "config vis.train: invalid train setting lr=-0.001",
         ),
     ],
-    ids=["clip-weights-file", "ssl-weights-name", "tagvis-switch", "vis-lr"],
+    ids=[
+        "clip-weights-file",
+        "ssl-weights-name",
+        "tagvis-switch",
+        "vis-lr-type",
+        "tagvis-range",
+        "vis-lr-range",
+    ],
 )
 def test_dry_run_catches_settings_and_weights_the_jobs_would_fail_on(tmp_path, override, line):
     """Issue 14's late failures: each passed `snakemake -n` and stopped its job."""

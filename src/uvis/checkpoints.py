@@ -17,8 +17,33 @@ from typing import Any
 
 import torch
 
+from uvis.categories import Category
 from uvis.errors import DataError
 from uvis.io import atomic_path
+
+
+def model_checkpoint(
+    fmt: str,
+    model: torch.nn.Module,
+    categories: Sequence[Category],
+    *,
+    iteration: int,
+    training: Mapping[str, Any] | None = None,
+    **entries: Any,
+) -> dict[str, Any]:
+    """A trained model's checkpoint dict of format ``fmt``: ``entries`` (its settings), the
+    vocabulary, the iteration, the weights moved to the CPU and, when given, the ``training``
+    state a resumed run restores."""
+    obj: dict[str, Any] = {
+        "format": fmt,
+        **entries,
+        "categories": [{"id": c.id, "name": c.name} for c in categories],
+        "iteration": int(iteration),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    if training is not None:
+        obj["training"] = dict(training)
+    return obj
 
 
 def save_checkpoint(path: str | os.PathLike[str], checkpoint: Mapping[str, Any]) -> None:

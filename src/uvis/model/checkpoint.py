@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from uvis.checkpoints import model_checkpoint
 from uvis.checkpoints import read_checkpoint as read_format_checkpoint
 from uvis.data.frames import Category
 from uvis.errors import ConfigError, DataError
@@ -65,17 +66,15 @@ def checkpoint_dict(
     """The checkpoint of ``model`` (weights moved to the CPU); ``training`` is optional."""
     if len(categories) != model.num_classes:
         raise ValueError(f"{len(categories)} categories for a model of {model.num_classes} classes")
-    obj: dict[str, Any] = {
-        "format": CHECKPOINT_FORMAT,
-        "model_config": model.config.to_dict(),
-        "categories": [{"id": c.id, "name": c.name} for c in categories],
-        "iteration": int(iteration),
-        "train_config": dict(train_config),
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-    }
-    if training is not None:
-        obj["training"] = dict(training)
-    return obj
+    return model_checkpoint(
+        CHECKPOINT_FORMAT,
+        model,
+        categories,
+        iteration=iteration,
+        training=training,
+        model_config=model.config.to_dict(),
+        train_config=dict(train_config),
+    )
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:

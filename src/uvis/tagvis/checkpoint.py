@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from uvis.checkpoints import model_checkpoint
 from uvis.checkpoints import read_checkpoint as read_format_checkpoint
 from uvis.data.frames import Category
 from uvis.errors import ConfigError, DataError
@@ -62,17 +63,15 @@ def checkpoint_dict(
             f"{len(categories)} categories and {len(class_counts)} class counts for a model "
             f"of {model.num_classes} classes"
         )
-    obj: dict[str, Any] = {
-        "format": CHECKPOINT_FORMAT,
-        "config": model.config.to_dict(),
-        "categories": [{"id": c.id, "name": c.name} for c in categories],
-        "class_counts": [int(c) for c in class_counts],
-        "iteration": int(iteration),
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-    }
-    if training is not None:
-        obj["training"] = dict(training)
-    return obj
+    return model_checkpoint(
+        CHECKPOINT_FORMAT,
+        model,
+        categories,
+        iteration=iteration,
+        training=training,
+        config=model.config.to_dict(),
+        class_counts=[int(c) for c in class_counts],
+    )
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -164,6 +164,8 @@ class DetectorConfig:
             ConfigError: for a training or architecture setting (retrain to change it), an
                 unknown key, or a bad value.
         """
+        if not overrides:
+            return self
         fixed = sorted(set(overrides) - set(INFERENCE_SETTINGS))
         if fixed:
             raise ConfigError(
