@@ -87,13 +87,14 @@ class Trainer:
         self.noun = noun
         self.iteration = start
         self.values: torch.Tensor | None = None
-        self.bar = progress_bar(
-            total=iterations,
-            initial=start,
-            desc=desc,
-            unit=unit,
-            disable=not (progress and (ctx is None or ctx.is_main)),
-        )
+        self._bar_args = {
+            "total": iterations,
+            "initial": start,
+            "desc": desc,
+            "unit": unit,
+            "disable": not (progress and (ctx is None or ctx.is_main)),
+        }
+        self.bar: Any = None  # the progress bar while train() runs
 
     @property
     def last(self) -> bool:
@@ -110,6 +111,7 @@ class Trainer:
         Raises:
             uvis.interrupt.Terminated: after SIGTERM, once the hooks have saved the step.
         """
+        self.bar = progress_bar(**self._bar_args)
         with interrupt.deferred() as term:
             try:
                 for hook in self.hooks:
