@@ -35,13 +35,13 @@ import torch
 
 from uvis.data.frames import write_frame_index
 from uvis.data.ytvis import load_ytvis
+from uvis.engine.run_folder import RunFolder
 from uvis.evaluation.ytvis import evaluate_files
 from uvis.inference import frame_index_videos, track_videos
 from uvis.model import load_vis_model
 from uvis.presets import parse_overrides
 from uvis.proposals.refine import REFINE_METHODS, RefineMethod
 from uvis.train import TrainConfig, targets_from_ground_truth, train_vis
-from uvis.train.loop import checkpoints
 
 
 def curve_rows(
@@ -65,7 +65,7 @@ def curve_rows(
         previous = it
     rows = []
     videos = frame_index_videos(frames)
-    for iteration, path in checkpoints(out):
+    for iteration, path in RunFolder(out).checkpoints():
         model, meta = load_vis_model(path)
         results = out / f"results_{iteration}.json"
         track_videos(

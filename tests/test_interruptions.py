@@ -20,10 +20,10 @@ from test_train_loop import smoke, toy_set, weights
 from uvis import interrupt
 from uvis.checkpoints import save_checkpoint
 from uvis.cli import main
+from uvis.engine.run_folder import RunFolder
 from uvis.errors import DataError
 from uvis.io import atomic_path, atomic_write_json, exclusive_lock, remove_stale_temporaries
 from uvis.train import train_vis
-from uvis.train.loop import checkpoints
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -175,7 +175,7 @@ def test_training_stopped_by_sigterm_resumes_to_the_uninterrupted_weights(
         train_vis(data, cfg, tmp_path / "part", progress=False)
     part = tmp_path / "part"
     # Stopped at iteration 3 (no checkpoint was due): its own checkpoint, nothing half-written.
-    assert [it for it, _ in checkpoints(part)] == [3]
+    assert [it for it, _ in RunFolder(part).checkpoints()] == [3]
     assert _temporaries(part) == [] and not (part / "model_final.pth").exists()
     resumed = train_vis(data, cfg, part, progress=False)
     assert resumed.start_iteration == 3 and resumed.iteration == 6
@@ -196,7 +196,7 @@ def test_two_trainings_never_share_an_output_folder(tmp_path: Path) -> None:
             train_vis(data, smoke(iterations=2), out, progress=False)
     message = str(info.value)
     assert message.startswith(f"{out}: ") and f"pid {os.getpid()} is already running" in message
-    assert checkpoints(out) == []
+    assert RunFolder(out).checkpoints() == []
     # Released: the same training now runs, and leaves no lock file behind.
     assert train_vis(data, smoke(iterations=2), out, progress=False).final is not None
     assert not (out / ".lock").exists()

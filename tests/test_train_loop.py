@@ -18,11 +18,12 @@ from uvis import masks
 from uvis.cli import main
 from uvis.data import load_ytvis
 from uvis.data.frames import Category
+from uvis.engine.run_folder import RunFolder
 from uvis.errors import ConfigError, DataError, UvisError
 from uvis.model import VisModel, create_vis_model, load_vis_model
 from uvis.train import FrameTargets, TrainConfig, TrainingSet, minvis_param_groups, train_vis
 from uvis.train.data import FrameSamples, PositionBatches, augment
-from uvis.train.loop import checkpoints, lr_factor
+from uvis.train.loop import lr_factor
 
 torch.set_num_threads(1)
 
@@ -90,7 +91,7 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(tmp_path: Pat
     # Interrupted after iteration 3: the checkpoint of iteration 2 is the latest on disk.
     part = train_vis(data, cfg, tmp_path / "part", progress=False, stop_after=3)
     assert part.final is None and part.iteration == 3
-    assert [it for it, _ in checkpoints(tmp_path / "part")] == [2]
+    assert [it for it, _ in RunFolder(tmp_path / "part").checkpoints()] == [2]
     assert not (tmp_path / "part" / "model_final.pth").exists()
     resumed = train_vis(data, cfg, tmp_path / "part", progress=False)
     assert resumed.start_iteration == 2 and resumed.iteration == 6
@@ -102,7 +103,10 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(tmp_path: Pat
     final_b = torch.load(resumed.final, weights_only=True)["model"]
     assert all(torch.equal(final_a[k], final_b[k]) for k in final_a)
     assert [r["loss"] for r in resumed.metrics] == [r["loss"] for r in full.metrics]
-    assert [it for it, _ in checkpoints(tmp_path / "part")] == [4, 6]  # the latest 2 kept
+    assert [it for it, _ in RunFolder(tmp_path / "part").checkpoints()] == [
+        4,
+        6,
+    ]  # the latest 2 kept
 
 
 def test_periodic_validation_is_logged_and_leaves_the_weights_alone(tmp_path: Path) -> None:

@@ -81,6 +81,16 @@ class RunFolder:
         ]
         return sorted(found)
 
+    def save_checkpoint(self, iteration: int, checkpoint: Mapping[str, Any], keep: int) -> Path:
+        """Write ``checkpoint`` as ``checkpoint_<iteration>.pth`` atomically, then keep the
+        latest ``keep`` checkpoints (:meth:`prune`); returns its path."""
+        from uvis.checkpoints import save_checkpoint  # torch: not for readers of loss curves
+
+        path = self.checkpoint_path(iteration)
+        save_checkpoint(path, checkpoint)
+        self.prune(keep)
+        return path
+
     def prune(self, keep: int) -> None:
         """Delete all but the latest ``keep`` checkpoints (``keep=0``: keep every one)."""
         if keep:

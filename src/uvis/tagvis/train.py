@@ -245,12 +245,14 @@ def _train(
         out / CONFIG_NAME, _run_description(cfg, data, videos, device, start, iterations), indent=1
     )
     metrics = MetricsLog(out / METRICS_NAME, METRIC_COLUMNS, resume_from=start)
+    folder = RunFolder(out)
+    schedule = cfg.schedule(iterations)
 
     def log_window(window: Window) -> None:
         row = {
             "iteration": window.iteration,
             **dict(zip(LOSS_COLUMNS, window.means, strict=True)),
-            "lr": cfg.learning_rate(window.iteration, iterations),
+            "lr": schedule.rate(window.iteration, cfg.lr),
             "seconds_per_iteration": window.seconds_per_iteration,
         }
         metrics.append(row)
@@ -262,12 +264,13 @@ def _train(
         )
 
     def save(iteration: int) -> Path:
-        state.last_checkpoint = _save(state, data, counts, cfg, out)
+        checkpoint = _training_checkpoint(state, data, counts)
+        state.last_checkpoint = folder.save_checkpoint(iteration, checkpoint, cfg.keep_checkpoints)
         return state.last_checkpoint
 
     trainer = Trainer(
         lambda iteration, batch: _step(
-            state, batch, cfg, cfg.learning_rate(iteration, iterations), iteration
+            state, batch, cfg, schedule.rate(iteration, cfg.lr), iteration
         ),
         loader,
         iterations=iterations,
@@ -327,21 +330,12 @@ def _step(
     return values
 
 
-def _save(
-    state: _State, data: TrainingSet, counts: list[int], cfg: TagVisConfig, out: Path
-) -> Path:
-    """Write ``checkpoint_<step>.pth`` atomically and prune old ones; returns its path."""
-    folder = RunFolder(out)
-    path = folder.checkpoint_path(state.iteration)
+def _training_checkpoint(state: _State, data: TrainingSet, counts: list[int]) -> dict[str, Any]:
+    """The checkpoint of the step just run, with everything a resumed run restores."""
     training = {"optimizer": state.optimizer.state_dict(), "data": data.summary()}
-    save_checkpoint(
-        path,
-        checkpoint_dict(
-            state.model, data.categories, counts, iteration=state.iteration, training=training
-        ),
+    return checkpoint_dict(
+        state.model, data.categories, counts, iteration=state.iteration, training=training
     )
-    folder.prune(cfg.keep_checkpoints)
-    return path
 
 
 def _run_description(

@@ -169,15 +169,6 @@ def training_short_sides(cfg: TrainConfig, test_short_side: int) -> tuple[int, .
 # Checkpoints and logs
 
 
-def checkpoint_path(out_dir: Path, iteration: int) -> Path:
-    return RunFolder(out_dir).checkpoint_path(iteration)
-
-
-def checkpoints(out_dir: Path) -> list[tuple[int, Path]]:
-    """``(iteration, path)`` of the intermediate checkpoints in ``out_dir``, oldest first."""
-    return RunFolder(out_dir).checkpoints()
-
-
 def _resume_problem(checkpoint: dict[str, Any], cfg: TrainConfig, data: TrainingSet) -> str | None:
     """Why this run cannot resume from ``checkpoint`` (another run's settings or data)."""
     return resume_problem(
@@ -434,8 +425,8 @@ def _train(
         validations.append(_validate(validate, model, iteration))
 
     def save(iteration: int) -> Path:
-        state.last_checkpoint = _save_training_checkpoint(state, data, cfg, out)
-        folder.prune(cfg.keep_checkpoints)
+        checkpoint = _training_checkpoint(state, data, cfg)
+        state.last_checkpoint = folder.save_checkpoint(iteration, checkpoint, cfg.keep_checkpoints)
         return state.last_checkpoint
 
     main = ctx.is_main
@@ -541,23 +532,20 @@ def _step(
     return values.cpu()
 
 
-def _save_training_checkpoint(
-    state: _TrainingState, data: TrainingSet, cfg: TrainConfig, out: Path
-) -> Path:
-    """Write ``checkpoint_<iteration>.pth`` atomically; returns its path."""
-    path = checkpoint_path(out, state.iteration)
+def _training_checkpoint(
+    state: _TrainingState, data: TrainingSet, cfg: TrainConfig
+) -> dict[str, Any]:
+    """The checkpoint of the step just run, with everything a resumed run restores."""
     training = {
         "optimizer": state.optimizer.state_dict(),
         "scheduler": state.scheduler.state_dict(),
         "scaler": state.scaler.state_dict(),
         "data": data.summary(),
     }
-    ckpt = checkpoint_dict(
+    return checkpoint_dict(
         state.model,
         data.categories,
         iteration=state.iteration,
         train_config=cfg.to_dict(),
         training=training,
     )
-    save_checkpoint(path, ckpt)
-    return path
