@@ -291,7 +291,14 @@ def test_config_presets_and_validation() -> None:
         DetectorConfig(anchor_sizes=(8, 16))
 
 
-def test_detection_settings_change_without_the_training_ones() -> None:
+def test_detection_settings_change_without_the_training_ones(capsys) -> None:
+    from uvis.cli import main
+    from uvis.proposals.detector import INFERENCE_SETTINGS
+
+    with pytest.raises(SystemExit):
+        main(["proposals", "detect", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert all(name in help_text for name in INFERENCE_SETTINGS)
     cfg = DetectorConfig.preset("smoke")
     tuned = cfg.for_detection(score_floor=0.3, detections_per_img=2)
     assert (tuned.score_floor, tuned.detections_per_img) == (0.3, 2)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from uvis.cli.types import add_device_option, positive_int
+from uvis.cli.types import add_device_option, add_set_option, positive_int
 from uvis.presets import parse_overrides
 
 
@@ -68,12 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--davis", type=Path, help="folder for DAVIS PNGs (<video>/<frame>.png)")
     t.add_argument("--speed", type=Path, help="JSON file for frames per second of inference")
     t.add_argument("--tracks", type=Path, help="also write the tracks Parquet here")
-    t.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override an InferenceConfig field, e.g. --set bandwidth=0.5 --set min_area=0.002",
+    add_set_option(
+        t, "override an InferenceConfig field, e.g. --set bandwidth=0.5 --set min_area=0.002"
     )
     t.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
     add_device_option(t)

@@ -14,7 +14,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from uvis.cli.types import add_device_option, positive_int
+from uvis.cli.types import add_device_option, add_set_option, positive_int
 from uvis.devices import resolve_device
 from uvis.presets import parse_overrides
 
@@ -62,13 +62,7 @@ def add_stand_in_arguments(
     p.add_argument("corpus_dir", type=Path, metavar="CORPUS_DIR", help=corpus_help)
     p.add_argument("out", type=Path, metavar=out_metavar, help=out_help)
     p.add_argument("--preset", default="default", help="smoke (seconds) or default")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help=f"override a {settings} field, e.g. {example}",
-    )
+    add_set_option(p, f"override a {settings} field, e.g. {example}")
 
 
 def _register_ssl(models: argparse._SubParsersAction) -> None:

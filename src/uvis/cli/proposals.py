@@ -9,6 +9,7 @@ from pathlib import Path
 from uvis.cli.types import (
     REFINE_CHOICES,
     add_device_option,
+    add_set_option,
     finite_float,
     nonnegative_int,
     positive_int,
@@ -208,13 +209,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--frames", type=Path, required=True, help="frame index of the masks' split")
     t.add_argument("--masks", type=Path, nargs="+", required=True, help="MaskCut proposal shards")
     t.add_argument("--preset", default="default", help="smoke, default or real")
-    t.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a DetectorConfig field, e.g. --set iterations=500",
-    )
+    add_set_option(t, "override a DetectorConfig field, e.g. --set iterations=500")
     t.add_argument("--out", type=Path, required=True, help="checkpoint (+ .json report)")
     t.add_argument("--threads", type=positive_int, default=1, help="CPU threads for torch")
     t.set_defaults(func=_train_detector)
@@ -241,12 +236,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="leave out detections that hold two or more other detections of the frame, one of "
         "them scoring higher (masks of several objects at once; default: keep them, as CutLER)",
     )
-    d.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a detection-time setting instead of the checkpoint's (repeatable): "
+    add_set_option(
+        d,
+        "a detection-time setting instead of the checkpoint's (repeatable): "
         "detections_per_img, score_floor, nms_thresh, mask_threshold or batch_size",
     )
     add_device_option(d)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from uvis.cli.types import nonnegative_int
+from uvis.cli.types import add_set_option, nonnegative_int
 from uvis.presets import parse_overrides
 
 
@@ -40,12 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--preset", default="default", help="size preset: smoke (tiny, seconds) or default"
     )
     p.add_argument("--seed", type=nonnegative_int, help="root random seed (overrides the preset's)")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a parameter, e.g. --set num_train_videos=10 --set frames_per_video=[6,8]",
+    add_set_option(
+        p, "override a parameter, e.g. --set num_train_videos=10 --set frames_per_video=[6,8]"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=_synth)

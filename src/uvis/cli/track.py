@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from uvis.cli.types import REFINE_CHOICES, add_device_option, finite_float, positive_int, unit_float
+from uvis.cli.types import (
+    REFINE_CHOICES,
+    add_device_option,
+    add_set_option,
+    finite_float,
+    positive_int,
+    unit_float,
+)
 
 
 def _clip_files(paths: list[Path]) -> list[Path]:
@@ -159,12 +166,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument(
         "--zip", action="store_true", help="also write OUT with suffix .zip (results.json inside)"
     )
-    d.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a DeepSortConfig field (uvis.tracking.deepsort), e.g. --set max_age=30 "
+    add_set_option(
+        d,
+        "override a DeepSortConfig field (uvis.tracking.deepsort), e.g. --set max_age=30 "
         "--set max_cosine_distance=0.3",
     )
     d.set_defaults(func=_deepsort)

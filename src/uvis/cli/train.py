@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from uvis.cli.pseudo import vocabulary_from_args
-from uvis.cli.types import add_device_option, finite_float, nonnegative_int, positive_int
+from uvis.cli.types import (
+    add_device_option,
+    add_set_option,
+    finite_float,
+    nonnegative_int,
+    positive_int,
+)
 from uvis.errors import ConfigError
 from uvis.presets import parse_overrides
 
@@ -189,13 +195,7 @@ def _add_target_options(p: argparse.ArgumentParser) -> None:
 def _add_run_options(p: argparse.ArgumentParser, settings: str) -> None:
     """Preset, overrides, output folder and how the run is carried out."""
     p.add_argument("--preset", default="default", help="default, smoke or paper")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help=f"override a {settings} field (repeatable)",
-    )
+    add_set_option(p, f"override a {settings} field (repeatable)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--threads", type=positive_int, help="torch CPU threads per process (default 1)")
     add_device_option(p, default=None)

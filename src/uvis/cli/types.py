@@ -77,3 +77,9 @@ def add_device_option(p: argparse.ArgumentParser, *, default: str | None = "auto
         metavar="DEVICE",
         help=f"auto (CUDA when there is a GPU, else CPU), cpu, cuda or cuda:N ({where})",
     )
+
+
+def add_set_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--set KEY=VALUE`` (repeatable): settings overrides, parsed by
+    :func:`uvis.presets.parse_overrides`."""
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=help)
