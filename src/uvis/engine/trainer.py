@@ -170,7 +170,7 @@ class LossWindow(HookBase):
         self.sink = sink
         self.enabled = enabled
         self.window: list[torch.Tensor] = []
-        self.began = time.perf_counter()
+        self.began = 0.0  # set when training starts
 
     def before_train(self, trainer: Trainer) -> None:
         self.began = time.perf_counter()
@@ -208,7 +208,9 @@ class PeriodicCheckpoint(HookBase):
             self._save(trainer.iteration)
 
     def on_terminate(self, trainer: Trainer) -> None:
-        if self.enabled and self.saved_at != trainer.iteration:
+        if not self.enabled:
+            return
+        if self.saved_at != trainer.iteration:
             self._save(trainer.iteration)
         logger.warning("the step was saved in %s", self.last)
 
