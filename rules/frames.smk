@@ -4,6 +4,7 @@
 
 
 rule frame_index:
+    """Every later stage reads the index, so it goes first (seconds, on one core)."""
     input:
         unpack(_frame_index_inputs),
     output:
@@ -12,9 +13,10 @@ rule frame_index:
         f"{R}/logs/frame_index/{{split}}.log",
     benchmark:
         f"{R}/benchmarks/frame_index/{{split}}.tsv"
+    priority: PSEUDO_LABEL_PRIORITY
     conda:
         "../envs/core.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=120,
