@@ -352,11 +352,6 @@ def train_vis_targets(wildcards, input):
         level, tau = pseudo_selection(wildcards.vis_run)
         vocab = vocabulary_args(Namespace(split=TRAIN_SPLIT))
         tau_arg = "" if tau is None else f" --tau {tau}"
-        ignore = VisTraining.parse(wildcards.vis_run).ignore_level(
-            config["vis"]["pseudo_level"], config["vis"]["ignore_level"]
-        )
-        if ignore is not None:
-            tau_arg += f" --ignore-level {ignore}"
         return f"--labels {q(input.labels)} --level {level}{tau_arg} {vocab}"
     images = ytvis_images(Namespace(split=TRAIN_SPLIT))
     return f"--gt-json {q(input.gt)} --images {q(images)}"

@@ -50,15 +50,6 @@ def test_unknown_names_are_refused(name):
         Run.parse(name)
 
 
-def test_ignore_level_of_a_training_applies_above_it_only():
-    assert VisTraining.parse("uvis").ignore_level("pmf", "objectness") == "objectness"
-    assert VisTraining.parse("uvis_tau0.5").ignore_level("clip", "clip") == "clip"
-    assert VisTraining.parse("uvis_clip").ignore_level("pmf", "objectness") == "objectness"
-    assert VisTraining.parse("uvis_objectness").ignore_level("pmf", "objectness") is None
-    assert VisTraining.parse("uvis_none").ignore_level("pmf", "objectness") is None
-    assert VisTraining.parse("uvis").ignore_level("pmf", None) is None
-
-
 def test_pseudo_label_selection_of_a_training():
     assert VisTraining.parse("uvis").selection("pmf") == ("pmf", None)
     assert VisTraining.parse("uvis").selection("clip") == ("clip", None)

@@ -76,15 +76,6 @@ class VisTraining:
             return "pmf", self.tau
         return (self.level or configured_level), None
 
-    def ignore_level(self, configured_level: str, configured_ignore: str | None) -> str | None:
-        """``vis.ignore_level`` where it lies below the level this run trains on, else ``None``:
-        ignore regions are the proposals a later filter removed, so a run at or below that
-        level (Table 2's ``none`` and ``objectness`` rows, for ``objectness``) has none."""
-        level, _ = self.selection(configured_level)
-        if configured_ignore is None or LEVELS.index(configured_ignore) >= LEVELS.index(level):
-            return None
-        return configured_ignore
-
 
 @dataclass(frozen=True)
 class Run:
