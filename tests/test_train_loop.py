@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import itertools
-import json
-import math
 import os
 import socket
 from pathlib import Path
@@ -406,42 +403,3 @@ def test_processes_start_the_command_again_under_torchrun(monkeypatch, capsys) -
     assert main(argv) == 2  # here: the missing frame index, reported as any error is
     assert started == [want]
     assert "f.parquet" in capsys.readouterr().err
-
-
-def test_ignore_regions_are_resized_and_mirrored_with_the_frame(tmp_path: Path) -> None:
-    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "f.png")
-    target, region = np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8)
-    target[:2, :2] = 1  # top-left
-    region[:4, 6:] = 1  # top-right
-    frame = FrameTargets(
-        1, 0, tmp_path / "f.png", 8, 8, (masks.encode(target),), (0,), (), (masks.encode(region),)
-    )
-    samples = FrameSamples([frame], seed=0, short_sides=[16], max_size=100, flip=True)
-    seen = set()
-    for position in range(12):
-        sample = samples[position]
-        assert sample.masks.shape == (1, 16, 16) and sample.ignore.shape == (1, 16, 16)
-        mirrored = bool(sample.masks[0, 0, -1])
-        assert mirrored != bool(sample.masks[0, 0, 0])
-        assert sample.ignore[0].sum() == 4 * region.sum()
-        assert bool(sample.ignore[0, 0, 0]) == mirrored  # moved with the target
-        seen.add(mirrored)
-    assert seen == {True, False}
-    plain = FrameSamples(
-        [toy_set(tmp_path, 1).frames[0]], seed=0, short_sides=[32], max_size=99, flip=False
-    )
-    assert plain[0].ignore is None
-
-
-def test_training_with_ignore_regions_runs_and_records_them(tmp_path: Path) -> None:
-    data = toy_set(tmp_path)
-    # Every frame's other square becomes an ignore region instead of a target.
-    frames = tuple(
-        dataclasses.replace(f, rles=f.rles[:1], labels=f.labels[:1], ignore_rles=f.rles[1:])
-        for f in data.frames
-    )
-    ignored = dataclasses.replace(data, frames=frames)
-    result = train_vis(ignored, smoke(iterations=4), tmp_path / "run", progress=False)
-    assert result.final is not None and all(math.isfinite(r["loss"]) for r in result.metrics)
-    config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["data"]["ignore_regions"] == sum(len(f.ignore_rles) for f in frames) > 0

@@ -167,33 +167,3 @@ def test_ground_truth_without_annotations_is_an_error(tiny_ytvis, tmp_path: Path
     dataset = load_ytvis(tiny_ytvis.json_path, tiny_ytvis.image_root)
     with pytest.raises(DataError, match="has no annotations"):
         targets_from_ground_truth(dataset.frame_index(), dataset)
-
-
-def test_ignore_level_makes_the_dropped_proposals_ignore_regions() -> None:
-    data = targets_from_pseudo_labels(
-        frame_index(FRAMES), pseudo_labels(), CATEGORIES, level="pmf", ignore_level="objectness"
-    )
-    by_frame = {(f.video_id, f.frame_index): f for f in data.frames}
-    # Row 1 (fails PMF) and row 2 (fails CLIP) passed objectness: ignore regions; row 3 failed
-    # objectness itself and is neither target nor ignored; row 0 stays the only target.
-    assert by_frame[(1, 0)].labels == (0,)
-    assert [m.sum() for m in by_frame[(1, 0)].ignore_masks()] == [4]
-    assert by_frame[(1, 0)].ignore_masks()[0][4:6, 4:6].all()
-    assert by_frame[(1, 1)].labels == () and by_frame[(1, 1)].ignore_masks()[0][:3, :3].all()
-    assert by_frame[(2, 0)].ignore_masks().shape == (0, H, W)
-    assert data.source["ignore_level"] == "objectness" and data.source["ignore_regions"] == 2
-    plain = targets_from_pseudo_labels(
-        frame_index(FRAMES), pseudo_labels(), CATEGORIES, level="pmf"
-    )
-    # Ignore regions are part of what a resumed run must match; without them nothing changes.
-    assert data.summary()["digest"] != plain.summary()["digest"]
-    assert data.summary()["ignore_regions"] == 2 and "ignore_regions" not in plain.summary()
-    assert all(f.ignore_rles == () for f in plain.frames)
-
-
-def test_ignore_level_must_be_below_the_level() -> None:
-    for level, ignore in (("objectness", "objectness"), ("clip", "pmf"), ("none", "none")):
-        with pytest.raises(ConfigError, match=f"ignore level '{ignore}' must be a level below"):
-            targets_from_pseudo_labels(
-                frame_index(FRAMES), pseudo_labels(), CATEGORIES, level=level, ignore_level=ignore
-            )

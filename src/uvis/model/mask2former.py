@@ -73,10 +73,6 @@ BACKBONE_STAGES = (1, 2, 3, 4)
 BACKBONE_STRIDES = (4, 8, 16, 32)
 #: Mask logits are predicted at 1/4 of the (padded) input resolution.
 MASK_STRIDE = 4
-#: IoU at which a query's mask covers an ignore region (:func:`queries_on_regions`).
-IGNORE_IOU = 0.5
-#: Class target of a query left out of the class loss (``cross_entropy``'s ``ignore_index``).
-IGNORED = -100
 
 
 @dataclass(frozen=True)
@@ -259,102 +255,14 @@ def resize_rgb(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.array(Image.fromarray(image).resize((width, height), Image.BILINEAR))
 
 
-def queries_on_regions(
-    mask_logits: torch.Tensor, regions: torch.Tensor, iou_threshold: float = IGNORE_IOU
-) -> torch.Tensor:
-    """Which queries' masks cover one of ``regions``: ``(Q,)`` bool.
-
-    ``mask_logits`` ``(Q, h, w)`` are one image's query mask logits, ``regions`` ``(M, H, W)``
-    float 0/1 masks of the padded input (``H, W`` a multiple of ``h, w``). A query's mask is
-    its logits above 0; it covers a region when their IoU, at the logits' resolution (regions
-    area-averaged down and kept where at least half covered), is at least ``iou_threshold``.
-    """
-    if len(regions) == 0 or len(mask_logits) == 0:
-        return torch.zeros(len(mask_logits), dtype=torch.bool, device=mask_logits.device)
-    small = nn.functional.adaptive_avg_pool2d(regions.float(), mask_logits.shape[-2:]) >= 0.5
-    predicted = (mask_logits > 0).flatten(1).float()
-    small = small.flatten(1).float()
-    inter = predicted @ small.T
-    union = predicted.sum(1, keepdim=True) + small.sum(1) - inter
-    iou = inter / union.clamp(min=1)
-    return (iou >= iou_threshold).any(dim=1)
-
-
 class DistributedMask2FormerLoss(Mask2FormerLoss):
-    """``transformers``' Mask2Former criterion, normalised by the masks of *all* processes,
-    with optional ignore regions.
+    """``transformers``' Mask2Former criterion, normalised by the masks of *all* processes.
 
     Mask2Former divides the mask and dice losses by the number of target masks averaged over
     processes (``num_masks`` all-reduced, as in the original ``SetCriterion``); ``transformers``
     does so only under ``accelerate``. Under ``torch.distributed`` this does it with an
     all-reduce, so that the gradient DDP averages is the same whatever the number of processes.
-
-    **Ignore regions** (not in Mask2Former, MinVIS or UVIS; CutLER's DropLoss transposed to set
-    prediction): per image, masks of likely objects that are not targets, e.g. proposals that
-    passed the objectness filter but not a later label-denoising filter. An unmatched query
-    whose mask covers one (:func:`queries_on_regions`) is left out of the class loss instead of
-    being taught "no object", on every decoder layer (each with its own masks and matching).
-    Without ignore regions the loss is ``transformers``' own.
     """
-
-    def forward(  # type: ignore[override]
-        self,
-        masks_queries_logits: torch.Tensor,
-        class_queries_logits: torch.Tensor,
-        mask_labels: list[torch.Tensor],
-        class_labels: list[torch.Tensor],
-        auxiliary_predictions: list[dict[str, torch.Tensor]] | None = None,
-        ignore_regions: Sequence[torch.Tensor] | None = None,
-    ) -> dict[str, torch.Tensor]:
-        """The last layer's losses and, for each auxiliary layer ``k``, the same keys + ``_k``."""
-        losses = self._layer_losses(
-            masks_queries_logits, class_queries_logits, mask_labels, class_labels, ignore_regions
-        )
-        for k, layer in enumerate(auxiliary_predictions or []):
-            found = self._layer_losses(
-                layer["masks_queries_logits"],
-                layer["class_queries_logits"],
-                mask_labels,
-                class_labels,
-                ignore_regions,
-            )
-            losses.update({f"{key}_{k}": value for key, value in found.items()})
-        return losses
-
-    def _layer_losses(
-        self,
-        masks_queries_logits: torch.Tensor,
-        class_queries_logits: torch.Tensor,
-        mask_labels: list[torch.Tensor],
-        class_labels: list[torch.Tensor],
-        ignore_regions: Sequence[torch.Tensor] | None,
-    ) -> dict[str, torch.Tensor]:
-        indices = self.matcher(
-            masks_queries_logits, class_queries_logits, mask_labels, class_labels
-        )
-        num_masks = self.get_num_masks(class_labels, device=class_labels[0].device)
-        losses = self.loss_masks(masks_queries_logits, mask_labels, indices, num_masks)
-        if ignore_regions is None:
-            losses.update(self.loss_labels(class_queries_logits, class_labels, indices))
-            return losses
-        batch, queries, _ = class_queries_logits.shape
-        targets = torch.full(
-            (batch, queries), self.num_labels, dtype=torch.int64, device=class_queries_logits.device
-        )
-        for b, (regions, logits) in enumerate(
-            zip(ignore_regions, masks_queries_logits, strict=True)
-        ):
-            targets[b, queries_on_regions(logits.detach(), regions)] = IGNORED
-        for b, ((rows, cols), labels) in enumerate(zip(indices, class_labels, strict=True)):
-            targets[b, rows] = labels[cols]
-        ce = nn.functional.cross_entropy(
-            class_queries_logits.transpose(1, 2),
-            targets,
-            weight=self.empty_weight,
-            ignore_index=IGNORED,
-        )
-        losses["loss_cross_entropy"] = ce
-        return losses
 
     def get_num_masks(
         self, class_labels: Sequence[torch.Tensor], device: torch.device
@@ -367,12 +275,6 @@ class DistributedMask2FormerLoss(Mask2FormerLoss):
             dist.all_reduce(num_masks)
             num_masks = num_masks / dist.get_world_size()
         return torch.clamp(num_masks, min=1)
-
-
-def _loss_term(key: str) -> str:
-    """``loss_dice_3`` -> ``loss_dice``: the weighted term a (per-layer) loss key belongs to."""
-    head, _, tail = key.rpartition("_")
-    return head if tail.isdigit() else key
 
 
 @contextlib.contextmanager
@@ -482,7 +384,6 @@ class VisModel(nn.Module):
         outputs: Mask2FormerForUniversalSegmentationOutput,
         mask_labels: Sequence[torch.Tensor],
         class_labels: Sequence[torch.Tensor],
-        ignore_regions: Sequence[torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """MinVIS's weighted losses of every decoder layer (Hungarian matching per layer).
 
@@ -490,27 +391,14 @@ class VisModel(nn.Module):
         like the input) and ``class_labels[i]`` their class indices ``(N_i,)``; ``N_i`` may be 0
         (every query is then taught "no object"). Keys: ``loss_cross_entropy``, ``loss_mask``,
         ``loss_dice`` for the last layer and the same with ``_<k>`` for layer ``k``.
-        ``ignore_regions[i]`` ``(M_i, Hp, Wp)``: image ``i``'s regions whose queries are not
-        taught "no object" (see :class:`DistributedMask2FormerLoss`).
         """
-        if ignore_regions is None:
-            return self.mask2former.get_loss_dict(
-                masks_queries_logits=outputs.masks_queries_logits,
-                class_queries_logits=outputs.class_queries_logits,
-                mask_labels=list(mask_labels),
-                class_labels=list(class_labels),
-                auxiliary_predictions=outputs.auxiliary_logits,
-            )
-        losses = self.mask2former.criterion(
+        return self.mask2former.get_loss_dict(
             masks_queries_logits=outputs.masks_queries_logits,
             class_queries_logits=outputs.class_queries_logits,
             mask_labels=list(mask_labels),
             class_labels=list(class_labels),
             auxiliary_predictions=outputs.auxiliary_logits,
-            ignore_regions=list(ignore_regions),
         )
-        weights = self.mask2former.weight_dict
-        return {key: value * weights[_loss_term(key)] for key, value in losses.items()}
 
     def query_embeddings(self, outputs: Mask2FormerForUniversalSegmentationOutput) -> torch.Tensor:
         """``(B, Q, D)`` embeddings of the last decoder layer, as MinVIS tracks them.

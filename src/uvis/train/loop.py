@@ -203,25 +203,18 @@ def _run_description(
 # Training
 
 
-def _padded(masks: torch.Tensor, pixel_values: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """``(N, h, w)`` masks as float 0/1 on ``device``, zero-padded like the input batch."""
-    height, width = pixel_values.shape[-2:]
-    return F.pad(masks.to(device).float(), (0, width - masks.shape[2], 0, height - masks.shape[1]))
-
-
 def _targets(
     batch: list[TrainingSample], pixel_values: torch.Tensor, device: torch.device
-) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor] | None]:
-    """Masks padded like the input batch (float 0/1), class labels and the ignore regions
-    (padded likewise; ``None`` when no sample of the batch has any), on ``device``."""
-    masks = [_padded(s.masks, pixel_values, device) for s in batch]
-    ignore = None
-    if any(s.ignore is not None for s in batch):
-        empty = torch.zeros((0, *pixel_values.shape[-2:]), device=device)
-        ignore = [
-            empty if s.ignore is None else _padded(s.ignore, pixel_values, device) for s in batch
-        ]
-    return masks, [s.labels.to(device) for s in batch], ignore
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Masks padded like the input batch (float 0/1) and class labels, on ``device``."""
+    height, width = pixel_values.shape[-2:]
+    masks = [
+        F.pad(
+            s.masks.to(device).float(), (0, width - s.masks.shape[2], 0, height - s.masks.shape[1])
+        )
+        for s in batch
+    ]
+    return masks, [s.labels.to(device) for s in batch]
 
 
 @dataclass(eq=False)
@@ -514,9 +507,9 @@ def _step(
     model = state.model
     torch.manual_seed(step_seed(cfg.seed, iteration, ctx.rank))
     pixel_values = model.pixel_batch([s.image for s in batch])
-    mask_labels, class_labels, ignore = _targets(batch, pixel_values, ctx.device)
+    mask_labels, class_labels = _targets(batch, pixel_values, ctx.device)
     with torch.autocast(ctx.device.type, dtype=torch.float16, enabled=state.scaler.is_enabled()):
-        losses = model.losses(net(pixel_values), mask_labels, class_labels, ignore)
+        losses = model.losses(net(pixel_values), mask_labels, class_labels)
         loss = sum(losses.values())
     values = torch.stack([loss.detach(), *(losses[k].detach() for k in LOGGED_TERMS)]).float()
     if ctx.world_size > 1:

@@ -46,8 +46,6 @@ class FrameTargets:
 
     ``track_ids[i]`` is the instance (annotation id) of mask ``i`` where the source follows
     instances across frames (ground truth); it is empty for per-frame pseudo-labels.
-    ``ignore_rles`` are regions that are neither targets nor background: queries covering one
-    are not taught "no object" (see :class:`uvis.model.mask2former.DistributedMask2FormerLoss`).
     """
 
     video_id: int
@@ -58,20 +56,12 @@ class FrameTargets:
     rles: tuple[RLE, ...]
     labels: tuple[int, ...]
     track_ids: tuple[int, ...] = ()
-    ignore_rles: tuple[RLE, ...] = ()
 
     def masks(self) -> np.ndarray:
         """The target masks as ``uint8`` ``(N, height, width)`` with values 0/1."""
-        return self._decode(self.rles)
-
-    def ignore_masks(self) -> np.ndarray:
-        """The ignore regions as ``uint8`` ``(M, height, width)`` with values 0/1."""
-        return self._decode(self.ignore_rles)
-
-    def _decode(self, rles: tuple[RLE, ...]) -> np.ndarray:
-        if not rles:
+        if not self.rles:
             return np.zeros((0, self.height, self.width), dtype=np.uint8)
-        return np.stack([masks.decode(r) for r in rles]).astype(np.uint8, copy=False)
+        return np.stack([masks.decode(r) for r in self.rles]).astype(np.uint8, copy=False)
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,21 +92,12 @@ class TrainingSet:
             for rle in f.rles:
                 counts = rle["counts"]
                 digest.update(counts.encode() if isinstance(counts, str) else bytes(counts))
-            if f.ignore_rles:
-                digest.update(b"ignore;")
-                for rle in f.ignore_rles:
-                    counts = rle["counts"]
-                    digest.update(counts.encode() if isinstance(counts, str) else bytes(counts))
-        summary: dict[str, int | str] = {
+        return {
             "frames": len(self.frames),
             "frames_with_targets": sum(1 for f in self.frames if f.rles),
             "masks": sum(len(f.rles) for f in self.frames),
             "digest": digest.hexdigest(),
         }
-        ignored = sum(len(f.ignore_rles) for f in self.frames)
-        if ignored:
-            summary["ignore_regions"] = ignored
-        return summary
 
 
 def class_indices(categories: Sequence[Category]) -> dict[int, int]:
@@ -140,7 +121,6 @@ def _training_set(
     categories: Sequence[Category],
     source: dict[str, Any],
     track_ids: dict[tuple[int, int], list[int]] | None = None,
-    ignore: dict[tuple[int, int], list[RLE]] | None = None,
 ) -> TrainingSet:
     items = []
     for (vid, t), (path, h, w) in frames.items():
@@ -155,7 +135,6 @@ def _training_set(
                 rles=tuple(rle for rle, _ in pairs),
                 labels=tuple(label for _, label in pairs),
                 track_ids=tuple(track_ids.get((vid, t), [])) if track_ids is not None else (),
-                ignore_rles=tuple(ignore.get((vid, t), [])) if ignore is not None else (),
             )
         )
     return TrainingSet(frames=tuple(items), categories=tuple(categories), source=source)
@@ -168,7 +147,6 @@ def targets_from_pseudo_labels(
     *,
     level: str,
     tau: float | None = None,
-    ignore_level: str | None = None,
     frames_path: str | None = None,
     labels_path: str | None = None,
 ) -> TrainingSet:
@@ -176,15 +154,10 @@ def targets_from_pseudo_labels(
 
     ``labels`` is a pseudo-label table (:data:`uvis.schemas.PSEUDO_LABELS`); each kept row's
     ``class_id`` must be a category id of ``categories``. Kept rows with empty masks are skipped
-    (counted in a log line). With ``ignore_level`` (a level below ``level``, e.g.
-    ``objectness``), the rows kept at that level but not at ``level`` become the frames' ignore
-    regions: proposals judged objects whose class a later filter did not trust, which training
-    then does not teach as background. ``frames_path`` and ``labels_path`` name the files in
-    errors.
+    (counted in a log line). ``frames_path`` and ``labels_path`` name the files in errors.
 
     Raises:
-        ConfigError: for an unknown level, ``tau`` with a level other than ``pmf``, or an
-            ``ignore_level`` that is not below ``level``.
+        ConfigError: for an unknown level, or ``tau`` with a level other than ``pmf``.
         DataError: when a table lacks columns of its schema, a kept row's frame is not in the
             frame index or has another size, its class is not in the vocabulary, or no row is
             kept (nothing to train on).
@@ -194,13 +167,6 @@ def targets_from_pseudo_labels(
         raise ConfigError(f"unknown pseudo-label level {level!r}; known: {list(LEVELS)}")
     if tau is not None and level != "pmf":
         raise ConfigError(f"tau applies to the 'pmf' level only, not {level!r}")
-    if ignore_level is not None and (
-        ignore_level not in LEVELS or LEVELS.index(ignore_level) >= LEVELS.index(level)
-    ):
-        raise ConfigError(
-            f"ignore level {ignore_level!r} must be a level below {level!r}: "
-            f"one of {list(LEVELS[: LEVELS.index(level)])}"
-        )
     frames = _frames(frame_index, frames_path or "frame index")
     labels = PSEUDO_LABELS.check(labels, where)
     try:
@@ -208,7 +174,6 @@ def targets_from_pseudo_labels(
     except ValueError as exc:  # tau out of [-1, 1]
         raise ConfigError(str(exc)) from exc
     index = class_indices(categories)
-    ignore = _ignore_regions(labels, keep, ignore_level, frames, where)
     kept = labels.filter(pa.array(keep))
     if kept.num_rows == 0:
         raise DataError(
@@ -252,37 +217,7 @@ def targets_from_pseudo_labels(
         "rows": labels.num_rows,
         "kept_rows": kept.num_rows,
     }
-    if ignore_level is not None:
-        source["ignore_level"] = ignore_level
-        source["ignore_regions"] = sum(len(v) for v in ignore.values())
-    return _training_set(frames, targets, categories, source, ignore=ignore)
-
-
-def _ignore_regions(
-    labels: pa.Table,
-    keep: np.ndarray,
-    ignore_level: str | None,
-    frames: dict[tuple[int, int], tuple[str, int, int]],
-    where: str,
-) -> dict[tuple[int, int], list[RLE]]:
-    """Per frame, the masks of the rows kept at ``ignore_level`` but not in ``keep``."""
-    if ignore_level is None:
-        return {}
-    dropped = select(labels, ignore_level) & ~keep
-    cols = labels.filter(pa.array(dropped)).select(
-        ["video_id", "frame_index", "height", "width", "rle"]
-    )
-    regions: dict[tuple[int, int], list[RLE]] = defaultdict(list)
-    for vid, t, h, w, counts in zip(*cols.to_pydict().values(), strict=True):
-        key = (int(vid), int(t))
-        if key not in frames or (h, w) != frames[key][1:]:
-            raise DataError(
-                where, f"pseudo-label of video {vid} frame {t}: not a frame of the frame index"
-            )
-        rle = {"size": [int(h), int(w)], "counts": counts}
-        if masks.area(rle) > 0:
-            regions[key].append(rle)
-    return regions
+    return _training_set(frames, targets, categories, source)
 
 
 def targets_from_ground_truth(
