@@ -1,0 +1,150 @@
+"""Merged masks: how often a predicted track or a pseudo-label covers two objects at once.
+
+Usage::
+
+    python benchmarks/bench_merges.py RESULTS_DIR [--runs uvis-memory deepsort ...]
+        [--split valid] [--label-split train] [--video-stride 20]
+
+``RESULTS_DIR`` is a finished run's ``results/<dataset>`` folder with ground truth (the
+synthetic world). A mask *merges* in a frame when it covers at least half of each of two
+ground-truth objects of that frame.
+
+* For each run in ``--runs`` (``predictions/<run>/<split>/results.json``): how many of its
+  tracks merge in at least 30 % of the frames where they are present, their mean score against
+  the other tracks', and how often a merging track is a video's top-scoring one.
+* For the pseudo-labels of ``--label-split`` (every ``--video-stride``-th video), per filter
+  level of UVIS Table 2: the fraction of labels that merge, and the fraction that match one
+  object (IoU >= 0.5).
+
+Read the eval split only to describe a finished run, never to choose settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from uvis import masks
+from uvis.pseudo.levels import LEVELS, select
+
+MERGE_COVER = 0.5  # an object is covered when the mask holds this fraction of it
+MERGE_TRACK = 0.3  # a track merges when it does so in this fraction of its frames
+
+
+def _decode(segmentation: dict | None, height: int, width: int) -> np.ndarray | None:
+    if segmentation is None:
+        return None
+    if isinstance(segmentation["counts"], list):  # uncompressed RLE
+        from pycocotools import mask as mask_utils
+
+        segmentation = mask_utils.frPyObjects(segmentation, height, width)
+    return masks.decode(segmentation).astype(bool)
+
+
+def ground_truth(path: Path, videos: set[int] | None = None):
+    """``(video sizes, {(video, frame): [object masks]})`` of a YouTube-VIS file."""
+    data = json.loads(path.read_text())
+    sizes = {v["id"]: (v["height"], v["width"]) for v in data["videos"]}
+    objects: dict[tuple[int, int], list[np.ndarray]] = defaultdict(list)
+    for ann in data["annotations"]:
+        if videos is not None and ann["video_id"] not in videos:
+            continue
+        for t, seg in enumerate(ann["segmentations"]):
+            mask = _decode(seg, *sizes[ann["video_id"]])
+            if mask is not None and mask.any():
+                objects[(ann["video_id"], t)].append(mask)
+    return sizes, objects
+
+
+def merges(mask: np.ndarray, objects: list[np.ndarray]) -> bool:
+    """Whether ``mask`` covers at least :data:`MERGE_COVER` of two of ``objects``."""
+    covered = sum((mask & o).sum() >= MERGE_COVER * o.sum() for o in objects)
+    return covered >= 2
+
+
+def track_report(results: Path, sizes, objects) -> str:
+    rows = []
+    for pred in json.loads(results.read_text()):
+        vid, present, merged = pred["video_id"], 0, 0
+        for t, seg in enumerate(pred["segmentations"]):
+            mask = _decode(seg, *sizes[vid])
+            if mask is None or not mask.any():
+                continue
+            present += 1
+            merged += merges(mask, objects.get((vid, t), []))
+        rows.append((vid, pred["score"], merged / max(present, 1) >= MERGE_TRACK))
+    flagged = [r for r in rows if r[2]]
+    others = [r for r in rows if not r[2]]
+    top: dict[int, tuple[float, bool]] = {}
+    for vid, score, flag in rows:
+        if vid not in top or score > top[vid][0]:
+            top[vid] = (score, flag)
+    mean = lambda rs: np.mean([r[1] for r in rs]) if rs else float("nan")  # noqa: E731
+    return (
+        f"| {results.parent.parent.name} | {len(rows)} | {len(flagged)} | {mean(flagged):.3f} | "
+        f"{mean(others):.3f} | {sum(flag for _, flag in top.values())} of {len(top)} |"
+    )
+
+
+def label_report(labels: Path, objects, videos: set[int]) -> list[str]:
+    table = pq.read_table(labels)
+    keep_video = np.isin(table["video_id"].to_numpy(), sorted(videos))
+    table = table.filter(keep_video)
+    merged, single = [], []
+    for vid, t, h, w, counts in zip(
+        *(table[c].to_pylist() for c in ("video_id", "frame_index", "height", "width", "rle")),
+        strict=True,
+    ):
+        mask = masks.decode({"size": [h, w], "counts": counts}).astype(bool)
+        found = objects.get((vid, t), [])
+        merged.append(merges(mask, found))
+        ious = [(mask & o).sum() / (mask | o).sum() for o in found]
+        single.append(max(ious, default=0.0) >= 0.5)
+    merged_a, single_a = np.array(merged), np.array(single)
+    rows = []
+    for level in LEVELS:
+        kept = select(table, level)
+        rows.append(
+            f"| {level} | {kept.sum()} | {merged_a[kept].mean():.1%} | {single_a[kept].mean():.1%} |"
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", type=Path)
+    parser.add_argument(
+        "--runs", nargs="*", default=["uvis-memory", "deepsort", "supervised-memory"]
+    )
+    parser.add_argument("--split", default="valid")
+    parser.add_argument("--label-split", default="train")
+    parser.add_argument("--video-stride", type=int, default=20)
+    args = parser.parse_args()
+
+    ytvis = args.results / "world" / "ytvis"
+    sizes, objects = ground_truth(ytvis / f"{args.split}.json")
+    print(
+        "| run | tracks | merging tracks | their mean score | others' mean score | top track merges |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    for run in args.runs:
+        results = args.results / "predictions" / run / args.split / "results.json"
+        if results.is_file():
+            print(track_report(results, sizes, objects))
+    all_sizes, _ = ground_truth(ytvis / f"{args.label_split}.json", set())
+    videos = set(sorted(all_sizes)[:: args.video_stride])
+    _, label_objects = ground_truth(ytvis / f"{args.label_split}.json", videos)
+    print(f"\n{args.label_split} pseudo-labels, every {args.video_stride}th video:\n")
+    print("| level | labels | merged | match one object (IoU >= 0.5) |")
+    print("|---|---:|---:|---:|")
+    labels = args.results / "pseudo" / "labels" / f"{args.label_split}.parquet"
+    print("\n".join(label_report(labels, label_objects, videos)))
+
+
+if __name__ == "__main__":
+    main()
