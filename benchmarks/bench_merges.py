@@ -15,6 +15,10 @@ ground-truth objects of that frame.
 * For the pseudo-labels of ``--label-split`` (every ``--video-stride``-th video), per filter
   level of UVIS Table 2: the fraction of labels that merge, and the fraction that match one
   object (IoU >= 0.5).
+* With ``--merge-test INSIDE PART OVERLAP``: how well a label-only test finds the merged
+  labels. It flags a label whose mask holds two other proposals of its frame, each at least
+  INSIDE of it inside the label, PART to 0.8 of the label's area, overlapping each other by at
+  most OVERLAP of the smaller one.
 
 Read the eval split only to describe a finished run, never to choose settings.
 """
@@ -91,7 +95,9 @@ def track_report(results: Path, sizes, objects) -> str:
     )
 
 
-def label_report(labels: Path, objects, videos: set[int]) -> list[str]:
+def label_report(
+    labels: Path, objects, videos: set[int], merge_test: tuple[float, float, float] | None
+) -> list[str]:
     table = pq.read_table(labels)
     keep_video = np.isin(table["video_id"].to_numpy(), sorted(videos))
     table = table.filter(keep_video)
@@ -106,13 +112,46 @@ def label_report(labels: Path, objects, videos: set[int]) -> list[str]:
         ious = [(mask & o).sum() / (mask | o).sum() for o in found]
         single.append(max(ious, default=0.0) >= 0.5)
     merged_a, single_a = np.array(merged), np.array(single)
+    flagged = None if merge_test is None else flag_merges(table, *merge_test)
     rows = []
     for level in LEVELS:
         kept = select(table, level)
-        rows.append(
-            f"| {level} | {kept.sum()} | {merged_a[kept].mean():.1%} | {single_a[kept].mean():.1%} |"
-        )
+        row = f"| {level} | {kept.sum()} | {merged_a[kept].mean():.1%} | {single_a[kept].mean():.1%} |"
+        if flagged is not None:
+            hits = (flagged & merged_a)[kept].sum()
+            row += f" {flagged[kept].sum()} | {hits / max(merged_a[kept].sum(), 1):.0%} | "
+            row += f"{hits / max(flagged[kept].sum(), 1):.0%} |"
+        rows.append(row)
     return rows
+
+
+def flag_merges(table, inside: float, part: float, overlap: float) -> np.ndarray:
+    """The label-only merge test of ``--merge-test`` on every row of ``table``."""
+    decoded = [
+        masks.decode({"size": [h, w], "counts": c}).astype(bool)
+        for h, w, c in zip(*(table[k].to_pylist() for k in ("height", "width", "rle")), strict=True)
+    ]
+    frames: dict[tuple[int, int], list[int]] = defaultdict(list)
+    keys = zip(table["video_id"].to_pylist(), table["frame_index"].to_pylist(), strict=True)
+    for i, key in enumerate(keys):
+        frames[key].append(i)
+    flagged = np.zeros(len(decoded), bool)
+    for members in frames.values():
+        for i in members:
+            label, area = decoded[i], decoded[i].sum()
+            parts = [
+                decoded[j]
+                for j in members
+                if j != i
+                and (decoded[j] & label).sum() >= inside * decoded[j].sum()
+                and part * area <= decoded[j].sum() <= 0.8 * area
+            ]
+            flagged[i] = any(
+                (a & b).sum() <= overlap * min(a.sum(), b.sum())
+                for k, a in enumerate(parts)
+                for b in parts[k + 1 :]
+            )
+    return flagged
 
 
 def main() -> None:
@@ -124,6 +163,7 @@ def main() -> None:
     parser.add_argument("--split", default="valid")
     parser.add_argument("--label-split", default="train")
     parser.add_argument("--video-stride", type=int, default=20)
+    parser.add_argument("--merge-test", type=float, nargs=3, metavar=("INSIDE", "PART", "OVERLAP"))
     args = parser.parse_args()
 
     ytvis = args.results / "world" / "ytvis"
@@ -140,10 +180,15 @@ def main() -> None:
     videos = set(sorted(all_sizes)[:: args.video_stride])
     _, label_objects = ground_truth(ytvis / f"{args.label_split}.json", videos)
     print(f"\n{args.label_split} pseudo-labels, every {args.video_stride}th video:\n")
-    print("| level | labels | merged | match one object (IoU >= 0.5) |")
-    print("|---|---:|---:|---:|")
+    header = "| level | labels | merged | match one object (IoU >= 0.5) |"
+    rule = "|---|---:|---:|---:|"
+    if args.merge_test:
+        header += " flagged | merged found | flagged that merge |"
+        rule += "---:|---:|---:|"
+    print(header + "\n" + rule)
     labels = args.results / "pseudo" / "labels" / f"{args.label_split}.parquet"
-    print("\n".join(label_report(labels, label_objects, videos)))
+    merge_test = tuple(args.merge_test) if args.merge_test else None
+    print("\n".join(label_report(labels, label_objects, videos, merge_test)))
 
 
 if __name__ == "__main__":
