@@ -101,18 +101,19 @@ def label_report(
     table = pq.read_table(labels)
     keep_video = np.isin(table["video_id"].to_numpy(), sorted(videos))
     table = table.filter(keep_video)
-    merged, single = [], []
+    merged, single, decoded = [], [], []
     for vid, t, h, w, counts in zip(
         *(table[c].to_pylist() for c in ("video_id", "frame_index", "height", "width", "rle")),
         strict=True,
     ):
         mask = masks.decode({"size": [h, w], "counts": counts}).astype(bool)
+        decoded.append(mask)
         found = objects.get((vid, t), [])
         merged.append(merges(mask, found))
         ious = [(mask & o).sum() / (mask | o).sum() for o in found]
         single.append(max(ious, default=0.0) >= 0.5)
     merged_a, single_a = np.array(merged), np.array(single)
-    flagged = None if merge_test is None else flag_merges(table, *merge_test)
+    flagged = None if merge_test is None else flag_merges(table, decoded, *merge_test)
     rows = []
     for level in LEVELS:
         kept = select(table, level)
@@ -125,12 +126,11 @@ def label_report(
     return rows
 
 
-def flag_merges(table, inside: float, part: float, overlap: float) -> np.ndarray:
-    """The label-only merge test of ``--merge-test`` on every row of ``table``."""
-    decoded = [
-        masks.decode({"size": [h, w], "counts": c}).astype(bool)
-        for h, w, c in zip(*(table[k].to_pylist() for k in ("height", "width", "rle")), strict=True)
-    ]
+def flag_merges(
+    table, decoded: list[np.ndarray], inside: float, part: float, overlap: float
+) -> np.ndarray:
+    """The label-only merge test of ``--merge-test`` on every row of ``table`` (its masks
+    already ``decoded``)."""
     frames: dict[tuple[int, int], list[int]] = defaultdict(list)
     keys = zip(table["video_id"].to_pylist(), table["frame_index"].to_pylist(), strict=True)
     for i, key in enumerate(keys):
