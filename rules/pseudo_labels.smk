@@ -159,13 +159,15 @@ if config["proposals"]["backend"] == "maskcut":
             num_shards=NUM_SHARDS,
             refine=config["proposals"]["refine_detections"]["method"],
             refine_min_score=config["proposals"]["refine_detections"]["min_score"],
+            refine_sigma_rgb=config["proposals"]["refine_detections"]["sigma_rgb"],
             drop_groups=("--drop-groups" if config["proposals"]["drop_groups"] else ""),
             sets=preset_sets(config["proposals"]["detection"]),
         shell:
             "python -m uvis proposals detect --frames {input.frames:q} "
             "--shard {wildcards.shard:q} --num-shards {params.num_shards} "
             "--detector {input.detector:q} --refine {params.refine:q} "
-            "--refine-min-score {params.refine_min_score:q} {params.drop_groups} {params.sets} "
+            "--refine-min-score {params.refine_min_score:q} "
+            "--refine-sigma-rgb {params.refine_sigma_rgb:q} {params.drop_groups} {params.sets} "
             "--threads {threads} --out {output:q} > {log:q} 2>&1"
 
 else:

@@ -40,7 +40,7 @@ from uvis.proposals.detector import (
     targets_from_proposals,
     train_detector,
 )
-from uvis.proposals.refine import mask_iou, refine_mask
+from uvis.proposals.refine import BilateralParams, mask_iou, refine_mask
 from uvis.schemas import FRAME_INDEX, PROPOSALS
 
 SIZE = 64
@@ -291,6 +291,18 @@ def test_config_presets_and_validation() -> None:
         DetectorConfig(anchor_sizes=(8, 16))
 
 
+def test_detect_cli_colour_bandwidth_defaults_to_cutlers(capsys) -> None:
+    from uvis.cli import main
+    from uvis.cli.proposals import CUTLER_SIGMA_RGB
+
+    assert CUTLER_SIGMA_RGB == BilateralParams().bilateral_sigma_rgb
+    with pytest.raises(SystemExit) as exit_info:
+        args = ["--frames", "f.parquet", "--out", "o.parquet", "--detector", "d.pth"]
+        main(["proposals", "detect", *args, "--refine-sigma-rgb", "0"])
+    assert exit_info.value.code == 2
+    assert "--refine-sigma-rgb" in capsys.readouterr().err
+
+
 def test_detection_settings_change_without_the_training_ones(capsys) -> None:
     from uvis.cli import main
     from uvis.proposals.detector import INFERENCE_SETTINGS
@@ -397,6 +409,26 @@ def test_refine_detections_snaps_confident_masks_to_the_object_and_keeps_the_res
     assert out[0].score == 0.9 and out[0].box == box
     assert out[1] is doubtful  # below min_score: left as the detector gave it
     assert detector.refine_detections(image, [confident], "none", 0.5)[0] is confident
+
+
+def test_refine_detections_colour_bandwidth_reaches_noisy_edges() -> None:
+    # The square and the background are noisy (per-pixel sigma 16 on 0-255). With CutLER's
+    # colour bandwidth (5) few neighbours count as "similar", so the grown mask is not pulled all
+    # the way back; a bandwidth of 20 (the synthetic default) snaps it to the square exactly.
+    rng = np.random.default_rng(0)
+    image = np.full((32, 40, 3), 120.0)
+    image[8:20, 10:22] = (200, 30, 30)
+    image = np.clip(image + rng.normal(0, 16, image.shape), 0, 255).astype(np.uint8)
+    square = np.zeros((32, 40), bool)
+    square[8:20, 10:22] = True
+    coarse = np.zeros_like(square)
+    coarse[6:22, 8:24] = True
+    det = detector.Detection((8.0, 6.0, 24.0, 22.0), 0.9, coarse)
+    cutler = detector.refine_detections(image, [det], "bilateral", 0.5)[0].mask
+    wide = BilateralParams(bilateral_sigma_rgb=20.0)
+    snapped = detector.refine_detections(image, [det], "bilateral", 0.5, wide)[0].mask
+    assert np.array_equal(snapped, square)
+    assert mask_iou(cutler, square) < 0.95 and cutler.sum() > square.sum()
 
 
 def test_refine_detections_keeps_the_detector_mask_when_refinement_disagrees() -> None:

@@ -12,10 +12,15 @@ from uvis.cli.types import (
     add_set_option,
     finite_float,
     nonnegative_int,
+    positive_float,
     positive_int,
     unit_float,
 )
 from uvis.devices import resolve_device
+
+#: CutLER's colour bandwidth (``uvis.proposals.refine.BilateralParams``; not imported here to
+#: keep the parser free of numerical imports).
+CUTLER_SIGMA_RGB = 5.0
 
 
 def _json_dict(text: str) -> dict:
@@ -91,6 +96,7 @@ def _detect(args: argparse.Namespace) -> int:
     from uvis.io import atomic_path
     from uvis.presets import parse_overrides
     from uvis.proposals.detector import detect_frames, load_detector
+    from uvis.proposals.refine import BilateralParams
 
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device, "detect")
@@ -103,6 +109,7 @@ def _detect(args: argparse.Namespace) -> int:
         cfg,
         refine=args.refine,
         refine_min_score=args.refine_min_score,
+        refine_params=BilateralParams(bilateral_sigma_rgb=args.refine_sigma_rgb),
         drop_groups=args.drop_groups,
     )
     with atomic_path(args.out) as tmp:
@@ -229,6 +236,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=unit_float,
         default=0.5,
         help="smallest score of a detection --refine snaps (default 0.5)",
+    )
+    d.add_argument(
+        "--refine-sigma-rgb",
+        type=positive_float,
+        default=CUTLER_SIGMA_RGB,
+        help="colour bandwidth of the CRF's appearance kernel, on 0-255 RGB (default "
+        f"{CUTLER_SIGMA_RGB:g}, CutLER's)",
     )
     d.add_argument(
         "--drop-groups",

@@ -196,10 +196,12 @@ def refine_where_agreeing(
     *,
     fill_holes: bool,
     min_iou: float,
+    params: BilateralParams | None = None,
 ) -> np.ndarray:
     """Refine masks ``(K, H, W)``, keeping a refined mask only where it agrees with its own.
 
-    Each non-empty mask is refined (:func:`refine_mask`); its refined version replaces it when
+    Each non-empty mask is refined (:func:`refine_mask`, with ``params``, CutLER's constants by
+    default); its refined version replaces it when
     :func:`agrees_with_refinement` holds, otherwise the coarse mask stays (a refinement that
     moves a mask that far has latched onto another edge than the object's). Empty masks stay
     empty and cost nothing. Returns a new ``(K, H, W)`` bool array.
@@ -209,7 +211,7 @@ def refine_where_agreeing(
     chosen = np.flatnonzero(out.reshape(len(out), -1).any(axis=1))
     if method == "none" or len(chosen) == 0:
         return out
-    refined = refine_mask(image, out[chosen], method, fill_holes=fill_holes)
+    refined = refine_mask(image, out[chosen], method, fill_holes=fill_holes, params=params)
     for i, new in zip(chosen, refined, strict=True):
         if agrees_with_refinement(out[i], new, min_iou):
             out[i] = new

@@ -21,7 +21,7 @@ from uvis.progress import progress_bar
 from uvis.proposals.detector.config import DetectorConfig
 from uvis.proposals.detector.model import _to_tensor
 from uvis.proposals.maskcut import MaskCutConfig
-from uvis.proposals.refine import RefineMethod, refine_where_agreeing
+from uvis.proposals.refine import BilateralParams, RefineMethod, refine_where_agreeing
 from uvis.schemas import FRAME_INDEX, PROPOSALS
 
 logger = logging.getLogger(__name__)
@@ -81,6 +81,7 @@ def refine_detections(
     detections: Sequence[Detection],
     method: RefineMethod = "bilateral",
     min_score: float = 0.5,
+    params: BilateralParams | None = None,
 ) -> list[Detection]:
     """Snap the masks of detections scoring ``>= min_score`` to the colour edges of ``image``.
 
@@ -90,12 +91,15 @@ def refine_detections(
     kept only where it agrees with the detector's (mask IoU ``>= MIN_REFINED_IOU``, MaskCut's
     agreement test); otherwise, and for lower-scoring detections, the detector's mask stays.
     Boxes and scores are unchanged (:func:`proposals_table` recomputes the box from the mask).
+    ``params`` are the CRF's constants (CutLER's by default).
     """
     chosen = [i for i, d in enumerate(detections) if d.score >= min_score]
     if method == "none" or not chosen:
         return list(detections)
     coarse = np.stack([detections[i].mask for i in chosen])
-    refined = refine_where_agreeing(image, coarse, method, fill_holes=True, min_iou=MIN_REFINED_IOU)
+    refined = refine_where_agreeing(
+        image, coarse, method, fill_holes=True, min_iou=MIN_REFINED_IOU, params=params
+    )
     out = list(detections)
     for i, old, new in zip(chosen, coarse, refined, strict=True):
         if not np.array_equal(old, new):
@@ -188,12 +192,14 @@ def detect_frames(
     *,
     refine: RefineMethod = "none",
     refine_min_score: float = 0.5,
+    refine_params: BilateralParams | None = None,
     drop_groups: bool = False,
     progress: bool = True,
 ) -> pa.Table:
     """The ``learned`` proposals of every frame of a frame index (one batch at a time), their
-    masks refined by :func:`refine_detections` unless ``refine`` is ``"none"``, then without the
-    groups of :func:`group_flags` if ``drop_groups`` (the number dropped is logged)."""
+    masks refined by :func:`refine_detections` (with ``refine_params``) unless ``refine`` is
+    ``"none"``, then without the groups of :func:`group_flags` if ``drop_groups`` (the number
+    dropped is logged)."""
     frame_index = FRAME_INDEX.check(frame_index, "frame index")
     rows = frame_index.select(["path", "height", "width"]).to_pydict()
     tables = [proposals_table(frame_index.slice(0, 0), [])]
@@ -207,7 +213,7 @@ def detect_frames(
         ]
         # Encoded batch by batch: full-size masks of a whole shard would not fit in memory.
         found = [
-            refine_detections(image, dets, refine, refine_min_score)
+            refine_detections(image, dets, refine, refine_min_score, refine_params)
             for image, dets in zip(images, detect(model, images, cfg), strict=True)
         ]
         if drop_groups:
