@@ -96,11 +96,12 @@ rule track_vis:
         lam=tracking_lambda,
         top_k=config["tracking"]["top_k"],
         refine=config["tracking"]["refine"],
+        refine_sigma_rgb=config["tracking"]["refine_sigma_rgb"],
         batch_size=config["vis"]["batch_size"],
     shell:
         "python -m uvis track vis --checkpoint {input.ckpt:q} --frames {input.frames:q} "
         "--lam {params.lam:q} --top-k {params.top_k:q} --refine {params.refine:q} "
-        "--batch-size {params.batch_size:q} "
+        "--refine-sigma-rgb {params.refine_sigma_rgb:q} --batch-size {params.batch_size:q} "
         "--threads {threads} --out {output.results:q} --tracks {output.tracks:q} "
         "> {log:q} 2>&1"
 

@@ -21,6 +21,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from torch import nn
 
+from conftest import noisy_square
 from uvis import masks
 from uvis.data.frames import read_frame
 from uvis.errors import ConfigError, DataError
@@ -291,11 +292,9 @@ def test_config_presets_and_validation() -> None:
         DetectorConfig(anchor_sizes=(8, 16))
 
 
-def test_detect_cli_colour_bandwidth_defaults_to_cutlers(capsys) -> None:
+def test_detect_cli_rejects_a_colour_bandwidth_of_zero(capsys) -> None:
     from uvis.cli import main
-    from uvis.cli.proposals import CUTLER_SIGMA_RGB
 
-    assert CUTLER_SIGMA_RGB == BilateralParams().bilateral_sigma_rgb
     with pytest.raises(SystemExit) as exit_info:
         args = ["--frames", "f.parquet", "--out", "o.parquet", "--detector", "d.pth"]
         main(["proposals", "detect", *args, "--refine-sigma-rgb", "0"])
@@ -412,17 +411,7 @@ def test_refine_detections_snaps_confident_masks_to_the_object_and_keeps_the_res
 
 
 def test_refine_detections_colour_bandwidth_reaches_noisy_edges() -> None:
-    # The square and the background are noisy (per-pixel sigma 16 on 0-255). With CutLER's
-    # colour bandwidth (5) few neighbours count as "similar", so the grown mask is not pulled all
-    # the way back; a bandwidth of 20 (the synthetic default) snaps it to the square exactly.
-    rng = np.random.default_rng(0)
-    image = np.full((32, 40, 3), 120.0)
-    image[8:20, 10:22] = (200, 30, 30)
-    image = np.clip(image + rng.normal(0, 16, image.shape), 0, 255).astype(np.uint8)
-    square = np.zeros((32, 40), bool)
-    square[8:20, 10:22] = True
-    coarse = np.zeros_like(square)
-    coarse[6:22, 8:24] = True
+    image, square, coarse = noisy_square()
     det = detector.Detection((8.0, 6.0, 24.0, 22.0), 0.9, coarse)
     cutler = detector.refine_detections(image, [det], "bilateral", 0.5)[0].mask
     wide = BilateralParams(bilateral_sigma_rgb=20.0)

@@ -19,10 +19,11 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import noisy_square
 from uvis import masks
 from uvis.checkpoints import save_checkpoint
 from uvis.cli import main
-from uvis.cli.types import REFINE_CHOICES
+from uvis.cli.types import CUTLER_SIGMA_RGB, REFINE_CHOICES
 from uvis.data.frames import Category
 from uvis.errors import DataError
 from uvis.inference import frame_index_videos, refine_frame_queries, track_videos
@@ -30,7 +31,7 @@ from uvis.inference.overlay import draw_frame
 from uvis.model import create_vis_model, load_vis_model
 from uvis.model.checkpoint import checkpoint_dict
 from uvis.model.outputs import FrameQueries
-from uvis.proposals.refine import REFINE_METHODS, mask_iou
+from uvis.proposals.refine import REFINE_METHODS, BilateralParams, mask_iou
 from uvis.schemas import FRAME_INDEX
 
 CATEGORIES = (Category(3, "cat"), Category(7, "dog"))
@@ -170,8 +171,24 @@ def test_refine_frame_queries_snaps_coarse_masks_to_the_object_and_keeps_holes()
         refine_frame_queries(frame, image[:40], "bilateral")
 
 
+def test_refine_frame_queries_takes_the_crfs_constants() -> None:
+    image, square, coarse = noisy_square()
+    frame = FrameQueries(
+        embeddings=np.zeros((1, 4), np.float32),
+        class_logits=np.zeros((1, 3), np.float32),
+        mask_logits=np.where(coarse, 1.0, -1.0).astype(np.float32)[None],
+        frame_size=(32, 40),
+    )
+    cutler = refine_frame_queries(frame, image, "bilateral").mask_logits[0] > 0
+    wide = BilateralParams(bilateral_sigma_rgb=20.0)
+    snapped = refine_frame_queries(frame, image, "bilateral", wide).mask_logits[0] > 0
+    np.testing.assert_array_equal(snapped, square)
+    assert mask_iou(cutler, square) < 0.95
+
+
 def test_refine_choices_of_the_cli_are_the_library_methods() -> None:
     assert tuple(REFINE_CHOICES) == tuple(REFINE_METHODS)
+    assert CUTLER_SIGMA_RGB == BilateralParams().bilateral_sigma_rgb
 
 
 def test_refined_tracking_keeps_one_entry_per_frame(tmp_path: Path, checkpoint: Path) -> None:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from uvis.cli.types import (
+    CUTLER_SIGMA_RGB,
     REFINE_CHOICES,
     add_device_option,
     add_set_option,
@@ -17,10 +18,6 @@ from uvis.cli.types import (
     unit_float,
 )
 from uvis.devices import resolve_device
-
-#: CutLER's colour bandwidth (``uvis.proposals.refine.BilateralParams``; not imported here to
-#: keep the parser free of numerical imports).
-CUTLER_SIGMA_RGB = 5.0
 
 
 def _json_dict(text: str) -> dict:

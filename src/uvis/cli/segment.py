@@ -15,6 +15,7 @@ def _segment(args: argparse.Namespace) -> int:
     from uvis.devices import resolve_device
     from uvis.inference.predictor import VideoPredictor
     from uvis.inference.segment import segment_video
+    from uvis.proposals.refine import BilateralParams
 
     torch.set_num_threads(args.threads)
     vocab = [c.name for c in vocabulary_option(args.vocab)] if args.vocab else None
@@ -24,6 +25,7 @@ def _segment(args: argparse.Namespace) -> int:
         device=resolve_device(args.device, "segment"),
         lam=args.lam,
         refine=args.refine,
+        refine_params=BilateralParams(bilateral_sigma_rgb=args.refine_sigma_rgb),
         top_k=args.top_k,
         batch_size=args.batch_size,
     )

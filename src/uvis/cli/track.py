@@ -6,10 +6,12 @@ import argparse
 from pathlib import Path
 
 from uvis.cli.types import (
+    CUTLER_SIGMA_RGB,
     REFINE_CHOICES,
     add_device_option,
     add_set_option,
     finite_float,
+    positive_float,
     positive_int,
     unit_float,
 )
@@ -64,6 +66,7 @@ def _vis(args: argparse.Namespace) -> int:
     from uvis.devices import resolve_device
     from uvis.inference import frame_index_videos, track_videos
     from uvis.model import load_vis_model
+    from uvis.proposals.refine import BilateralParams
 
     torch.set_num_threads(args.threads)
     model, meta = load_vis_model(args.checkpoint, device=resolve_device(args.device, "track"))
@@ -79,6 +82,7 @@ def _vis(args: argparse.Namespace) -> int:
         zip_path=args.out.with_suffix(".zip") if args.zip else None,
         progress=not args.no_progress,
         refine=args.refine,
+        refine_params=BilateralParams(bilateral_sigma_rgb=args.refine_sigma_rgb),
     )
     print(
         f"track vis: {n} results (lambda={args.lam}, top-k={args.top_k}, "
@@ -104,6 +108,13 @@ def add_tracking_options(p: argparse.ArgumentParser) -> None:
         default="none",
         help="snap each frame's masks to colour edges before tracking (bilateral: CutLER's CRF "
         "on the output, not in MinVIS/UVIS; none: the model's masks, as the papers)",
+    )
+    p.add_argument(
+        "--refine-sigma-rgb",
+        type=positive_float,
+        default=CUTLER_SIGMA_RGB,
+        help="colour bandwidth of --refine's appearance kernel, on 0-255 RGB (default "
+        f"{CUTLER_SIGMA_RGB:g}, CutLER's)",
     )
     p.add_argument("--batch-size", type=positive_int, default=8, help="frames per model forward")
     add_device_option(p)

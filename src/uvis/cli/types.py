@@ -16,6 +16,10 @@ REFINE_CHOICES = ("none", "bilateral")
 """``--refine`` values: :data:`uvis.proposals.refine.REFINE_METHODS`, restated so that parsing
 the command line does not import the refinement's numerical stack (a test checks they agree)."""
 
+CUTLER_SIGMA_RGB = 5.0
+"""``--refine-sigma-rgb``'s default: CutLER's colour bandwidth
+(:class:`uvis.proposals.refine.BilateralParams`), restated for the same reason."""
+
 
 def _number(kind: type, low: float | None, high: float | None, *, open_low: bool = False):
     """A parser of ``kind`` values (int or float) within ``[low, high]`` (``(low, high]``)."""

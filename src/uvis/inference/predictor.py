@@ -31,7 +31,7 @@ from uvis.inference.videos import image_queries
 from uvis.masks import RLE
 from uvis.model import VisModel, VisModelMeta, load_vis_model
 from uvis.progress import progress_bar
-from uvis.proposals.refine import RefineMethod
+from uvis.proposals.refine import BilateralParams, RefineMethod
 from uvis.tracking.query_tracker import DEFAULT_LAMBDA, DEFAULT_TOP_K, track_video
 from uvis.tracking.results import TrackResult
 
@@ -86,6 +86,7 @@ class VideoPredictor:
         batch_size: frames per forward pass.
         refine: output-mask post-processing (``"none"``: the model's masks; see
             :func:`uvis.inference.refine_frame_queries`).
+        refine_params: the refinement CRF's constants (CutLER's by default).
     """
 
     def __init__(
@@ -97,6 +98,7 @@ class VideoPredictor:
         top_k: int = DEFAULT_TOP_K,
         batch_size: int = 8,
         refine: RefineMethod = "none",
+        refine_params: BilateralParams | None = None,
     ) -> None:
         if not 0.0 <= lam <= 1.0:
             raise ValueError(f"lam must lie in [0, 1], got {lam}")
@@ -104,6 +106,7 @@ class VideoPredictor:
             raise ValueError(f"top_k and batch_size must be >= 1, got {top_k}, {batch_size}")
         self.model, self.meta = model, meta
         self.lam, self.top_k, self.batch_size, self.refine = lam, top_k, batch_size, refine
+        self.refine_params = refine_params
         self._names = {c.id: c.name for c in meta.categories}
 
     @classmethod
@@ -143,7 +146,13 @@ class VideoPredictor:
             self._images(frames), total=total, desc="segment", unit="frame", disable=not progress
         )
         results = track_video(
-            image_queries(self.model, images, batch_size=self.batch_size, refine=self.refine),
+            image_queries(
+                self.model,
+                images,
+                batch_size=self.batch_size,
+                refine=self.refine,
+                refine_params=self.refine_params,
+            ),
             video_id=1,
             category_ids=self.meta.category_ids,
             lam=self.lam,

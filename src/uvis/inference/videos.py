@@ -15,7 +15,7 @@ from uvis.data.frames import read_frame
 from uvis.model import VisModel, predict_frames
 from uvis.model.outputs import FrameQueries
 from uvis.progress import progress_bar
-from uvis.proposals.refine import RefineMethod, refine_where_agreeing
+from uvis.proposals.refine import BilateralParams, RefineMethod, refine_where_agreeing
 from uvis.tracking.mask_encoding import MaskEncoder
 from uvis.tracking.query_tracker import write_vis_results
 
@@ -31,14 +31,18 @@ def frame_index_videos(frame_index: str | os.PathLike[str]) -> list[VideoFrames]
 
 
 def refine_frame_queries(
-    frame: FrameQueries, image: np.ndarray, method: RefineMethod = "bilateral"
+    frame: FrameQueries,
+    image: np.ndarray,
+    method: RefineMethod = "bilateral",
+    params: BilateralParams | None = None,
 ) -> FrameQueries:
     """``frame`` with its masks snapped to the colour edges of ``image`` (the frame, RGB uint8).
 
     Not part of MinVIS or UVIS: an output post-processing for models whose mask logits are
     coarse (Mask2Former predicts them at a quarter of its input size). Each query's mask is
     resized and binarised by the tracker's own rule (:meth:`MaskEncoder.resize`, logit > 0),
-    refined with CutLER's CRF constants without hole filling (a ring's hole is real), and
+    refined with the CRF's ``params`` (CutLER's constants by default) without hole filling (a
+    ring's hole is real), and
     kept where the refined mask agrees with it (IoU >= :data:`OUTPUT_REFINE_MIN_IOU`,
     :func:`~uvis.proposals.refine.refine_where_agreeing`). The returned frame's mask logits are
     +1 / -1 at the frame size, which tracking encodes unchanged; embeddings and class logits
@@ -52,7 +56,7 @@ def refine_frame_queries(
     encoder = MaskEncoder(frame.mask_logits.shape[1:], frame.frame_size)
     masks = np.stack([encoder.resize(logits) > 0 for logits in frame.mask_logits])
     refined = refine_where_agreeing(
-        image, masks, method, fill_holes=False, min_iou=OUTPUT_REFINE_MIN_IOU
+        image, masks, method, fill_holes=False, min_iou=OUTPUT_REFINE_MIN_IOU, params=params
     )
     return dataclasses.replace(frame, mask_logits=np.where(refined, 1.0, -1.0).astype(np.float32))
 
@@ -63,12 +67,13 @@ def image_queries(
     *,
     batch_size: int = 8,
     refine: RefineMethod = "none",
+    refine_params: BilateralParams | None = None,
 ) -> Iterator[FrameQueries]:
     """The model's :class:`FrameQueries` for each ``(H, W, 3)`` uint8 RGB image, in order, run
     ``batch_size`` images at a time as they come (a generator of frames keeps memory bounded).
 
     ``refine`` other than ``"none"`` post-processes each frame's masks
-    (:func:`refine_frame_queries`).
+    (:func:`refine_frame_queries`, with the CRF's ``refine_params``).
     """
     window: list[np.ndarray] = []
 
@@ -76,7 +81,7 @@ def image_queries(
         for frame, image in zip(
             predict_frames(model, window, batch_size=batch_size), window, strict=True
         ):
-            yield refine_frame_queries(frame, image, refine)
+            yield refine_frame_queries(frame, image, refine, refine_params)
 
     for image in images:
         window.append(image)
@@ -94,6 +99,7 @@ def iter_frame_queries(
     batch_size: int = 8,
     bar: Any = None,
     refine: RefineMethod = "none",
+    refine_params: BilateralParams | None = None,
 ) -> Iterator[FrameQueries]:
     """The model's :class:`FrameQueries` for each frame of ``video`` (:func:`image_queries` of
     its frames, read at the video's size); ``bar`` advances a frame at a time."""
@@ -102,7 +108,10 @@ def iter_frame_queries(
         for path in video.paths:
             yield read_frame(path, video.height, video.width)
 
-    for frame in image_queries(model, images(), batch_size=batch_size, refine=refine):
+    frames = image_queries(
+        model, images(), batch_size=batch_size, refine=refine, refine_params=refine_params
+    )
+    for frame in frames:
         yield frame
         if bar is not None:
             bar.update(1)
@@ -121,12 +130,14 @@ def track_videos(
     zip_path: str | os.PathLike[str] | None = None,
     progress: bool = True,
     refine: RefineMethod = "none",
+    refine_params: BilateralParams | None = None,
 ) -> int:
     """Track every video and write YouTube-VIS results (+ tracks Parquet, zip) atomically.
 
     ``lam`` is UVIS eq. 2's weight (1: plain MinVIS matching); ``top_k`` (query, class) pairs
     are kept per video; ``refine`` post-processes every frame's masks before tracking encodes
-    them (:func:`refine_frame_queries`; ``"none"``: the model's masks, as MinVIS). Returns the
+    them (:func:`refine_frame_queries` with the CRF's ``refine_params``; ``"none"``: the model's
+    masks, as MinVIS). Returns the
     number of results written.
     """
     bar = progress_bar(
@@ -137,7 +148,14 @@ def track_videos(
         for video in videos:
             yield (
                 video.video_id,
-                iter_frame_queries(model, video, batch_size=batch_size, bar=bar, refine=refine),
+                iter_frame_queries(
+                    model,
+                    video,
+                    batch_size=batch_size,
+                    bar=bar,
+                    refine=refine,
+                    refine_params=refine_params,
+                ),
             )
 
     with bar:
