@@ -25,7 +25,6 @@ reads these files.
 from __future__ import annotations
 
 import argparse
-import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -35,6 +34,8 @@ import pyarrow.parquet as pq
 from bench_merges import merges
 
 from uvis import masks
+from uvis.data.ytvis import load_ytvis
+from uvis.proposals.refine import mask_iou
 from uvis.pseudo.levels import LEVELS, select
 
 MATCH_IOU = 0.5
@@ -42,22 +43,17 @@ ORACLES = ("merged", "recall", "class", "mask")
 
 
 def ground_truth(path: Path) -> dict[tuple[int, int], list[tuple[np.ndarray, int]]]:
-    """``{(video, frame): [(object mask, category id)]}`` of a YouTube-VIS file."""
-    data = json.loads(path.read_text())
-    sizes = {v["id"]: (v["height"], v["width"]) for v in data["videos"]}
+    """``{(video, frame): [(object mask, category id)]}`` of a YouTube-VIS file (crowd objects
+    left out)."""
+    dataset = load_ytvis(path, path.parent, check_files=False)
     objects: dict[tuple[int, int], list[tuple[np.ndarray, int]]] = defaultdict(list)
-    for ann in data["annotations"]:
-        height, width = sizes[ann["video_id"]]
-        for t, seg in enumerate(ann["segmentations"]):
-            if seg is None:
-                continue
-            if isinstance(seg["counts"], list):  # uncompressed RLE
-                from pycocotools import mask as mask_utils
-
-                seg = mask_utils.frPyObjects(seg, height, width)
-            mask = masks.decode(seg).astype(bool)
-            if mask.any():
-                objects[(ann["video_id"], t)].append((mask, ann["category_id"]))
+    for inst in dataset.instances or []:
+        if inst.iscrowd:
+            continue
+        for t, seg in enumerate(inst.segmentations):
+            mask = None if seg is None else masks.decode(seg).astype(bool)
+            if mask is not None and mask.any():
+                objects[(inst.video_id, t)].append((mask, inst.category_id))
     return objects
 
 
@@ -65,7 +61,7 @@ def best_match(mask: np.ndarray, objects: list[tuple[np.ndarray, int]]):
     """``(IoU, object mask, category)`` of the object ``mask`` overlaps most (IoU 0 if none)."""
     best: tuple[float, np.ndarray | None, int | None] = (0.0, None, None)
     for obj, category in objects:
-        iou = float((mask & obj).sum() / max((mask | obj).sum(), 1))
+        iou = mask_iou(mask, obj)
         if iou > best[0]:
             best = (iou, obj, category)
     return best
@@ -138,7 +134,7 @@ def _missing_objects(table: pa.Table, objects, decoded) -> pa.Table:
     for key in frames:
         labels = decoded.get(key, [])
         for obj, category in objects.get(key, []):
-            if any((obj & m).sum() / max((obj | m).sum(), 1) >= MATCH_IOU for m in labels):
+            if any(mask_iou(obj, m) >= MATCH_IOU for m in labels):
                 continue
             rle = masks.encode(obj)
             row = dict(template)
