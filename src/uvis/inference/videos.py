@@ -42,11 +42,10 @@ def refine_frame_queries(
     coarse (Mask2Former predicts them at a quarter of its input size). Each query's mask is
     resized and binarised by the tracker's own rule (:meth:`MaskEncoder.resize`, logit > 0),
     refined with the CRF's ``params`` (CutLER's constants by default) without hole filling (a
-    ring's hole is real), and
-    kept where the refined mask agrees with it (IoU >= :data:`OUTPUT_REFINE_MIN_IOU`,
-    :func:`~uvis.proposals.refine.refine_where_agreeing`). The returned frame's mask logits are
-    +1 / -1 at the frame size, which tracking encodes unchanged; embeddings and class logits
-    are the model's. ``method="none"`` returns ``frame`` itself.
+    ring's hole is real), and kept where the refined mask agrees with it (IoU >=
+    :data:`OUTPUT_REFINE_MIN_IOU`, :func:`~uvis.proposals.refine.refine_where_agreeing`). The
+    returned frame's mask logits are +1 / -1 at the frame size, which tracking encodes
+    unchanged; embeddings and class logits are the model's. ``method="none"`` returns ``frame`` itself.
     """
     if method == "none":
         return frame
@@ -137,8 +136,7 @@ def track_videos(
     ``lam`` is UVIS eq. 2's weight (1: plain MinVIS matching); ``top_k`` (query, class) pairs
     are kept per video; ``refine`` post-processes every frame's masks before tracking encodes
     them (:func:`refine_frame_queries` with the CRF's ``refine_params``; ``"none"``: the model's
-    masks, as MinVIS). Returns the
-    number of results written.
+    masks, as MinVIS). Returns the number of results written.
     """
     bar = progress_bar(
         total=sum(len(v.paths) for v in videos), desc="track", unit="frame", disable=not progress
