@@ -47,13 +47,11 @@ def ground_truth(path: Path) -> dict[tuple[int, int], list[tuple[np.ndarray, int
     left out)."""
     dataset = load_ytvis(path, path.parent, check_files=False)
     objects: dict[tuple[int, int], list[tuple[np.ndarray, int]]] = defaultdict(list)
-    for inst in dataset.instances or []:
-        if inst.iscrowd:
-            continue
-        for t, seg in enumerate(inst.segmentations):
-            mask = None if seg is None else masks.decode(seg).astype(bool)
-            if mask is not None and mask.any():
-                objects[(inst.video_id, t)].append((mask, inst.category_id))
+    for key, found in dataset.objects_by_frame().items():
+        for seg, category in found:
+            mask = masks.decode(seg).astype(bool)
+            if mask.any():
+                objects[key].append((mask, category))
     return objects
 
 

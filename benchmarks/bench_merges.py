@@ -34,35 +34,24 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from uvis import masks
+from uvis.data.ytvis import load_ytvis
 from uvis.pseudo.levels import LEVELS, select
 
 MERGE_COVER = 0.5  # an object is covered when the mask holds this fraction of it
 MERGE_TRACK = 0.3  # a track merges when it does so in this fraction of its frames
 
 
-def _decode(segmentation: dict | None, height: int, width: int) -> np.ndarray | None:
-    if segmentation is None:
-        return None
-    if isinstance(segmentation["counts"], list):  # uncompressed RLE
-        from pycocotools import mask as mask_utils
-
-        segmentation = mask_utils.frPyObjects(segmentation, height, width)
-    return masks.decode(segmentation).astype(bool)
-
-
 def ground_truth(path: Path, videos: set[int] | None = None):
-    """``(video sizes, {(video, frame): [object masks]})`` of a YouTube-VIS file."""
-    data = json.loads(path.read_text())
-    sizes = {v["id"]: (v["height"], v["width"]) for v in data["videos"]}
+    """``(video ids, {(video, frame): [object masks]})`` of a YouTube-VIS file (crowd objects
+    and empty masks left out)."""
+    dataset = load_ytvis(path, path.parent, check_files=False)
     objects: dict[tuple[int, int], list[np.ndarray]] = defaultdict(list)
-    for ann in data["annotations"]:
-        if videos is not None and ann["video_id"] not in videos:
-            continue
-        for t, seg in enumerate(ann["segmentations"]):
-            mask = _decode(seg, *sizes[ann["video_id"]])
-            if mask is not None and mask.any():
-                objects[(ann["video_id"], t)].append(mask)
-    return sizes, objects
+    for key, found in dataset.objects_by_frame(videos).items():
+        for seg, _ in found:
+            mask = masks.decode(seg).astype(bool)
+            if mask.any():
+                objects[key].append(mask)
+    return [v.id for v in dataset.videos], objects
 
 
 def merges(mask: np.ndarray, objects: list[np.ndarray]) -> bool:
@@ -71,12 +60,12 @@ def merges(mask: np.ndarray, objects: list[np.ndarray]) -> bool:
     return covered >= 2
 
 
-def track_report(results: Path, sizes, objects) -> str:
+def track_report(results: Path, objects) -> str:
     rows = []
     for pred in json.loads(results.read_text()):
         vid, present, merged = pred["video_id"], 0, 0
         for t, seg in enumerate(pred["segmentations"]):
-            mask = _decode(seg, *sizes[vid])
+            mask = None if seg is None else masks.decode(seg).astype(bool)
             if mask is None or not mask.any():
                 continue
             present += 1
@@ -167,7 +156,7 @@ def main() -> None:
     args = parser.parse_args()
 
     ytvis = args.results / "world" / "ytvis"
-    sizes, objects = ground_truth(ytvis / f"{args.split}.json")
+    _, objects = ground_truth(ytvis / f"{args.split}.json")
     print(
         "| run | tracks | merging tracks | their mean score | others' mean score | top track merges |"
     )
@@ -175,9 +164,9 @@ def main() -> None:
     for run in args.runs:
         results = args.results / "predictions" / run / args.split / "results.json"
         if results.is_file():
-            print(track_report(results, sizes, objects))
-    all_sizes, _ = ground_truth(ytvis / f"{args.label_split}.json", set())
-    videos = set(sorted(all_sizes)[:: args.video_stride])
+            print(track_report(results, objects))
+    all_videos, _ = ground_truth(ytvis / f"{args.label_split}.json", set())
+    videos = set(sorted(all_videos)[:: args.video_stride])
     _, label_objects = ground_truth(ytvis / f"{args.label_split}.json", videos)
     print(f"\n{args.label_split} pseudo-labels, every {args.video_stride}th video:\n")
     header = "| level | labels | merged | match one object (IoU >= 0.5) |"

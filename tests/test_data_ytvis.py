@@ -239,3 +239,36 @@ def test_cli_info(tiny_ytvis, capsys):
     out = capsys.readouterr().out
     assert "videos: 2, frames: 5" in out
     assert "instances: 2" in out and "person: 1" in out and "dog: 1" in out
+
+
+def test_objects_by_frame_groups_masks_per_frame():
+    from uvis.data.frames import Category, Instance, VideoDataset, VideoRecord
+
+    def rle(x0: int) -> masks.RLE:
+        m = np.zeros((4, 6), np.uint8)
+        m[1:3, x0 : x0 + 2] = 1
+        return masks.encode(m)
+
+    a, b, c = rle(0), rle(2), rle(4)
+    frames = (Path("0.jpg"), Path("1.jpg"))
+    ds = VideoDataset(
+        name="t",
+        categories=(Category(1, "circle"), Category(2, "star")),
+        videos=(VideoRecord(5, "v", 4, 6, frames), VideoRecord(9, "w", 4, 6, frames)),
+        instances=(
+            Instance(1, 5, 1, 0, [a, None], [4.0, None]),  # only in frame 0
+            Instance(2, 5, 2, 0, [b, c], [4.0, 4.0]),
+            Instance(3, 5, 2, 1, [c, c], [4.0, 4.0]),  # crowd: left out
+            Instance(4, 9, 1, 0, [None, a], [None, 4.0]),
+        ),
+        root=Path("."),
+    )
+    got = ds.objects_by_frame()
+    assert sorted(got) == [(5, 0), (5, 1), (9, 1)]
+    assert got[(5, 0)] == [(a, 1), (b, 2)]
+    assert got[(5, 1)] == [(c, 2)]
+    assert got[(9, 1)] == [(a, 1)]
+    assert sorted(ds.objects_by_frame({9})) == [(9, 1)]
+    assert ds.drop_videos({5, 9}).objects_by_frame() == {}
+    unannotated = VideoDataset("u", ds.categories, ds.videos, None, Path("."))
+    assert unannotated.objects_by_frame() == {}

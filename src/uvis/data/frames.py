@@ -129,6 +129,24 @@ class VideoDataset:
             )
         return dataclasses.replace(self, videos=videos, instances=instances)
 
+    def objects_by_frame(
+        self, videos: Collection[int] | None = None
+    ) -> dict[tuple[int, int], list[tuple[RLE, int]]]:
+        """The annotated objects of each frame: ``{(video_id, frame_index): [(mask, category_id)]}``.
+
+        Crowd instances and frames where an instance is not annotated (``None``) are left out;
+        frames without objects are absent. ``videos`` restricts the result to those video ids.
+        An unannotated split (``instances is None``) gives an empty mapping.
+        """
+        objects: dict[tuple[int, int], list[tuple[RLE, int]]] = {}
+        for inst in self.instances or ():
+            if inst.iscrowd or (videos is not None and inst.video_id not in videos):
+                continue
+            for t, seg in enumerate(inst.segmentations):
+                if seg is not None:
+                    objects.setdefault((inst.video_id, t), []).append((seg, inst.category_id))
+        return objects
+
     def drop_videos(self, video_ids: Collection[int]) -> VideoDataset:
         """The dataset without the given videos and their instances; other ids are unchanged."""
         videos = tuple(v for v in self.videos if v.id not in video_ids)

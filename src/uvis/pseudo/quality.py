@@ -71,13 +71,10 @@ def measure_quality(
     if gt.instances is None:
         raise ValueError(f"{gt.name}: the split has no ground truth to measure against")
     videos = set(labels.column("video_id").to_pylist()) & {v.id for v in gt.videos}
-    gt_by_frame: dict[tuple[int, int], list[tuple[dict, int]]] = defaultdict(list)
-    for inst in gt.instances:
-        if inst.iscrowd or inst.video_id not in videos:
-            continue
-        for t, seg in enumerate(inst.segmentations):
-            if seg is not None:
-                gt_by_frame[(inst.video_id, t)].append((to_coco(seg), inst.category_id))
+    gt_by_frame = {
+        key: [(to_coco(seg), category) for seg, category in objects]
+        for key, objects in gt.objects_by_frame(videos).items()
+    }
     cols = labels.select(["video_id", "frame_index", "rle", "height", "width", "class_id"])
     data = cols.to_pydict()
     keep = {lvl: select(labels, lvl) for lvl in LEVELS}
