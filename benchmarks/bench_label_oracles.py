@@ -31,28 +31,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from bench_merges import merges
+from bench_merges import ground_truth, load_split, merges
 
 from uvis import masks
-from uvis.data.ytvis import load_ytvis
 from uvis.proposals.refine import mask_iou
 from uvis.pseudo.levels import LEVELS, select
 
 MATCH_IOU = 0.5
 ORACLES = ("merged", "recall", "class", "mask")
-
-
-def ground_truth(path: Path) -> dict[tuple[int, int], list[tuple[np.ndarray, int]]]:
-    """``{(video, frame): [(object mask, category id)]}`` of a YouTube-VIS file (crowd objects
-    left out)."""
-    dataset = load_ytvis(path, path.parent, check_files=False)
-    objects: dict[tuple[int, int], list[tuple[np.ndarray, int]]] = defaultdict(list)
-    for key, found in dataset.objects_by_frame().items():
-        for seg, category in found:
-            mask = masks.decode(seg).astype(bool)
-            if mask.any():
-                objects[key].append((mask, category))
-    return objects
 
 
 def best_match(mask: np.ndarray, objects: list[tuple[np.ndarray, int]]):
@@ -158,7 +144,7 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--level", default="pmf", choices=[lv for lv in LEVELS if lv != "none"])
     args = parser.parse_args()
-    objects = ground_truth(args.results / "world" / "ytvis" / "train.json")
+    objects = ground_truth(load_split(args.results / "world" / "ytvis" / "train.json"))
     table = pq.read_table(args.results / "pseudo" / "labels" / "train.parquet")
     out, summary = correct(table, args.level, args.oracle, objects)
     pq.write_table(out, args.out)

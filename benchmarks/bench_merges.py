@@ -34,6 +34,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from uvis import masks
+from uvis.data.frames import VideoDataset
 from uvis.data.ytvis import load_ytvis
 from uvis.pseudo.levels import LEVELS, select
 
@@ -41,17 +42,28 @@ MERGE_COVER = 0.5  # an object is covered when the mask holds this fraction of i
 MERGE_TRACK = 0.3  # a track merges when it does so in this fraction of its frames
 
 
-def ground_truth(path: Path, videos: set[int] | None = None):
-    """``(video ids, {(video, frame): [object masks]})`` of a YouTube-VIS file (crowd objects
-    and empty masks left out)."""
-    dataset = load_ytvis(path, path.parent, check_files=False)
-    objects: dict[tuple[int, int], list[np.ndarray]] = defaultdict(list)
+def load_split(path: Path) -> VideoDataset:
+    """A YouTube-VIS file's videos and ground truth (frames not checked on disk)."""
+    return load_ytvis(path, path.parent, check_files=False)
+
+
+def ground_truth(
+    dataset: VideoDataset, videos: set[int] | None = None
+) -> dict[tuple[int, int], list[tuple[np.ndarray, int]]]:
+    """``{(video, frame): [(object mask, category id)]}`` of ``dataset``, for ``videos`` (all
+    when ``None``); crowd objects and empty masks left out."""
+    objects: dict[tuple[int, int], list[tuple[np.ndarray, int]]] = defaultdict(list)
     for key, found in dataset.objects_by_frame(videos).items():
-        for seg, _ in found:
+        for seg, category in found:
             mask = masks.decode(seg).astype(bool)
             if mask.any():
-                objects[key].append(mask)
-    return [v.id for v in dataset.videos], objects
+                objects[key].append((mask, category))
+    return objects
+
+
+def object_masks(objects: dict) -> dict[tuple[int, int], list[np.ndarray]]:
+    """:func:`ground_truth`'s mapping without the categories."""
+    return {key: [mask for mask, _ in found] for key, found in objects.items()}
 
 
 def merges(mask: np.ndarray, objects: list[np.ndarray]) -> bool:
@@ -156,7 +168,7 @@ def main() -> None:
     args = parser.parse_args()
 
     ytvis = args.results / "world" / "ytvis"
-    _, objects = ground_truth(ytvis / f"{args.split}.json")
+    objects = object_masks(ground_truth(load_split(ytvis / f"{args.split}.json")))
     print(
         "| run | tracks | merging tracks | their mean score | others' mean score | top track merges |"
     )
@@ -165,9 +177,9 @@ def main() -> None:
         results = args.results / "predictions" / run / args.split / "results.json"
         if results.is_file():
             print(track_report(results, objects))
-    all_videos, _ = ground_truth(ytvis / f"{args.label_split}.json", set())
-    videos = set(sorted(all_videos)[:: args.video_stride])
-    _, label_objects = ground_truth(ytvis / f"{args.label_split}.json", videos)
+    label_split = load_split(ytvis / f"{args.label_split}.json")
+    videos = set(sorted(v.id for v in label_split.videos)[:: args.video_stride])
+    label_objects = object_masks(ground_truth(label_split, videos))
     print(f"\n{args.label_split} pseudo-labels, every {args.video_stride}th video:\n")
     header = "| level | labels | merged | match one object (IoU >= 0.5) |"
     rule = "|---|---:|---:|---:|"
