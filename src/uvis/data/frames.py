@@ -132,7 +132,8 @@ class VideoDataset:
     def objects_by_frame(
         self, videos: Collection[int] | None = None
     ) -> dict[tuple[int, int], list[tuple[RLE, int]]]:
-        """The annotated objects of each frame: ``{(video_id, frame_index): [(mask, category_id)]}``.
+        """The annotated objects of each frame, ``{(video_id, frame_index): [(mask,
+        category_id)]}``.
 
         Crowd instances and frames where an instance is not annotated (``None``) are left out;
         frames without objects are absent. ``videos`` restricts the result to those video ids.

@@ -45,7 +45,8 @@ def refine_frame_queries(
     ring's hole is real), and kept where the refined mask agrees with it (IoU >=
     :data:`OUTPUT_REFINE_MIN_IOU`, :func:`~uvis.proposals.refine.refine_where_agreeing`). The
     returned frame's mask logits are +1 / -1 at the frame size, which tracking encodes
-    unchanged; embeddings and class logits are the model's. ``method="none"`` returns ``frame`` itself.
+    unchanged; embeddings and class logits are the model's. ``method="none"`` returns
+    ``frame`` itself.
     """
     if method == "none":
         return frame

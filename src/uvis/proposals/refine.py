@@ -201,9 +201,10 @@ def refine_where_agreeing(
     """Refine masks ``(K, H, W)``, keeping a refined mask only where it agrees with its own.
 
     Each non-empty mask is refined (:func:`refine_mask`, with ``params``, CutLER's constants by
-    default); its refined version replaces it when :func:`agrees_with_refinement` holds, otherwise the coarse mask stays (a refinement that
-    moves a mask that far has latched onto another edge than the object's). Empty masks stay
-    empty and cost nothing. Returns a new ``(K, H, W)`` bool array.
+    default); its refined version replaces it when :func:`agrees_with_refinement` holds,
+    otherwise the coarse mask stays (a refinement that moves a mask that far has latched onto
+    another edge than the object's). Empty masks stay empty and cost nothing. Returns a new
+    ``(K, H, W)`` bool array.
     """
     _check_image_and_masks(image, masks)
     out = masks.astype(bool)  # a copy
