@@ -22,25 +22,32 @@ from pathlib import Path
 
 import numpy as np
 
-from uvis.foundation.clip import classify, create_clip, image_embeddings, text_embeddings
-from uvis.standins.clip import ClipTrainConfig, video_object_crops
+from uvis.foundation.clip import (
+    ClipBundle,
+    classify,
+    create_clip,
+    image_embeddings,
+    text_embeddings,
+)
+from uvis.standins.clip import ClipTrainConfig, VideoCrops, video_object_crops
 
 SIDE_BINS = ((0, 18), (18, 26), (26, 40), (40, 10_000))
 VISIBLE_BINS = ((0.0, 0.5), (0.5, 0.8), (0.8, 0.95), (0.95, 1.01))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_arguments(parser: argparse.ArgumentParser, *, split: str, video_stride: int) -> None:
+    """``WORLD CLIP.pt [--split] [--video-stride] [--model]``, with these defaults."""
     parser.add_argument("world", type=Path)
     parser.add_argument("clip", type=Path)
-    parser.add_argument("--split", default="train")
-    parser.add_argument("--video-stride", type=int, default=10)
+    parser.add_argument("--split", default=split)
+    parser.add_argument("--video-stride", type=int, default=video_stride)
     parser.add_argument("--model", default="uvis-clip-tiny")
-    args = parser.parse_args()
 
+
+def model_and_crops(args: argparse.Namespace) -> tuple[ClipBundle, VideoCrops]:
+    """The stand-in of ``args.clip`` and the object crops of ``args.world``, cut as the
+    ``clip_scores`` rule cuts them (margin 0.1, 16 px at least: the quality report's)."""
     bundle = create_clip(args.model, weights=args.clip, resize_mode="longest")
-    # The crop margin and smallest object of the pretrain_clip quality report (0.1, as the
-    # clip_scores rule crops, and 16 px).
     cfg = ClipTrainConfig()
     found = video_object_crops(
         args.world,
@@ -49,6 +56,15 @@ def main() -> None:
         split=args.split,
         video_stride=args.video_stride,
     )
+    return bundle, found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_arguments(parser, split="train", video_stride=10)
+    args = parser.parse_args()
+
+    bundle, found = model_and_crops(args)
     crops, names = found.masked, found.names
     labels_a, sides_a, visible_a = found.labels, found.sides, found.visible
     text = text_embeddings(bundle, names)

@@ -22,29 +22,17 @@ world's valid split.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import torch
+from bench_clip_errors import add_arguments, model_and_crops
 
-from uvis.foundation.clip import classify, create_clip, image_embeddings, text_embeddings
-from uvis.standins.clip import ClipTrainConfig, video_object_crops
+from uvis.foundation.clip import classify, image_embeddings, text_embeddings
 from uvis.synth import COLOUR_NAMES
+from uvis.synth.corpora import CAPTION_TEMPLATES, caption
 
-
-def _a(word: str) -> str:
-    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
-
-
-#: Caption forms of ``uvis.synth.corpora.CAPTION_TEMPLATES`` whose article belongs to the colour.
-COLOUR_FORMS = (
-    "a photo of {c} {{}}",
-    "{c} {{}}",
-    "{c} {{}} on a textured background",
-    "a drawing of {c} {{}}",
-    "there is {c} {{}} in the image",
-    "a close-up photo of {c} {{}}",
-)
+#: The corpus's caption forms whose article belongs to the colour, the shape left as ``{}``.
+COLOUR_FORMS = tuple(t for t in CAPTION_TEMPLATES if "{a_colour}" in t)
 
 PROMPT_SETS: dict[str, tuple[str, ...]] = {
     "single": ("a photo of a {}.",),
@@ -57,27 +45,18 @@ PROMPT_SETS: dict[str, tuple[str, ...]] = {
         "there is a {} in the image",
         "a close-up photo of a {}",
     ),
-    "colours": tuple(f"a photo of {_a(c)} {{}}" for c in COLOUR_NAMES),
-    "captions x colours": tuple(f.format(c=_a(c)) for f in COLOUR_FORMS for c in COLOUR_NAMES),
+    "colours": tuple(caption(CAPTION_TEMPLATES[0], "{}", c) for c in COLOUR_NAMES),
+    "captions x colours": tuple(caption(t, "{}", c) for t in COLOUR_FORMS for c in COLOUR_NAMES),
 }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("world", type=Path)
-    parser.add_argument("clip", type=Path)
-    parser.add_argument("--split", default="valid")
-    parser.add_argument("--video-stride", type=int, default=1)
-    parser.add_argument("--model", default="uvis-clip-tiny")
+    add_arguments(parser, split="valid", video_stride=1)
     args = parser.parse_args()
 
     torch.set_num_threads(1)
-    bundle = create_clip(args.model, weights=args.clip, resize_mode="longest")
-    cfg = ClipTrainConfig()
-    found = video_object_crops(
-        args.world, cfg.eval_context, cfg.eval_min_area, split=args.split,
-        video_stride=args.video_stride,
-    )  # fmt: skip
+    bundle, found = model_and_crops(args)
     images = image_embeddings(bundle, found.masked)
     flipped = image_embeddings(bundle, [np.ascontiguousarray(c[:, ::-1]) for c in found.masked])
     both = torch.nn.functional.normalize(images + flipped, dim=-1)
