@@ -29,7 +29,7 @@ from bench_pseudo_mask_iou import best_iou, ground_truth
 from uvis import masks
 from uvis.proposals.detector import Detection, group_flags
 from uvis.pseudo.levels import LEVELS, select
-from uvis.pseudo.quality import _match_frame
+from uvis.pseudo.quality import match_frame
 
 
 def kind(mask: np.ndarray, truths: list[np.ndarray]) -> str:
@@ -85,7 +85,7 @@ def main() -> None:
         for level in LEVELS:
             for drop in (False, True):
                 kept = [i for i in idx if keep[level][i] and not (drop and i in groups)]
-                pairs = _match_frame(truth_rles, [coco[i] for i in kept], 0.5)
+                pairs = match_frame(truth_rles, [coco[i] for i in kept], 0.5)
                 hits = {kept[p] for _, p in pairs}
                 totals[(level, drop)][0] += len(hits)
                 totals[(level, drop)][1] += len(kept)

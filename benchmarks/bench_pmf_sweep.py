@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/bench_pmf_sweep.py RESULTS [--split train] [--k-ratio 0.005 ...]
-        [--tau 0.7 ...]
+        [--k-max 1] [--tau 0.7 ...] [--video-stride 1]
 
 ``RESULTS`` is a finished run's ``results/synth`` folder. For each ``--k-ratio`` the filter stage
 runs in-process on the split's proposal and CLIP-score shards (objectness and CLIP thresholds
@@ -12,6 +12,12 @@ prototypes (as Table 3 is), and the pseudo-labels' quality at the PMF level is p
 (:func:`uvis.pseudo.quality.measure_quality`: IoU 0.5, one-to-one per frame), with the levels
 before PMF once for reference. Tune on the **train** split (or another world's), never on the
 evaluation split of the world you report.
+
+Each row also gives how many of the split's ground-truth *tracks* keep no pseudo-label at all
+in any frame ("tracks unlabelled"): an object the filters take out everywhere is taught to the
+VIS model as background, which costs more than a few frames lost here and there. ``--k-max``
+overrides ``config.yaml``'s cap on prototypes per class (the default cap of 1 makes every
+``--k-ratio`` alike); ``--video-stride N`` measures every N-th video only.
 """
 
 from __future__ import annotations
@@ -23,11 +29,13 @@ import numpy as np
 import pyarrow as pa
 import yaml
 
+from uvis.data.frames import VideoDataset
 from uvis.data.ytvis import load_ytvis
+from uvis.masks import to_coco
 from uvis.prototypes.pmf import PMFConfig
 from uvis.pseudo.filtering import build_pseudo_labels, read_shards
 from uvis.pseudo.levels import select
-from uvis.pseudo.quality import measure_quality
+from uvis.pseudo.quality import match_frame, measure_quality
 from uvis.schemas import CLIP_SCORES, PROPOSALS
 
 
@@ -38,12 +46,48 @@ def _row(name: str, q: object) -> str:
     )
 
 
+def track_matches(table: pa.Table, gt: VideoDataset) -> tuple[np.ndarray, np.ndarray, int]:
+    """Each frame's proposals matched one-to-one to its ground-truth masks (IoU >= 0.5, as
+    :func:`measure_quality` matches them): the matched rows, their ground-truth instance ids,
+    and the number of ground-truth tracks (non-crowd instances with an annotated frame)."""
+    data = table.select(["video_id", "frame_index", "rle", "height", "width"]).to_pydict()
+    rows_by_frame: dict[tuple[int, int], list[int]] = {}
+    for i, key in enumerate(zip(data["video_id"], data["frame_index"], strict=True)):
+        rows_by_frame.setdefault(key, []).append(i)
+    objects: dict[tuple[int, int], list[tuple[int, dict]]] = {}
+    tracks = set()
+    for inst in gt.instances or ():
+        for t, seg in enumerate(inst.segmentations):
+            if seg is not None and not inst.iscrowd:
+                objects.setdefault((inst.video_id, t), []).append((inst.id, to_coco(seg)))
+                tracks.add(inst.id)
+    rows, ids = [], []
+    for key, gts in objects.items():
+        frame_rows = rows_by_frame.get(key, [])
+        props = [
+            {"size": [data["height"][i], data["width"][i]], "counts": data["rle"][i].encode()}
+            for i in frame_rows
+        ]
+        for g, p in match_frame([rle for _, rle in gts], props, 0.5):
+            rows.append(frame_rows[p])
+            ids.append(gts[g][0])
+    return np.asarray(rows, np.int64), np.asarray(ids, np.int64), len(tracks)
+
+
+def unlabelled_tracks(keep: np.ndarray, matches: tuple[np.ndarray, np.ndarray, int]) -> float:
+    """The fraction of ground-truth tracks none of whose matched proposals ``keep`` keeps."""
+    rows, ids, n_tracks = matches
+    return 1 - len(np.unique(ids[keep[rows]])) / max(n_tracks, 1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("results")
     parser.add_argument("--split", default="train")
     parser.add_argument("--k-ratio", type=float, nargs="+", default=[0.005, 0.02, 0.05])
+    parser.add_argument("--k-max", type=int, default=None, help="default: config.yaml's")
     parser.add_argument("--tau", type=float, nargs="+", default=[0.7, 0.8, 0.85, 0.9, 0.95])
+    parser.add_argument("--video-stride", type=int, default=1)
     args = parser.parse_args()
     results = Path(args.results)
     root = Path(__file__).resolve().parents[1]
@@ -56,6 +100,8 @@ def main() -> None:
     )
     ytvis = results / "world" / "ytvis"
     gt = load_ytvis(ytvis / f"{args.split}.json", ytvis / args.split / "JPEGImages")
+    all_ids = sorted(v.id for v in gt.videos)
+    gt = gt.drop_videos(set(all_ids) - set(all_ids[:: args.video_stride]))
     print(f"{args.split}: {proposals.num_rows} proposals, {len(gt.videos)} videos")
     for i, k_ratio in enumerate(args.k_ratio):
         cfg = PMFConfig(
@@ -64,12 +110,14 @@ def main() -> None:
             tau=max(args.tau),
             k_ratio=k_ratio,
             k_min=filt["k_min"],
-            k_max=filt["k_max"],
+            k_max=filt["k_max"] if args.k_max is None else args.k_max,
         )
         table, result = build_pseudo_labels(proposals, clip, cfg)
         if i == 0:
+            matches = track_matches(table, gt)
             for q in measure_quality(table, gt)[:3]:
-                print(_row(q.level, q))
+                lost = unlabelled_tracks(select(table, q.level), matches)
+                print(_row(q.level, q) + f"  tracks unlabelled {lost:.3f}")
         for tau in args.tau:
             keep = select(table, "pmf", tau=tau)
             flagged = table.set_column(
@@ -77,7 +125,12 @@ def main() -> None:
             )
             q = measure_quality(flagged, gt)[3]
             name = f"pmf k_ratio {k_ratio} tau {tau}"
-            print(_row(name, q) + f"  ({len(result.prototypes)} classes)", flush=True)
+            lost = unlabelled_tracks(keep, matches)
+            ks = sorted(len(p) for p in result.prototypes.values())
+            print(
+                _row(name, q) + f"  tracks unlabelled {lost:.3f}  prototypes per class {ks}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ from uvis.masks import to_coco
 from uvis.presets import parse_overrides
 from uvis.proposals.maskcut import MaskCutConfig, maskcut
 from uvis.proposals.stage import model_input_size
-from uvis.pseudo.quality import _match_frame
+from uvis.pseudo.quality import match_frame
 from uvis.standins.dino import DinoConfig, initial_network, train_dino
 
 # The pipeline's ssl block (config.yaml): the architecture pretrain_ssl trains and MaskCut loads.
@@ -137,7 +137,7 @@ def maskcut_quality(
             frame_gts = gts.get((video.id, t), [])
             n_gt += len(frame_gts)
             n_prop += len(props)
-            n_match += len(_match_frame(frame_gts, props, 0.5))
+            n_match += len(match_frame(frame_gts, props, 0.5))
     return {
         "gt_masks": n_gt,
         "proposals": n_prop,
@@ -238,7 +238,7 @@ def run_detector(args: argparse.Namespace) -> None:
             ]
             frame_gts = gts.get(key, [])
             n_gt, n_prop = n_gt + len(frame_gts), n_prop + len(rles)
-            n_match += len(_match_frame(frame_gts, rles, 0.5))
+            n_match += len(match_frame(frame_gts, rles, 0.5))
         print(
             f"detector {out.name} on {subset.num_rows} train frames of {len(videos)} videos, "
             f"objectness >= {threshold}: recall {n_match / max(n_gt, 1):.3f}, precision "

@@ -51,8 +51,9 @@ class LevelQuality:
     class_recall: float
 
 
-def _match_frame(gt_rles: list, prop_rles: list, iou_threshold: float) -> list[tuple[int, int]]:
-    """One-to-one (gt, proposal) pairs with IoU >= threshold maximising total IoU."""
+def match_frame(gt_rles: list, prop_rles: list, iou_threshold: float) -> list[tuple[int, int]]:
+    """One-to-one ``(gt, proposal)`` index pairs of one frame with IoU >= ``iou_threshold``,
+    maximising the total IoU (Hungarian). Both lists hold pycocotools RLE dicts."""
     if not gt_rles or not prop_rles:
         return []
     iou = np.asarray(mask_utils.iou(prop_rles, gt_rles, [0] * len(gt_rles)), dtype=np.float64)
@@ -93,7 +94,7 @@ def measure_quality(
             {"size": [data["height"][i], data["width"][i]], "counts": data["rle"][i].encode()}
             for i in rows
         ]
-        for g, p in _match_frame([r for r, _ in gts], props, iou_threshold):
+        for g, p in match_frame([r for r, _ in gts], props, iou_threshold):
             row = rows[p]
             right = data["class_id"][row] == gts[g][1]
             for lvl in LEVELS:
