@@ -35,7 +35,7 @@ from uvis.masks import to_coco
 from uvis.prototypes.pmf import PMFConfig
 from uvis.pseudo.filtering import build_pseudo_labels, read_shards
 from uvis.pseudo.levels import select
-from uvis.pseudo.quality import match_frame, measure_quality
+from uvis.pseudo.quality import match_rows, measure_quality
 from uvis.schemas import CLIP_SCORES, PROPOSALS
 
 
@@ -50,28 +50,17 @@ def track_matches(table: pa.Table, gt: VideoDataset) -> tuple[np.ndarray, np.nda
     """Each frame's proposals matched one-to-one to its ground-truth masks (IoU >= 0.5, as
     :func:`measure_quality` matches them): the matched rows, their ground-truth instance ids,
     and the number of ground-truth tracks (non-crowd instances with an annotated frame)."""
-    data = table.select(["video_id", "frame_index", "rle", "height", "width"]).to_pydict()
-    rows_by_frame: dict[tuple[int, int], list[int]] = {}
-    for i, key in enumerate(zip(data["video_id"], data["frame_index"], strict=True)):
-        rows_by_frame.setdefault(key, []).append(i)
-    objects: dict[tuple[int, int], list[tuple[int, dict]]] = {}
-    tracks = set()
+    masks_by_frame: dict[tuple[int, int], list[dict]] = {}
+    ids_by_frame: dict[tuple[int, int], list[int]] = {}
     for inst in gt.instances or ():
         for t, seg in enumerate(inst.segmentations):
             if seg is not None and not inst.iscrowd:
-                objects.setdefault((inst.video_id, t), []).append((inst.id, to_coco(seg)))
-                tracks.add(inst.id)
-    rows, ids = [], []
-    for key, gts in objects.items():
-        frame_rows = rows_by_frame.get(key, [])
-        props = [
-            {"size": [data["height"][i], data["width"][i]], "counts": data["rle"][i].encode()}
-            for i in frame_rows
-        ]
-        for g, p in match_frame([rle for _, rle in gts], props, 0.5):
-            rows.append(frame_rows[p])
-            ids.append(gts[g][0])
-    return np.asarray(rows, np.int64), np.asarray(ids, np.int64), len(tracks)
+                masks_by_frame.setdefault((inst.video_id, t), []).append(to_coco(seg))
+                ids_by_frame.setdefault((inst.video_id, t), []).append(inst.id)
+    pairs = match_rows(table, masks_by_frame)
+    rows = np.asarray([row for _, _, row in pairs], np.int64)
+    ids = np.asarray([ids_by_frame[key][g] for key, g, _ in pairs], np.int64)
+    return rows, ids, len({i for found in ids_by_frame.values() for i in found})
 
 
 def unlabelled_tracks(keep: np.ndarray, matches: tuple[np.ndarray, np.ndarray, int]) -> float:

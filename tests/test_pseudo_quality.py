@@ -12,7 +12,7 @@ import pyarrow as pa
 from uvis import masks
 from uvis.data.frames import Category, Instance, VideoDataset, VideoRecord
 from uvis.pseudo.levels import select
-from uvis.pseudo.quality import measure_quality, quality_markdown
+from uvis.pseudo.quality import match_rows, measure_quality, quality_markdown
 from uvis.schemas import PSEUDO_LABELS
 
 H, W = 20, 20
@@ -112,3 +112,23 @@ def test_frames_without_proposals_or_without_gt_count_correctly():
     # no video in common: nothing measured, numbers undefined rather than invented
     assert q["none"].proposals == 0 and q["none"].gt_masks == 0
     assert math.isnan(q["none"].recall)
+
+
+def test_match_rows_pairs_each_frame_one_to_one():
+    table = labels(
+        [
+            {"mask": box_mask(10, 10, 20, 18), "cls": 1, "obj": 0.8, "score": 0.5, "sim": 0.9},
+            {"mask": box_mask(0, 0, 10, 10), "cls": 1, "obj": 0.9, "score": 0.9, "sim": 0.9},
+            {"mask": box_mask(0, 0, 10, 9), "cls": 1, "obj": 0.9, "score": 0.9, "sim": 0.9},
+        ]
+    )
+    a, b = (
+        masks.to_coco(masks.encode(box_mask(0, 0, 10, 10))),
+        masks.to_coco(masks.encode(box_mask(10, 10, 20, 20))),
+    )
+    # frame (1, 0) holds b then a: row 1 is a exactly (index 1), row 0 overlaps b at 0.8 (index 0);
+    # row 2 overlaps a at 0.9 but a is taken by the better row 1
+    assert sorted(match_rows(table, {(1, 0): [b, a]})) == [((1, 0), 0, 0), ((1, 0), 1, 1)]
+    assert match_rows(table, {(1, 0): [b, a]}, iou_threshold=0.85) == [((1, 0), 1, 1)]
+    # a frame the table has no rows for matches nothing
+    assert match_rows(table, {(1, 5): [a]}) == []

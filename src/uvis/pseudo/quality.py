@@ -22,8 +22,10 @@ levels' numbers are directly comparable.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -62,6 +64,33 @@ def match_frame(gt_rles: list, prop_rles: list, iou_threshold: float) -> list[tu
     return [(int(c), int(r)) for r, c in zip(rows, cols, strict=True) if iou[r, c] >= iou_threshold]
 
 
+def match_rows(
+    labels: pa.Table,
+    gt_by_frame: Mapping[tuple[int, int], Sequence[dict[str, Any]]],
+    iou_threshold: float = 0.5,
+) -> list[tuple[tuple[int, int], int, int]]:
+    """Each frame's pseudo-labels matched one-to-one to its ground-truth masks (as
+    :func:`match_frame` matches one frame).
+
+    ``gt_by_frame`` maps ``(video_id, frame_index)`` to that frame's ground-truth masks as
+    pycocotools RLE dicts. Returns ``(frame, index into the frame's masks, row of labels)`` for
+    every matched pair; rows of frames absent from ``gt_by_frame`` are never matched.
+    """
+    data = labels.select(["video_id", "frame_index", "rle", "height", "width"]).to_pydict()
+    rows_by_frame: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for i, key in enumerate(zip(data["video_id"], data["frame_index"], strict=True)):
+        rows_by_frame[key].append(i)
+    pairs = []
+    for key, gts in gt_by_frame.items():
+        rows = rows_by_frame.get(key, [])
+        props = [
+            {"size": [data["height"][i], data["width"][i]], "counts": data["rle"][i].encode()}
+            for i in rows
+        ]
+        pairs += [(key, g, rows[p]) for g, p in match_frame(list(gts), props, iou_threshold)]
+    return pairs
+
+
 def measure_quality(
     labels: pa.Table, gt: VideoDataset, *, iou_threshold: float = 0.5
 ) -> list[LevelQuality]:
@@ -71,43 +100,33 @@ def measure_quality(
     """
     if gt.instances is None:
         raise ValueError(f"{gt.name}: the split has no ground truth to measure against")
-    videos = set(labels.column("video_id").to_pylist()) & {v.id for v in gt.videos}
+    video_ids = labels.column("video_id").to_numpy()
+    videos = set(video_ids.tolist()) & {v.id for v in gt.videos}
     gt_by_frame = {
         key: [(to_coco(seg), category) for seg, category in objects]
         for key, objects in gt.objects_by_frame(videos).items()
     }
-    cols = labels.select(["video_id", "frame_index", "rle", "height", "width", "class_id"])
-    data = cols.to_pydict()
+    class_ids = labels.column("class_id").to_pylist()
     keep = {lvl: select(labels, lvl) for lvl in LEVELS}
-    rows_by_frame: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for i, (vid, t) in enumerate(zip(data["video_id"], data["frame_index"], strict=True)):
-        if vid in videos:
-            rows_by_frame[(vid, t)].append(i)
+    in_videos = np.isin(video_ids, list(videos))
 
     n_gt = sum(len(v) for v in gt_by_frame.values())
     matched = {lvl: 0 for lvl in LEVELS}
     matched_right = {lvl: 0 for lvl in LEVELS}
-    for key in set(gt_by_frame) | set(rows_by_frame):
-        gts = gt_by_frame.get(key, [])
-        rows = rows_by_frame.get(key, [])
-        props = [
-            {"size": [data["height"][i], data["width"][i]], "counts": data["rle"][i].encode()}
-            for i in rows
-        ]
-        for g, p in match_frame([r for r, _ in gts], props, iou_threshold):
-            row = rows[p]
-            right = data["class_id"][row] == gts[g][1]
-            for lvl in LEVELS:
-                if keep[lvl][row]:
-                    matched[lvl] += 1
-                    matched_right[lvl] += int(right)
+    masks_by_frame = {key: [rle for rle, _ in gts] for key, gts in gt_by_frame.items()}
+    for key, g, row in match_rows(labels, masks_by_frame, iou_threshold):
+        right = class_ids[row] == gt_by_frame[key][g][1]
+        for lvl in LEVELS:
+            if keep[lvl][row]:
+                matched[lvl] += 1
+                matched_right[lvl] += int(right)
 
     def ratio(a: int, b: int) -> float:
         return float(a / b) if b else float("nan")
 
     out = []
     for lvl in LEVELS:
-        kept = int(sum(keep[lvl][i] for rows in rows_by_frame.values() for i in rows))
+        kept = int((keep[lvl] & in_videos).sum())
         out.append(
             LevelQuality(
                 level=lvl,
