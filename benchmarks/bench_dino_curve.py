@@ -2,7 +2,7 @@
 
 Usage (one thread; WORLD is any ``uvis synth`` output folder)::
 
-    python benchmarks/bench_dino_curve.py dino WORLD [--set KEY=VALUE ...] [--conv-stem]
+    python benchmarks/bench_dino_curve.py dino WORLD [--set KEY=VALUE ...] [--conv-stem] [--cnn]
         [--probe-every 5]
     python benchmarks/bench_dino_curve.py supervised WORLD [--set KEY=VALUE ...] [--conv-stem]
         [--epochs 40] [--lr 1e-3] [--clean] [--cnn]
@@ -42,6 +42,7 @@ from uvis.foundation.ssl import cls_features
 from uvis.presets import parse_overrides
 from uvis.standins.dino import (
     DinoConfig,
+    DinoHead,
     DinoNetwork,
     fit_dino,
     initial_network,
@@ -66,7 +67,24 @@ def conv_stem(embed_dim: int, patch_size: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def build_student(cfg: DinoConfig, with_conv_stem: bool) -> DinoNetwork:
+def small_cnn(width: int = 128) -> nn.Sequential:
+    """Four conv-BatchNorm-ReLU-maxpool blocks and global average pooling (``width`` features)."""
+    widths = [3, 32, 64, width, width]
+    layers: list[nn.Module] = []
+    for cin, cout in itertools.pairwise(widths):
+        layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU()]
+        layers.append(nn.MaxPool2d(2))
+    network = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    network.num_features = width
+    return network
+
+
+def build_student(cfg: DinoConfig, with_conv_stem: bool, cnn: bool = False) -> DinoNetwork:
+    if cnn:
+        torch.manual_seed(cfg.seed)
+        backbone = small_cnn()
+        head = DinoHead(128, cfg.out_dim, cfg.head_hidden_dim, cfg.head_bottleneck_dim)
+        return DinoNetwork(backbone, head)
     network = initial_network(cfg)
     if with_conv_stem:
         backbone = network.backbone
@@ -98,7 +116,7 @@ class Probe:
 def run_dino(args: argparse.Namespace) -> None:
     cfg = DinoConfig.preset("default", **parse_overrides(args.set))
     probe = Probe(Path(args.world), cfg)
-    student = build_student(cfg, args.conv_stem)
+    student = build_student(cfg, args.conv_stem, args.cnn)
     print(f"initialisation: {probe(student.backbone)}", flush=True)
     start = time.process_time()
 
@@ -114,18 +132,6 @@ def run_dino(args: argparse.Namespace) -> None:
         print(line, flush=True)
 
     fit_dino(probe.images, cfg, progress=False, device="cpu", student=student, on_epoch=on_epoch)
-
-
-def small_cnn(width: int = 128) -> nn.Sequential:
-    """Four conv-BatchNorm-ReLU-maxpool blocks and global average pooling (``width`` features)."""
-    widths = [3, 32, 64, width, width]
-    layers: list[nn.Module] = []
-    for cin, cout in itertools.pairwise(widths):
-        layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU()]
-        layers.append(nn.MaxPool2d(2))
-    network = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-    network.num_features = width
-    return network
 
 
 def run_supervised(args: argparse.Namespace) -> None:
@@ -175,12 +181,12 @@ def main() -> None:
         p.add_argument("world")
         p.add_argument("--set", action="append", default=[])
         p.add_argument("--conv-stem", action="store_true")
+        p.add_argument("--cnn", action="store_true")
         p.add_argument("--probe-every", type=int, default=5)
         if name == "supervised":
             p.add_argument("--epochs", type=int, default=40)
             p.add_argument("--lr", type=float, default=1e-3)
             p.add_argument("--clean", action="store_true")
-            p.add_argument("--cnn", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     {"dino": run_dino, "supervised": run_supervised}[args.what](args)
