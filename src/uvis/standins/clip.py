@@ -82,12 +82,11 @@ class ClipTrainConfig:
     ``crop_scale``, aspect ratio 3/4-4/3) resampled to the model's input size, and random
     horizontal and vertical flips (the shapes' names do not depend on orientation); no colour
     jitter, since captions name the colour. ``colour_batches``: see the module notes.
-    Options meant to make training crops look like the video object crops the pipeline scores:
-    ``lowres_prob`` (on by default, 0.3) shows a crop at a lower resolution, down to
-    ``lowres_min`` of its side, as small objects reach the model (:func:`random_low_resolution`;
-    chosen on world seeds 1-3, benchmarks/RESULTS.md); off by default, ``crop_centre_jitter``
-    below 1 keeps crop windows near the image centre, where corpus objects lie
-    (:func:`random_resized_crops`), and ``pad_prob`` squeezes a crop by up to ``pad_ratio``
+    Options meant to make training crops look like the video object crops the pipeline scores
+    (all off by default): ``crop_centre_jitter`` below 1 keeps crop windows near the image
+    centre, where corpus objects lie (:func:`random_resized_crops`); ``lowres_prob`` shows a
+    crop at a lower resolution, down to ``lowres_min`` of its side, as small objects reach the
+    model (:func:`random_low_resolution`); ``pad_prob`` squeezes a crop by up to ``pad_ratio``
     and pads it with black, as the ``longest`` resize shows a non-square box
     (:func:`random_letterbox`).
     ``holdout_fraction`` of the corpus is kept out of training for the zero-shot test.
@@ -107,7 +106,7 @@ class ClipTrainConfig:
     crop_centre_jitter: float = 1.0
     pad_prob: float = 0.0
     pad_ratio: float = 2.0
-    lowres_prob: float = 0.3
+    lowres_prob: float = 0.0
     lowres_min: float = 0.4
     flip: bool = True
     colour_batches: bool = True
