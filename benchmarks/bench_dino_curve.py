@@ -83,7 +83,9 @@ def build_student(cfg: DinoConfig, with_conv_stem: bool, cnn: bool = False) -> D
     if cnn:
         torch.manual_seed(cfg.seed)
         backbone = small_cnn()
-        head = DinoHead(128, cfg.out_dim, cfg.head_hidden_dim, cfg.head_bottleneck_dim)
+        head = DinoHead(
+            backbone.num_features, cfg.out_dim, cfg.head_hidden_dim, cfg.head_bottleneck_dim
+        )
         return DinoNetwork(backbone, head)
     network = initial_network(cfg)
     if with_conv_stem:
