@@ -15,7 +15,9 @@ Table 1; top-k 10) and evaluates it with ``uvis eval ytvis``. Prints one row per
 iteration, training wall seconds so far (from the loss curve's seconds per iteration), CPU
 seconds so far (the run's CPU time per iteration times the iteration: on a shared machine the
 wall time says more about the other jobs than about the recipe), AP, AP50,
-AP75, AR10 and the last-layer class loss of the training window ending there. Checkpoints
+AP75, AR10 and the last-layer class loss of the training window ending there; with
+``--set ema_decay=D`` a last row, iteration -1, is the final model (the weights' average), the
+row before it the trained weights of the same step. Checkpoints
 before the end are those of the same run before its learning-rate drop, so the curve is that of
 one run of ``--iterations``, not of shorter runs.
 
@@ -52,8 +54,10 @@ def curve_rows(
     lam: float,
     top_k: int = 10,
     refine: RefineMethod = "none",
+    final: bool = False,
 ) -> list[dict[str, float]]:
-    """AP of every checkpoint in ``out`` (and the final model) on ``WORLD/ytvis/valid``."""
+    """AP of every checkpoint in ``out`` on ``WORLD/ytvis/valid``; with ``final`` also of the
+    final model (a run with ``ema_decay`` saves the weights' average there), as iteration -1."""
     metrics = {
         int(float(r["iteration"])): r for r in json.loads((out / "metrics.json").read_text())
     }
@@ -65,7 +69,10 @@ def curve_rows(
         previous = it
     rows = []
     videos = frame_index_videos(frames)
-    for iteration, path in RunFolder(out).checkpoints():
+    models = RunFolder(out).checkpoints()
+    if final:
+        models.append((-1, out / "model_final.pth"))
+    for iteration, path in models:
         model, meta = load_vis_model(path)
         results = out / f"results_{iteration}.json"
         track_videos(
@@ -79,11 +86,11 @@ def curve_rows(
             refine=refine,
         )
         m = evaluate_files(world / "ytvis/valid.json", results)
-        logged = metrics.get(iteration, {})
+        logged = metrics.get(iteration if iteration >= 0 else max(metrics), {})
         rows.append(
             {
                 "iteration": iteration,
-                "seconds": seconds.get(iteration, float("nan")),
+                "seconds": seconds.get(iteration if iteration >= 0 else max(seconds), float("nan")),
                 "AP": m["AP"],
                 "AP50": m["AP50"],
                 "AP75": m["AP75"],
@@ -153,7 +160,9 @@ def main() -> None:
             load_ytvis(world / "ytvis/valid.json", world / "ytvis/valid/JPEGImages"), frames
         )
         began = time.perf_counter()
-        rows = curve_rows(out, world, frames, lam=args.lam, refine=args.refine)
+        rows = curve_rows(
+            out, world, frames, lam=args.lam, refine=args.refine, final=cfg.ema_decay > 0
+        )
         eval_seconds = time.perf_counter() - began
     print(
         f"{cfg.model} {cfg.model_overrides or ''} on {world} ({len(keep)} train videos, "

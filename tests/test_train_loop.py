@@ -109,6 +109,36 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(tmp_path: Pat
     ]  # the latest 2 kept
 
 
+def test_weight_average_is_the_final_model_and_resumes_exactly(tmp_path: Path) -> None:
+    data = toy_set(tmp_path)
+    decay = 0.6
+    cfg = smoke(iterations=6, checkpoint_period=1, keep_checkpoints=0, ema_decay=decay)
+    full = train_vis(data, cfg, tmp_path / "full", progress=False)
+    # The average by hand from the trained weights each checkpoint holds: the first update
+    # copies the weights, each later one moves the average by (1 - decay) towards them;
+    # integer buffers (BatchNorm's counters) are the trained model's.
+    average: dict[str, torch.Tensor] = {}
+    for _, path in RunFolder(tmp_path / "full").checkpoints():
+        trained = torch.load(path, weights_only=True)["model"]
+        for key, value in trained.items():
+            if key in average and value.is_floating_point():
+                average[key] = decay * average[key] + (1 - decay) * value
+            else:
+                average[key] = value.clone()
+    final = torch.load(full.final, weights_only=True)["model"]
+    assert final.keys() == average.keys()
+    for key in final:
+        assert torch.allclose(final[key], average[key], atol=1e-6), key
+    last = torch.load(RunFolder(tmp_path / "full").checkpoints()[-1][1], weights_only=True)
+    assert any(not torch.equal(final[k], last["model"][k]) for k in final)  # not the raw weights
+    # Interrupted after iteration 3 and resumed from the checkpoint of 3: the same average.
+    train_vis(data, cfg, tmp_path / "part", progress=False, stop_after=3)
+    resumed = train_vis(data, cfg, tmp_path / "part", progress=False)
+    assert resumed.start_iteration == 3
+    again = torch.load(resumed.final, weights_only=True)["model"]
+    assert all(torch.equal(again[k], final[k]) for k in final)
+
+
 def test_periodic_validation_is_logged_and_leaves_the_weights_alone(tmp_path: Path) -> None:
     data = toy_set(tmp_path)
     calls: list[tuple[int, bool]] = []

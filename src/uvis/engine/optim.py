@@ -1,10 +1,12 @@
-"""The optimiser step with mixed precision, shared by the trainings that use AMP."""
+"""The optimiser step with mixed precision, shared by the trainings that use AMP, and the
+weights' moving average some trainings keep beside it."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 
 def amp_step(
@@ -29,3 +31,31 @@ def amp_step(
     scaler.update()
     if scheduler is not None:
         scheduler.step()
+
+
+class WeightAverage(AveragedModel):
+    """torch's :class:`~torch.optim.swa_utils.AveragedModel` whose integer buffers (BatchNorm's
+    ``num_batches_tracked``) follow the model instead of being averaged."""
+
+    def update_parameters(self, model: torch.nn.Module) -> None:
+        """Move the average towards ``model``'s weights; copy its integer buffers."""
+        super().update_parameters(model)
+        with torch.no_grad():
+            for mine, theirs in zip(self.module.buffers(), model.buffers(), strict=True):
+                if not mine.is_floating_point():
+                    mine.copy_(theirs)
+
+
+def weight_average(model: torch.nn.Module, decay: float) -> WeightAverage | None:
+    """An exponential moving average of ``model``'s parameters and floating-point buffers
+    (``decay`` per update, the first update copying the weights), or ``None`` for
+    ``decay == 0``.
+
+    Call ``update_parameters(model)`` after each optimiser step; ``.module`` is the averaged
+    copy; its state dict resumes it.
+    """
+    if decay == 0:
+        return None
+    if not 0 < decay < 1:
+        raise ValueError(f"decay must lie in [0, 1), got {decay}")
+    return WeightAverage(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)

@@ -90,6 +90,9 @@ class TrainConfig:
             once ``lr_drop_fraction * iterations`` steps are done.
         warmup_iterations: the learning rate rises linearly over the first this many steps,
             from ``lr / warmup_iterations`` to ``lr`` (0: no warm-up, as MinVIS).
+        ema_decay: keep an exponential moving average of the weights (parameters and buffers)
+            with this decay per step, and save it as the final model (0: off, as MinVIS; the
+            periodic checkpoints keep the trained weights and the average beside them).
         scales: each training image is resized so its short side is ``s * test_short_side`` of
             the model, ``s`` drawn uniformly from these (scale jitter, MinVIS's choice of sizes).
         flip: mirror half of the training images left-right.
@@ -125,6 +128,7 @@ class TrainConfig:
     lr_drop_fraction: float = 2 / 3
     lr_drop_factor: float = 0.1
     warmup_iterations: int = 0
+    ema_decay: float = 0.0
     scales: tuple[float, ...] = (1.0,)
     flip: bool = True
     channel_shuffle: bool = False
@@ -160,6 +164,7 @@ class TrainConfig:
             "lr_drop_fraction": 0 <= self.lr_drop_fraction <= 1,
             "lr_drop_factor": 0 < self.lr_drop_factor <= 1,
             "warmup_iterations": 0 <= self.warmup_iterations <= self.iterations,
+            "ema_decay": 0 <= self.ema_decay < 1,
             "scales": len(self.scales) >= 1 and all(s > 0 for s in self.scales),
             "empty_frames": self.empty_frames in EMPTY_FRAME_POLICIES,
             "checkpoint_period": self.checkpoint_period >= 1,

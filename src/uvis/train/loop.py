@@ -48,7 +48,7 @@ from torch.utils.data import DataLoader
 
 from uvis import __version__
 from uvis.checkpoints import save_checkpoint
-from uvis.engine.optim import amp_step
+from uvis.engine.optim import WeightAverage, amp_step, weight_average
 from uvis.engine.processes import ProcessContext, barrier, process_context
 from uvis.engine.run_folder import (
     CONFIG_NAME,
@@ -227,6 +227,13 @@ class _TrainingState:
     scaler: torch.amp.GradScaler
     iteration: int
     last_checkpoint: Path | None
+    ema: WeightAverage | None = None
+
+    @property
+    def final_model(self) -> VisModel:
+        """What the run saves as its final model: the weights' average when kept, else the
+        trained weights."""
+        return self.model if self.ema is None else self.ema.module
 
 
 def _set_aside(out: Path, ctx: ProcessContext) -> None:
@@ -266,6 +273,7 @@ def _training_state(
         scaler=torch.amp.GradScaler("cuda", enabled=cfg.amp and ctx.device.type == "cuda"),
         iteration=0,
         last_checkpoint=None,
+        ema=weight_average(model, cfg.ema_decay),
     )
     if resume is not None:
         obj, path = resume
@@ -274,6 +282,8 @@ def _training_state(
         state.optimizer.load_state_dict(training["optimizer"])
         state.scheduler.load_state_dict(training["scheduler"])
         state.scaler.load_state_dict(training["scaler"])
+        if state.ema is not None:
+            state.ema.load_state_dict(training["ema"])
         state.iteration, state.last_checkpoint = int(obj["iteration"]), path
         logger.info("resuming from %s (iteration %d)", path, state.iteration)
     return state
@@ -422,7 +432,7 @@ def _train(
 
     def validate_at(iteration: int) -> None:
         assert validate is not None and validations is not None
-        validations.append(_validate(validate, model, iteration))
+        validations.append(_validate(validate, state.final_model, iteration))
 
     def save(iteration: int) -> Path:
         checkpoint = _training_checkpoint(state, data, cfg)
@@ -456,7 +466,10 @@ def _train(
         final = out / FINAL_NAME
         if ctx.is_main:
             ckpt = checkpoint_dict(
-                model, data.categories, iteration=state.iteration, train_config=cfg.to_dict()
+                state.final_model,
+                data.categories,
+                iteration=state.iteration,
+                train_config=cfg.to_dict(),
             )
             save_checkpoint(final, ckpt)
     barrier(ctx)
@@ -466,7 +479,7 @@ def _train(
         iteration=state.iteration,
         seconds=round(time.perf_counter() - began, 2),
         metrics=metrics.rows if metrics is not None else [],
-        model=model,
+        model=state.final_model,
     )
 
 
@@ -528,6 +541,8 @@ def _step(
         clip_params=model.parameters(),
         grad_clip=cfg.grad_clip,
     )
+    if state.ema is not None:
+        state.ema.update_parameters(model)
     state.iteration = iteration
     return values.cpu()
 
@@ -542,6 +557,8 @@ def _training_checkpoint(
         "scaler": state.scaler.state_dict(),
         "data": data.summary(),
     }
+    if state.ema is not None:
+        training["ema"] = state.ema.state_dict()
     return checkpoint_dict(
         state.model,
         data.categories,
