@@ -92,7 +92,8 @@ class TrainConfig:
             from ``lr / warmup_iterations`` to ``lr`` (0: no warm-up, as MinVIS).
         ema_decay: keep an exponential moving average of the weights (parameters and buffers)
             with this decay per step, and save it as the final model (0: off, as MinVIS; the
-            periodic checkpoints keep the trained weights and the average beside them).
+            periodic checkpoints keep the trained weights and the average beside them). At
+            0.999 it cost 0.8-0.9 AP on two embedded worlds (benchmarks/RESULTS.md).
         scales: each training image is resized so its short side is ``s * test_short_side`` of
             the model, ``s`` drawn uniformly from these (scale jitter, MinVIS's choice of sizes).
         flip: mirror half of the training images left-right.
