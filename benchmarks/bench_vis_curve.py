@@ -86,11 +86,12 @@ def curve_rows(
             refine=refine,
         )
         m = evaluate_files(world / "ytvis/valid.json", results)
-        logged = metrics.get(iteration if iteration >= 0 else max(metrics), {})
+        step = iteration if iteration >= 0 else max(metrics)  # the final model: the last step
+        logged = metrics.get(step, {})
         rows.append(
             {
                 "iteration": iteration,
-                "seconds": seconds.get(iteration if iteration >= 0 else max(seconds), float("nan")),
+                "seconds": seconds.get(step, float("nan")),
                 "AP": m["AP"],
                 "AP50": m["AP50"],
                 "AP75": m["AP75"],
