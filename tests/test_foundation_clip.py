@@ -21,6 +21,7 @@ from uvis import masks
 from uvis.cli import build_parser
 from uvis.errors import ConfigError, DataError
 from uvis.foundation.clip import (
+    DEFAULT_TEMPLATES,
     ClipBundle,
     classify,
     create_clip,
@@ -316,6 +317,30 @@ def test_smoke_training_lowers_loss_and_reloads(smoke_world, tmp_path):
     assert loaded.logit_scale == pytest.approx(report["log"][-1]["logit_scale"], rel=1e-5)
 
 
+def test_weight_average_is_what_is_saved_and_leaves_training_alone(smoke_world, tmp_path):
+    corpus = smoke_world / "corpora" / "captioned"
+
+    def run(name: str, decay: float) -> tuple[dict, dict[str, torch.Tensor]]:
+        cfg = ClipTrainConfig.preset("smoke", epochs=2, ema_decay=decay)
+        out = tmp_path / f"{name}.pt"
+        report = train_clip(corpus, out, cfg, progress=False)
+        return report, torch.load(out, weights_only=True)["state_dict"]
+
+    plain, plain_state = run("plain", 0.0)
+    _, near_state = run("near", 1e-12)
+    slow, slow_state = run("slow", 0.9)
+    assert plain["quality_last_weights"] is None
+    # A decay of (almost) 0 forgets every earlier step: the saved weights are the last ones.
+    for key, value in plain_state.items():
+        torch.testing.assert_close(near_state[key], value, rtol=1e-5, atol=1e-6, msg=key)
+    # The average is kept beside training without changing it: the last weights score as the
+    # plain run's, and a slow average is something else.
+    for split in ("heldout_corpus",):
+        assert slow["quality_last_weights"][split] == plain["quality"][split]
+    floats = [k for k, v in plain_state.items() if v.is_floating_point()]
+    assert any(not torch.allclose(slow_state[k], plain_state[k]) for k in floats)
+
+
 def test_cli_pretrain_clip(smoke_world, tmp_path, capsys):
     out = tmp_path / "clip.pt"
     args = build_parser().parse_args(
@@ -404,6 +429,14 @@ def test_train_config_overrides_and_errors():
         ClipTrainConfig.preset("default", pad_ratio=0.5)
     with pytest.raises(ConfigError, match="preset"):
         ClipTrainConfig.preset("huge")
+    # The report's prompts: the pipeline's default unless the rule passes its own.
+    assert ClipTrainConfig().eval_templates == DEFAULT_TEMPLATES
+    two = ClipTrainConfig.preset("default", eval_templates=["a {}", "a drawing of a {}"])
+    assert two.eval_templates == ("a {}", "a drawing of a {}")
+    with pytest.raises(ConfigError, match="eval_templates"):
+        ClipTrainConfig.preset("default", eval_templates=["a photo of a shape"])
+    with pytest.raises(ConfigError, match="ema_decay"):
+        ClipTrainConfig.preset("default", ema_decay=1.0)
 
 
 def test_corpus_errors_name_the_file(tmp_path):

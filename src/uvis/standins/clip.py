@@ -39,7 +39,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +48,7 @@ import numpy as np
 from PIL import Image
 
 from uvis.devices import resolve_device
+from uvis.engine.optim import weight_average
 from uvis.engine.schedules import LRSchedule
 from uvis.engine.trainer import Window, train_epochs
 from uvis.errors import DataError
@@ -93,7 +94,12 @@ class ClipTrainConfig:
     ``eval_*`` set how video object crops are cut and fed for the quality report: box margin
     ``eval_context`` (as :func:`uvis.foundation.clip.crop_regions`), the smallest visible
     object area in pixels that is scored, and the resize mode of the model's preprocessing
-    (``longest``: fit the crop's longer side and pad, so no part of the object is cut off).
+    (``longest``: fit the crop's longer side and pad, so no part of the object is cut off), and
+    the prompt templates the classes are named with (the pipeline passes its ``clip.templates``,
+    so the report measures the prompts the ``clip_scores`` stage uses).
+    ``ema_decay`` above 0 keeps an exponential moving average of the weights and saves it
+    instead of the last weights; the report then also gives the last weights' quality, so one
+    run compares the two.
     """
 
     model: str = "uvis-clip-tiny"
@@ -115,6 +121,8 @@ class ClipTrainConfig:
     eval_context: float = 0.1
     eval_min_area: int = 16
     eval_resize_mode: str = "longest"
+    eval_templates: tuple[str, ...] = ("a photo of a {}.",)  # foundation.clip.DEFAULT_TEMPLATES
+    ema_decay: float = 0.0
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> ClipTrainConfig:
@@ -142,6 +150,9 @@ class ClipTrainConfig:
             "eval_context": self.eval_context >= 0,
             "eval_min_area": self.eval_min_area >= 1,
             "eval_resize_mode": self.eval_resize_mode in ("shortest", "longest", "squash"),
+            "eval_templates": len(self.eval_templates) >= 1
+            and all("{}" in t for t in self.eval_templates),
+            "ema_decay": 0 <= self.ema_decay < 1,
         }
         check_settings(self, checks, "CLIP training")
 
@@ -420,6 +431,7 @@ def train_clip(
         optimizer, LRSchedule(total=total_steps, warmup=cfg.warmup_steps, decay="cosine")
     )
     loss_fn = open_clip.loss.ClipLoss()
+    average = weight_average(model, cfg.ema_decay)
     log: list[dict[str, float]] = []
 
     def batches() -> Iterator[torch.Tensor]:
@@ -449,6 +461,8 @@ def train_clip(
         scheduler.step()
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
+        if average is not None:
+            average.update_parameters(model)
         return torch.tensor([loss.item()], dtype=torch.float64)
 
     def end_of_epoch(window: Window) -> None:
@@ -482,12 +496,19 @@ def train_clip(
     train_seconds = time.perf_counter() - start
 
     out_path = Path(out_path)
+    final = model if average is None else average.module
     with atomic_path(out_path) as tmp:
-        torch.save({"epoch": cfg.epochs, "name": cfg.model, "state_dict": model.state_dict()}, tmp)
+        torch.save({"epoch": cfg.epochs, "name": cfg.model, "state_dict": final.state_dict()}, tmp)
     reloaded = create_clip(
         cfg.model, weights=out_path, device=device, resize_mode=cfg.eval_resize_mode
     )
     quality = _quality(reloaded, corpus, held_idx, cfg, eval_world)
+    last_quality = None
+    if average is not None:
+        last = create_clip(cfg.model, weights=None, device=device, resize_mode=cfg.eval_resize_mode)
+        last.model.load_state_dict(model.state_dict())
+        last = dataclasses.replace(last, logit_scale=float(model.logit_scale.detach().exp()))
+        last_quality = _quality(last, corpus, held_idx, cfg, eval_world)
     report = {
         "model": cfg.model,
         "checkpoint": str(out_path),
@@ -500,6 +521,7 @@ def train_clip(
         "steps": total_steps,
         "log": log,
         "quality": quality,
+        "quality_last_weights": last_quality,
         "train_seconds": round(train_seconds, 2),
         "total_seconds": round(time.perf_counter() - start, 2),
         "cpu_seconds": round(time.process_time() - cpu_start, 2),
@@ -519,7 +541,6 @@ def _quality(
     eval_world: Path | None,
 ) -> dict[str, Any]:
     """Zero-shot accuracy of ``bundle`` on held-out images and, optionally, video crops."""
-    from uvis.foundation.clip import DEFAULT_TEMPLATES
     from uvis.synth import CATEGORIES
 
     names = [c.name for c in CATEGORIES]
@@ -529,26 +550,34 @@ def _quality(
         raise DataError(corpus.source, f"category ids {unknown} are not synthetic-world ids")
     held_labels = np.array([index_of[int(c)] for c in corpus.category_ids[held_idx]])
     quality = {
-        "prompts": list(DEFAULT_TEMPLATES),
+        "prompts": list(cfg.eval_templates),
         "resize_mode": cfg.eval_resize_mode,
         "chance": 1 / len(names),
         "heldout_corpus": zero_shot_report(
-            bundle, list(corpus.images[held_idx]), held_labels, names
+            bundle, list(corpus.images[held_idx]), held_labels, names, cfg.eval_templates
         ),
     }
     if eval_world is not None:
         crops = video_object_crops(Path(eval_world), cfg.eval_context, cfg.eval_min_area)
-        quality["video_crops"] = zero_shot_report(bundle, crops.crops, crops.labels, crops.names)
-        quality["video_crops_masked_mean"] = zero_shot_report(
-            bundle, crops.masked, crops.labels, crops.names
-        )
+        for key, images in (
+            ("video_crops", crops.crops),
+            ("video_crops_masked_mean", crops.masked),
+        ):
+            quality[key] = zero_shot_report(
+                bundle, images, crops.labels, crops.names, cfg.eval_templates
+            )
     return quality
 
 
 def zero_shot_report(
-    bundle: ClipBundle, crops: list[np.ndarray], labels: np.ndarray, class_names: list[str]
+    bundle: ClipBundle,
+    crops: list[np.ndarray],
+    labels: np.ndarray,
+    class_names: list[str],
+    templates: Sequence[str] = ("a photo of a {}.",),
 ) -> dict[str, Any]:
-    """Zero-shot accuracy of ``crops`` against ``labels`` (indices into ``class_names``).
+    """Zero-shot accuracy of ``crops`` against ``labels`` (indices into ``class_names``), the
+    classes named through ``templates`` (several: CLIP's prompt ensembling).
 
     Also the mean class score, the fraction of crops whose score passes the paper's 0.7, and
     the accuracy among those (what the CLIP-score filter keeps).
@@ -558,7 +587,7 @@ def zero_shot_report(
     if not crops:
         return {"num_crops": 0}
     labels_t = np.asarray(labels)
-    text = text_embeddings(bundle, class_names)
+    text = text_embeddings(bundle, class_names, templates)
     result = classify(image_embeddings(bundle, crops), text, bundle.logit_scale)
     predicted = result.class_index.numpy()
     score = result.class_score.numpy()
