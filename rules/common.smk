@@ -222,9 +222,14 @@ def ssl_pretrain_sets():
 
 
 def clip_pretrain_sets():
-    """The stand-in CLIP is trained as the model the clip_scores stage will load."""
+    """The stand-in CLIP is trained as the model the clip_scores stage will load, and its
+    quality report names the classes with the prompts that stage uses."""
     return preset_sets(
-        {"model": config["clip"]["model"], **config["clip"]["pretrain"]["overrides"]}
+        {
+            "model": config["clip"]["model"],
+            "eval_templates": config["clip"]["templates"],
+            **config["clip"]["pretrain"]["overrides"],
+        }
     )
 
 
