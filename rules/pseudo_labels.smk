@@ -230,6 +230,7 @@ rule clip_scores:
             if config["clip"]["mask_background"]
             else ""
         ),
+        flip="--flip" if config["clip"]["flip"] else "",
         batch_size=config["clip"]["batch_size"],
         resize_mode=(
             f"--resize-mode {q(config['clip']['resize_mode'])}"
@@ -240,7 +241,8 @@ rule clip_scores:
         "python -m uvis pseudo clip-scores --frames {input.frames:q} "
         "--proposals {input.proposals:q} {params.vocabulary} --model {params.model:q} "
         "--weights {params.weights:q} {params.templates} --context {params.context:q} "
-        "{params.mask_background} --batch-size {params.batch_size:q} {params.resize_mode} "
+        "{params.mask_background} {params.flip} --batch-size {params.batch_size:q} "
+        "{params.resize_mode} "
         "--threads {threads} --out {output:q} > {log:q} 2>&1"
 
 

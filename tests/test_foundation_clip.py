@@ -159,6 +159,27 @@ def test_image_embeddings_normalised_and_batch_independent(smoke_bundle, crops):
         image_embeddings(smoke_bundle, [crops[0], crops[0][..., 0]])
 
 
+def test_flip_averaging_is_the_normalised_sum_with_the_mirror(smoke_bundle, crops):
+    from PIL import Image
+
+    pre = torch.stack([smoke_bundle.preprocess(Image.fromarray(c)) for c in crops])
+    plain, mirrored = (
+        image_embeddings(smoke_bundle, pre),
+        image_embeddings(smoke_bundle, pre.flip(-1)),
+    )
+    both = image_embeddings(smoke_bundle, crops, flip=True)
+    expected = torch.nn.functional.normalize(plain + mirrored, dim=-1)
+    assert torch.allclose(both, expected, atol=1e-6)
+    assert (both - plain).abs().max() > 1e-5  # the crops are not mirror-symmetric
+    # A mirror-symmetric input embeds as itself.
+    symmetric = torch.cat([pre[:, :, :, :16], pre[:, :, :, :16].flip(-1)], dim=-1)
+    assert torch.allclose(
+        image_embeddings(smoke_bundle, symmetric, flip=True),
+        image_embeddings(smoke_bundle, symmetric),
+        atol=1e-6,
+    )
+
+
 def test_prompt_ensembling_is_the_normalised_mean_of_normalised_prompts(smoke_bundle):
     # Constructed: prompts [3, 0] and [0, 1] normalise to e0 and e1, whose mean renormalises
     # to (1, 1)/sqrt(2); averaging the raw vectors first would give (3, 1)/sqrt(10).

@@ -87,6 +87,24 @@ def test_scores_are_eq1_on_each_proposal(tmp_path, bundle):
     )
 
 
+def test_flip_scores_the_mirror_averaged_embedding(tmp_path, bundle, monkeypatch):
+    # An image tower that sees only the left half of its input, so a mirror changes everything.
+    monkeypatch.setattr(
+        bundle.model, "encode_image", lambda x: x[..., : x.shape[-1] // 2].flatten(1)[:, :64]
+    )
+    fi, props = make_inputs(tmp_path)
+    out = tmp_path / "clip.parquet"
+    score_proposals(fi, props, out, bundle, CATS, flip=True, progress=False)
+    emb = np.asarray(pq.read_table(out).column("embedding").to_pylist(), np.float32)
+    image = np.asarray(Image.open(tmp_path / "2.png").convert("RGB"))
+    p = pq.read_table(props)
+    last = p.filter(pa.compute.equal(p.column("frame_index"), 2))
+    crops = crop_regions(image, np.asarray(last.column("box").to_pylist()), context=0.1)
+    flipped = image_embeddings(bundle, crops, flip=True).numpy()
+    np.testing.assert_allclose(emb[-3:], flipped, atol=2e-3)
+    assert np.abs(image_embeddings(bundle, crops).numpy() - flipped).max() > 0.05
+
+
 def test_proposal_for_unknown_frame_is_an_error(tmp_path, bundle):
     fi, props = make_inputs(tmp_path)
     table = pq.read_table(fi).slice(0, 2)  # drop frame 2 from the index

@@ -316,6 +316,7 @@ PREQUOTED = {
     "backbone",
     "drop_groups",
     "encoder",
+    "flip",
     "mask_background",
     "num_shards",
     "opts",

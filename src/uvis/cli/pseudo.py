@@ -55,6 +55,7 @@ def _clip_scores(args: argparse.Namespace) -> int:
         templates=args.template or ["a photo of a {}."],
         context=args.context,
         mask_background=args.mask_background,
+        flip=args.flip,
         batch_size=args.batch_size,
     )
     print(
@@ -120,6 +121,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--context", type=finite_float, default=0.1, help="crop margin, fraction of box size"
     )
     c.add_argument("--mask-background", choices=["mean", "blur"], help="fill outside the mask")
+    c.add_argument(
+        "--flip",
+        action="store_true",
+        help="average each crop's embedding with its horizontal mirror's (twice the cost)",
+    )
     c.add_argument(
         "--batch-size",
         type=positive_int,

@@ -295,13 +295,16 @@ def image_embeddings(
     crops: Sequence[np.ndarray] | torch.Tensor,
     *,
     batch_size: int = 256,
+    flip: bool = False,
 ) -> torch.Tensor:
     """L2-normalised image embeddings ``(N, D)`` float32 on the CPU.
 
     ``crops`` is a list of ``H x W x 3`` uint8 RGB arrays of any sizes (each goes through the
     model's own preprocessing, :attr:`ClipBundle.preprocess`), or an already preprocessed
     ``(N, 3, S, S)`` tensor. Batches run on the model's device; on CUDA under autocast
-    (bfloat16 where supported, else float16), on the CPU in float32.
+    (bfloat16 where supported, else float16), on the CPU in float32. ``flip``: test-time
+    flip averaging, each embedding the normalised sum of the input's and its horizontal
+    mirror's (twice the cost).
     """
     n = len(crops)
     if isinstance(crops, np.ndarray):
@@ -325,8 +328,12 @@ def image_embeddings(
                         for c in crops[start : start + batch_size]
                     ]
                 )
-            feats = bundle.model.encode_image(batch.to(bundle.device, non_blocking=True))
-            chunks.append(F.normalize(feats.float(), dim=-1).cpu())
+            batch = batch.to(bundle.device, non_blocking=True)
+            feats = F.normalize(bundle.model.encode_image(batch).float(), dim=-1)
+            if flip:
+                mirrored = F.normalize(bundle.model.encode_image(batch.flip(-1)).float(), dim=-1)
+                feats = F.normalize(feats + mirrored, dim=-1)
+            chunks.append(feats.cpu())
     return torch.cat(chunks)
 
 

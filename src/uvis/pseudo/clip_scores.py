@@ -51,10 +51,14 @@ def score_proposals(
     templates: Sequence[str] = ("a photo of a {}.",),
     context: float = 0.1,
     mask_background: str | None = None,
+    flip: bool = False,
     batch_size: int = 256,
     progress: bool = True,
 ) -> dict[str, int]:
-    """Label one shard of proposals with CLIP and write the CLIP-scores Parquet atomically."""
+    """Label one shard of proposals with CLIP and write the CLIP-scores Parquet atomically.
+
+    ``flip``: embed each crop with its horizontal mirror (test-time flip averaging).
+    """
     from uvis.foundation.clip import classify, crop_regions, image_embeddings, text_embeddings
 
     if not categories:
@@ -74,7 +78,9 @@ def score_proposals(
 
     def flush() -> None:
         if pending_crops:
-            embeddings.append(image_embeddings(bundle, pending_crops, batch_size=batch_size))
+            embeddings.append(
+                image_embeddings(bundle, pending_crops, batch_size=batch_size, flip=flip)
+            )
             order.extend(pending_rows)
             pending_rows.clear()
             pending_crops.clear()

@@ -95,8 +95,9 @@ class ClipTrainConfig:
     ``eval_context`` (as :func:`uvis.foundation.clip.crop_regions`), the smallest visible
     object area in pixels that is scored, and the resize mode of the model's preprocessing
     (``longest``: fit the crop's longer side and pad, so no part of the object is cut off), and
-    the prompt templates the classes are named with (the pipeline passes its ``clip.templates``,
-    so the report measures the prompts the ``clip_scores`` stage uses).
+    the prompt templates the classes are named with and whether crops are embedded with their
+    mirror (the pipeline passes its ``clip.templates`` and ``clip.flip``, so the report measures
+    the stand-in as the ``clip_scores`` stage uses it).
     ``ema_decay`` above 0 keeps an exponential moving average of the weights and saves it
     instead of the last weights; the report then also gives the last weights' quality, so one
     run compares the two.
@@ -122,6 +123,7 @@ class ClipTrainConfig:
     eval_min_area: int = 16
     eval_resize_mode: str = "longest"
     eval_templates: tuple[str, ...] = ("a photo of a {}.",)  # foundation.clip.DEFAULT_TEMPLATES
+    eval_flip: bool = False
     ema_decay: float = 0.0
 
     @classmethod
@@ -552,9 +554,15 @@ def _quality(
     quality = {
         "prompts": list(cfg.eval_templates),
         "resize_mode": cfg.eval_resize_mode,
+        "flip": cfg.eval_flip,
         "chance": 1 / len(names),
         "heldout_corpus": zero_shot_report(
-            bundle, list(corpus.images[held_idx]), held_labels, names, cfg.eval_templates
+            bundle,
+            list(corpus.images[held_idx]),
+            held_labels,
+            names,
+            cfg.eval_templates,
+            cfg.eval_flip,
         ),
     }
     if eval_world is not None:
@@ -564,7 +572,7 @@ def _quality(
             ("video_crops_masked_mean", crops.masked),
         ):
             quality[key] = zero_shot_report(
-                bundle, images, crops.labels, crops.names, cfg.eval_templates
+                bundle, images, crops.labels, crops.names, cfg.eval_templates, cfg.eval_flip
             )
     return quality
 
@@ -575,9 +583,11 @@ def zero_shot_report(
     labels: np.ndarray,
     class_names: list[str],
     templates: Sequence[str] = ("a photo of a {}.",),
+    flip: bool = False,
 ) -> dict[str, Any]:
     """Zero-shot accuracy of ``crops`` against ``labels`` (indices into ``class_names``), the
-    classes named through ``templates`` (several: CLIP's prompt ensembling).
+    classes named through ``templates`` (several: CLIP's prompt ensembling), each crop embedded
+    with its mirror when ``flip``.
 
     Also the mean class score, the fraction of crops whose score passes the paper's 0.7, and
     the accuracy among those (what the CLIP-score filter keeps).
@@ -588,7 +598,7 @@ def zero_shot_report(
         return {"num_crops": 0}
     labels_t = np.asarray(labels)
     text = text_embeddings(bundle, class_names, templates)
-    result = classify(image_embeddings(bundle, crops), text, bundle.logit_scale)
+    result = classify(image_embeddings(bundle, crops, flip=flip), text, bundle.logit_scale)
     predicted = result.class_index.numpy()
     score = result.class_score.numpy()
     correct = predicted == labels_t
