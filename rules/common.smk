@@ -228,6 +228,7 @@ def clip_pretrain_sets():
         {
             "model": config["clip"]["model"],
             "eval_templates": config["clip"]["templates"],
+            "eval_flip": config["clip"]["flip"],
             **config["clip"]["pretrain"]["overrides"],
         }
     )
