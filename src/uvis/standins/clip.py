@@ -582,7 +582,7 @@ def zero_shot_report(
     crops: list[np.ndarray],
     labels: np.ndarray,
     class_names: list[str],
-    templates: Sequence[str] = ("a photo of a {}.",),
+    templates: Sequence[str],
     flip: bool = False,
 ) -> dict[str, Any]:
     """Zero-shot accuracy of ``crops`` against ``labels`` (indices into ``class_names``), the
