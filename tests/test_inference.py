@@ -167,6 +167,8 @@ def test_refine_frame_queries_snaps_coarse_masks_to_the_object_and_keeps_holes()
     assert mask_iou(refined, ring) > 0.95
     assert not refined[23, 30]  # the ring's hole is not filled
     assert not (out.mask_logits[1] > 0).any()  # an empty mask stays empty
+    # The model's mask confidences survive the +-1 logits (tight cells at p sigmoid(0.5)).
+    np.testing.assert_allclose(out.mask_scores, [1 / (1 + np.exp(-0.5)), 0.0], rtol=1e-6)
     with pytest.raises(ValueError, match="image of size"):
         refine_frame_queries(frame, image[:40], "bilateral")
 
@@ -225,8 +227,17 @@ def test_cli_track_vis_and_errors(
         main([*argv, "--out", str(out), "--lam", "1", "--top-k", "2", "--no-progress", "--zip"])
         == 0
     )
-    assert len(json.loads(out.read_text())) == 2
+    plain = json.loads(out.read_text())
+    assert len(plain) == 2
     assert out.with_suffix(".zip").is_file()
+    ranked = tmp_path / "ranked.json"
+    assert main([*argv, "--out", str(ranked), "--lam", "1", "--mask-score", "--no-progress"]) == 0
+    # The flag reaches the tracker: scores shrink by the masks' confidences (<= 1, not all 1).
+    high, low = (
+        max(r["score"] for r in plain),
+        max(r["score"] for r in json.loads(ranked.read_text())),
+    )
+    assert 0 <= low < high
     capsys.readouterr()
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")

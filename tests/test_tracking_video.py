@@ -20,6 +20,7 @@ from uvis.schemas import TRACKS
 from uvis.tracking.mask_encoding import MaskEncoder
 from uvis.tracking.query_tracker import (
     QueryTracker,
+    mask_confidence,
     time_averaged_class_scores,
     top_k_pairs,
     track_video,
@@ -83,6 +84,50 @@ def test_time_averaged_scores_and_top_k_rules():
     assert [(p.track_id, p.class_index) for p in pairs] == [(1, 1), (0, 0), (1, 0), (0, 1)]
     with pytest.raises(ValueError):
         top_k_pairs(tied, 0)
+
+
+def test_mask_confidence_is_the_mean_probability_inside_the_mask():
+    # Query 0: logits ln 3 (p 0.75) on two cells, ln 9 (p 0.9) on one, negative elsewhere;
+    # query 1: nothing above 0 (empty mask: 0, whatever the probabilities outside).
+    logits = np.full((2, 2, 3), -2.0, np.float32)
+    logits[0, 0, :2] = np.log(3.0)
+    logits[0, 1, 2] = np.log(9.0)
+    logits[1, 0, 0] = -0.01
+    np.testing.assert_allclose(mask_confidence(logits), [(0.75 + 0.75 + 0.9) / 3, 0.0])
+
+
+def test_mask_score_ranks_confident_masks_first_and_falls_back_to_the_models_logits():
+    """Two tracks of equal class scores; track 1's masks are sure (p 0.9), track 0's hesitant
+    (p 0.6) in one frame and empty in the other: with ``mask_score`` the scores are
+    0.6 x 0.9 and 0.6 x 0.3 (class 1 of track 1, 0.3 x 0.9, comes between them), without it
+    the tie keeps query order."""
+    ln = np.log
+    logits = np.array([[ln(6), ln(3), 0.0], [ln(6), ln(3), 0.0]])
+    hesitant = np.full((4, 6), ln(0.6 / 0.4), np.float32)
+    sure = np.full((4, 6), ln(9.0), np.float32)
+    empty = -np.ones((4, 6), np.float32)
+    frames = [
+        frame(np.eye(2), logits, np.stack([hesitant, sure])),
+        frame(np.eye(2), logits, np.stack([empty, sure])),
+    ]
+    plain = track_video(frames, video_id=1, category_ids=[1, 2], top_k=2)
+    assert [(r.track_id, r.category_id) for r in plain] == [(0, 1), (1, 1)]
+    np.testing.assert_allclose([r.score for r in plain], [0.6, 0.6], rtol=1e-6)
+    ranked = track_video(frames, video_id=1, category_ids=[1, 2], top_k=3, mask_score=True)
+    assert [(r.track_id, r.category_id) for r in ranked] == [(1, 1), (1, 2), (0, 1)]
+    np.testing.assert_allclose(
+        [r.score for r in ranked], [0.6 * 0.9, 0.3 * 0.9, 0.6 * 0.3], rtol=1e-5
+    )
+    # Scores handed over with the frame (as output refinement keeps the model's) win over the
+    # mask logits: here they swap the tracks' confidences.
+    given = [
+        FrameQueries(f.embeddings, f.class_logits, f.mask_logits, f.frame_size, swap)
+        for f, swap in zip(frames, (np.array([0.9, 0.6]), np.array([0.9, 0.0])), strict=True)
+    ]
+    swapped = track_video(given, video_id=1, category_ids=[1, 2], top_k=1, mask_score=True)
+    assert (swapped[0].track_id, swapped[0].score) == (0, pytest.approx(0.6 * 0.9))
+    with pytest.raises(ValueError, match="mask_scores"):
+        FrameQueries(np.eye(2), logits, np.stack([sure, sure]), (4, 6), np.zeros(3))
 
 
 # --------------------------------------------------------------------------------------------

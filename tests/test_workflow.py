@@ -318,6 +318,7 @@ PREQUOTED = {
     "encoder",
     "flip",
     "mask_background",
+    "mask_score",
     "num_shards",
     "opts",
     "overrides",

@@ -26,6 +26,7 @@ def _segment(args: argparse.Namespace) -> int:
         lam=args.lam,
         refine=args.refine,
         refine_params=BilateralParams(bilateral_sigma_rgb=args.refine_sigma_rgb),
+        mask_score=args.mask_score,
         top_k=args.top_k,
         batch_size=args.batch_size,
     )

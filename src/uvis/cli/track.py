@@ -83,10 +83,11 @@ def _vis(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         refine=args.refine,
         refine_params=BilateralParams(bilateral_sigma_rgb=args.refine_sigma_rgb),
+        mask_score=args.mask_score,
     )
     print(
         f"track vis: {n} results (lambda={args.lam}, top-k={args.top_k}, "
-        f"refine={args.refine}) -> {args.out}"
+        f"refine={args.refine}, mask-score={args.mask_score}) -> {args.out}"
     )
     return 0
 
@@ -115,6 +116,13 @@ def add_tracking_options(p: argparse.ArgumentParser) -> None:
         default=CUTLER_SIGMA_RGB,
         help="colour bandwidth of --refine's appearance kernel, on 0-255 RGB (default "
         f"{CUTLER_SIGMA_RGB:g}, CutLER's)",
+    )
+    p.add_argument(
+        "--mask-score",
+        action="store_true",
+        help="rank (query, class) pairs by class score times the mask's mean foreground "
+        "probability, averaged over frames (Mask2Former's instance score; MinVIS and UVIS rank "
+        "by class score alone)",
     )
     p.add_argument("--batch-size", type=positive_int, default=8, help="frames per model forward")
     add_device_option(p)

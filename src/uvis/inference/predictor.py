@@ -87,6 +87,8 @@ class VideoPredictor:
         refine: output-mask post-processing (``"none"``: the model's masks; see
             :func:`uvis.inference.refine_frame_queries`).
         refine_params: the refinement CRF's constants (CutLER's by default).
+        mask_score: rank tracks by class score times mask confidence (Mask2Former's instance
+            score; :class:`~uvis.tracking.QueryTracker`), not by class score alone (MinVIS).
     """
 
     def __init__(
@@ -99,6 +101,7 @@ class VideoPredictor:
         batch_size: int = 8,
         refine: RefineMethod = "none",
         refine_params: BilateralParams | None = None,
+        mask_score: bool = False,
     ) -> None:
         if not 0.0 <= lam <= 1.0:
             raise ValueError(f"lam must lie in [0, 1], got {lam}")
@@ -107,6 +110,7 @@ class VideoPredictor:
         self.model, self.meta = model, meta
         self.lam, self.top_k, self.batch_size, self.refine = lam, top_k, batch_size, refine
         self.refine_params = refine_params
+        self.mask_score = mask_score
         self._names = {c.id: c.name for c in meta.categories}
 
     @classmethod
@@ -157,6 +161,7 @@ class VideoPredictor:
             category_ids=self.meta.category_ids,
             lam=self.lam,
             top_k=self.top_k,
+            mask_score=self.mask_score,
         )
         return [self._track(i, r) for i, r in enumerate(results)]
 

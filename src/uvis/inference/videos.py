@@ -17,7 +17,7 @@ from uvis.model.outputs import FrameQueries
 from uvis.progress import progress_bar
 from uvis.proposals.refine import BilateralParams, RefineMethod, refine_where_agreeing
 from uvis.tracking.mask_encoding import MaskEncoder
-from uvis.tracking.query_tracker import write_vis_results
+from uvis.tracking.query_tracker import mask_confidence, write_vis_results
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +45,9 @@ def refine_frame_queries(
     ring's hole is real), and kept where the refined mask agrees with it (IoU >=
     :data:`OUTPUT_REFINE_MIN_IOU`, :func:`~uvis.proposals.refine.refine_where_agreeing`). The
     returned frame's mask logits are +1 / -1 at the frame size, which tracking encodes
-    unchanged; embeddings and class logits are the model's. ``method="none"`` returns
-    ``frame`` itself.
+    unchanged; embeddings and class logits are the model's, and so are the mask confidences
+    (``mask_scores``, :func:`~uvis.tracking.mask_confidence` of the model's logits unless the
+    frame has them). ``method="none"`` returns ``frame`` itself.
     """
     if method == "none":
         return frame
@@ -58,7 +59,12 @@ def refine_frame_queries(
     refined = refine_where_agreeing(
         image, masks, method, fill_holes=False, min_iou=OUTPUT_REFINE_MIN_IOU, params=params
     )
-    return dataclasses.replace(frame, mask_logits=np.where(refined, 1.0, -1.0).astype(np.float32))
+    scores = frame.mask_scores
+    if scores is None:
+        scores = mask_confidence(frame.mask_logits)
+    return dataclasses.replace(
+        frame, mask_logits=np.where(refined, 1.0, -1.0).astype(np.float32), mask_scores=scores
+    )
 
 
 def image_queries(
@@ -131,13 +137,15 @@ def track_videos(
     progress: bool = True,
     refine: RefineMethod = "none",
     refine_params: BilateralParams | None = None,
+    mask_score: bool = False,
 ) -> int:
     """Track every video and write YouTube-VIS results (+ tracks Parquet, zip) atomically.
 
     ``lam`` is UVIS eq. 2's weight (1: plain MinVIS matching); ``top_k`` (query, class) pairs
     are kept per video; ``refine`` post-processes every frame's masks before tracking encodes
     them (:func:`refine_frame_queries` with the CRF's ``refine_params``; ``"none"``: the model's
-    masks, as MinVIS). Returns the number of results written.
+    masks, as MinVIS); ``mask_score`` ranks results by class score times mask confidence
+    (:class:`~uvis.tracking.QueryTracker`). Returns the number of results written.
     """
     bar = progress_bar(
         total=sum(len(v.paths) for v in videos), desc="track", unit="frame", disable=not progress
@@ -164,6 +172,7 @@ def track_videos(
             category_ids=category_ids,
             lam=lam,
             top_k=top_k,
+            mask_score=mask_score,
             zip_path=zip_path,
             tracks_path=tracks_path,
         )

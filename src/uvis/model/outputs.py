@@ -24,12 +24,17 @@ class FrameQueries:
         mask_logits: (Q, h, w) float32 mask logits at the model's output resolution, covering
             the resized input image (without padding).
         frame_size: (H, W) of the original frame, the size masks are resized to for output.
+        mask_scores: optional (Q,) confidence of each query's mask, for tracking's
+            ``mask_score`` ranking. None: tracking computes it from ``mask_logits``; set by a
+            post-processing that replaces the model's logits (output refinement) to keep the
+            model's confidence.
     """
 
     embeddings: np.ndarray
     class_logits: np.ndarray
     mask_logits: np.ndarray
     frame_size: tuple[int, int]
+    mask_scores: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         q = self.embeddings.shape[0]
@@ -43,6 +48,8 @@ class FrameQueries:
             raise ValueError(
                 f"mask_logits must be (Q={q}, h, w), got shape {self.mask_logits.shape}"
             )
+        if self.mask_scores is not None and self.mask_scores.shape != (q,):
+            raise ValueError(f"mask_scores must be (Q={q},), got shape {self.mask_scores.shape}")
         if len(self.frame_size) != 2 or min(self.frame_size) < 1:
             raise ValueError(f"frame_size must be (H, W) >= 1, got {self.frame_size}")
 

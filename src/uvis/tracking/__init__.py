@@ -20,7 +20,12 @@ from uvis.tracking.matching import (
     memory_reference,
     update_memory_mean,
 )
-from uvis.tracking.query_tracker import QueryTracker, track_video, write_vis_results
+from uvis.tracking.query_tracker import (
+    QueryTracker,
+    mask_confidence,
+    track_video,
+    write_vis_results,
+)
 from uvis.tracking.results import ResultsWriter, TrackFrame, TrackResult, write_results
 
 __all__ = [
@@ -33,6 +38,7 @@ __all__ = [
     "TrackingMemory",
     "deepsort_files",
     "load_pseudo_detections",
+    "mask_confidence",
     "match_queries",
     "memory_reference",
     "track_video",

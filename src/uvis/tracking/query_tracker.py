@@ -6,13 +6,15 @@ A per-frame query model hands over one :class:`~uvis.model.outputs.FrameQueries`
 1. the frame's query embeddings are matched to the tracks (:class:`TrackingMemory`: Hungarian
    matching on cosine similarity against the tracking memory, eqs. 2 and 3);
 2. the class logits are added to per-track sums, for the track class "softmax of the
-   time-averaged logits" (:func:`time_averaged_class_scores`);
+   time-averaged logits" (:func:`time_averaged_class_scores`), and, with ``mask_score``, the
+   masks' confidences (:func:`mask_confidence`) to per-track sums too;
 3. every track's mask is resized to the frame size, thresholded and written as RLE to a spool
    file (:class:`MaskSpool`), then the frame is dropped.
 
 The state kept in memory is a few (Q, D) and (Q, C + 1) arrays, whatever the video length. At
 the end of the video the top-k (track, class) pairs by score (:func:`top_k_pairs`, k = 10 as in
-MinVIS) become the video's results; their masks are read back from the spool. A track's frame
+MinVIS) become the video's results (with ``mask_score``, ranked by class score times the mean
+mask confidence, Mask2Former's per-image instance score over time); their masks are read back from the spool. A track's frame
 whose mask is empty is ``null`` in the results.
 
 :func:`track_video` does this for one video and returns the results; :func:`write_vis_results`
@@ -71,6 +73,20 @@ def time_averaged_class_scores(logit_sum: np.ndarray, num_frames: int) -> np.nda
     return softmax(logit_sum / num_frames, axis=1)[:, :-1]
 
 
+def mask_confidence(mask_logits: np.ndarray) -> np.ndarray:
+    """Each query's mask confidence (Q,): the mean foreground probability inside its mask.
+
+    ``mask_logits`` (Q, h, w); the mask is where the logit is > 0 (tracking's own rule), the
+    probability its sigmoid; an empty mask scores 0. Mask2Former multiplies its per-image
+    instance scores by this factor; MinVIS ranks by class scores alone.
+    """
+    logits = mask_logits.astype(np.float64)
+    inside = logits > 0
+    prob = np.where(inside, 1.0 / (1.0 + np.exp(-np.where(inside, logits, 0.0))), 0.0)
+    area = inside.sum(axis=(1, 2))
+    return prob.sum(axis=(1, 2)) / np.maximum(area, 1)
+
+
 def top_k_pairs(scores: np.ndarray, k: int) -> list[Selection]:
     """The ``k`` (track, class) pairs of highest score in ``scores`` (Q, C), best first.
 
@@ -96,7 +112,10 @@ class QueryTracker(Closing):
 
     ``category_ids[c]`` is the dataset category id of the model's class ``c`` (a model with
     another number of classes is a :class:`ConfigError` at the first frame). ``lam`` is eq. 2's
-    weight (1: plain MinVIS). The spool file lives in ``spool_dir``
+    weight (1: plain MinVIS). ``mask_score`` ranks the (track, class) pairs by class score times
+    the track's mask confidence averaged over the frames (:func:`mask_confidence`, a frame's
+    ``mask_scores`` where given; not MinVIS's rule, which ranks by class score alone). The spool
+    file lives in ``spool_dir``
     (default: the system's temporary folder) and is deleted by :meth:`close` (or the ``with``
     block). Problems with the model's outputs (NaN, a changing number of queries or classes,
     a changing frame size) raise :class:`DataError` naming the video and frame.
@@ -108,9 +127,11 @@ class QueryTracker(Closing):
         video_id: int,
         category_ids: Sequence[int],
         lam: float = DEFAULT_LAMBDA,
+        mask_score: bool = False,
         spool_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         check_lambda(lam)
+        self.mask_score = mask_score
         self.video_id = video_id
         self.category_ids = [int(c) for c in category_ids]
         self.num_frames = 0
@@ -119,6 +140,7 @@ class QueryTracker(Closing):
         self._spool: MaskSpool | None = None
         self._encoder: MaskEncoder | None = None
         self._logit_sum: np.ndarray | None = None
+        self._confidence_sum: np.ndarray | None = None
 
     def update(self, frame: FrameQueries) -> np.ndarray:
         """Add the next frame; returns its permutation into track order (``perm[track]``)."""
@@ -132,6 +154,17 @@ class QueryTracker(Closing):
             self._logit_sum = logits
         else:
             self._logit_sum += logits
+        if self.mask_score:
+            scores = frame.mask_scores
+            if scores is None:
+                scores = mask_confidence(frame.mask_logits)
+            if not np.isfinite(scores).all():
+                raise self._error("mask scores contain NaN or inf")
+            confidence = scores[perm].astype(np.float64)
+            if self._confidence_sum is None:
+                self._confidence_sum = confidence
+            else:
+                self._confidence_sum += confidence
         if self._encoder is None or self._encoder.logits_size != frame.mask_logits.shape[1:]:
             self._encoder = MaskEncoder(frame.mask_logits.shape[1:], frame.frame_size)
         if self._spool is None:
@@ -142,10 +175,14 @@ class QueryTracker(Closing):
         return perm
 
     def class_scores(self) -> np.ndarray:
-        """Current per-track class scores (Q, C) (:func:`time_averaged_class_scores`)."""
+        """Current per-track class scores (Q, C) (:func:`time_averaged_class_scores`), times
+        the tracks' mean mask confidence with ``mask_score``."""
         if self._logit_sum is None:
             raise ValueError(f"video {self.video_id}: no frames yet")
-        return time_averaged_class_scores(self._logit_sum, self.num_frames)
+        scores = time_averaged_class_scores(self._logit_sum, self.num_frames)
+        if self._confidence_sum is not None:
+            scores = scores * (self._confidence_sum / self.num_frames)[:, None]
+        return scores
 
     def select(self, top_k: int = DEFAULT_TOP_K) -> list[Selection]:
         """The video's top-k (track, class) pairs; none for a video without frames."""
@@ -211,16 +248,21 @@ def track_video(
     category_ids: Sequence[int],
     lam: float = DEFAULT_LAMBDA,
     top_k: int = DEFAULT_TOP_K,
+    mask_score: bool = False,
     spool_dir: str | os.PathLike[str] | None = None,
 ) -> list[TrackResult]:
     """Track one video's frames and return its top-k results, best first (frames as tuples).
 
     ``frames`` is consumed one at a time (a generator running the model window by window
     keeps memory bounded). ``result.ytvis()`` is the YouTube-VIS result object. A video with
-    no frames has no results.
+    no frames has no results. ``mask_score``: see :class:`QueryTracker`.
     """
     with QueryTracker(
-        video_id=video_id, category_ids=category_ids, lam=lam, spool_dir=spool_dir
+        video_id=video_id,
+        category_ids=category_ids,
+        lam=lam,
+        mask_score=mask_score,
+        spool_dir=spool_dir,
     ) as tracker:
         for frame in frames:
             tracker.update(frame)
@@ -234,6 +276,7 @@ def write_vis_results(
     category_ids: Sequence[int],
     lam: float = DEFAULT_LAMBDA,
     top_k: int = DEFAULT_TOP_K,
+    mask_score: bool = False,
     zip_path: str | os.PathLike[str] | None = None,
     tracks_path: str | os.PathLike[str] | None = None,
     spool_dir: str | os.PathLike[str] | None = None,
@@ -247,7 +290,11 @@ def write_vis_results(
     with ResultsWriter(results_path, zip_path=zip_path, tracks_path=tracks_path) as writer:
         for video_id, frames in videos:
             with QueryTracker(
-                video_id=video_id, category_ids=category_ids, lam=lam, spool_dir=spool_dir
+                video_id=video_id,
+                category_ids=category_ids,
+                lam=lam,
+                mask_score=mask_score,
+                spool_dir=spool_dir,
             ) as tracker:
                 for frame in frames:
                     tracker.update(frame)
