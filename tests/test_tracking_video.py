@@ -364,6 +364,12 @@ def test_model_output_problems_are_clear_errors():
     broken = FrameQueries(frames[1].embeddings, nan, frames[1].mask_logits, (8, 12))
     with pytest.raises(DataError, match="video 5, frame 1: class logits contain NaN"):
         track_video([frames[0], broken], video_id=5, category_ids=[1, 2])
+    f = frames[1]
+    scores = np.full(f.num_queries, np.nan)
+    unsure = FrameQueries(f.embeddings, f.class_logits, f.mask_logits, f.frame_size, scores)
+    track_video([frames[0], unsure], video_id=5, category_ids=[1, 2])  # unused without the flag
+    with pytest.raises(DataError, match="video 5, frame 1: mask scores contain NaN"):
+        track_video([frames[0], unsure], video_id=5, category_ids=[1, 2], mask_score=True)
     fewer = FrameQueries(frames[1].embeddings[:3], nan[:3], frames[1].mask_logits[:3], (8, 12))
     with pytest.raises(DataError, match="video 5, frame 1"):
         track_video([frames[0], fewer], video_id=5, category_ids=[1, 2])

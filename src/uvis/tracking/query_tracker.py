@@ -14,8 +14,8 @@ A per-frame query model hands over one :class:`~uvis.model.outputs.FrameQueries`
 The state kept in memory is a few (Q, D) and (Q, C + 1) arrays, whatever the video length. At
 the end of the video the top-k (track, class) pairs by score (:func:`top_k_pairs`, k = 10 as in
 MinVIS) become the video's results (with ``mask_score``, ranked by class score times the mean
-mask confidence, Mask2Former's per-image instance score over time); their masks are read back from the spool. A track's frame
-whose mask is empty is ``null`` in the results.
+mask confidence, Mask2Former's per-image instance score over time); their masks are read back
+from the spool. A track's frame whose mask is empty is ``null`` in the results.
 
 :func:`track_video` does this for one video and returns the results; :func:`write_vis_results`
 streams many videos into the results JSON, its ``.zip`` and the tracks Parquet.
@@ -115,8 +115,7 @@ class QueryTracker(Closing):
     weight (1: plain MinVIS). ``mask_score`` ranks the (track, class) pairs by class score times
     the track's mask confidence averaged over the frames (:func:`mask_confidence`, a frame's
     ``mask_scores`` where given; not MinVIS's rule, which ranks by class score alone). The spool
-    file lives in ``spool_dir``
-    (default: the system's temporary folder) and is deleted by :meth:`close` (or the ``with``
+    file lives in ``spool_dir`` (default: the system's temporary folder) and is deleted by :meth:`close` (or the ``with``
     block). Problems with the model's outputs (NaN, a changing number of queries or classes,
     a changing frame size) raise :class:`DataError` naming the video and frame.
     """
