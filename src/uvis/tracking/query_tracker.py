@@ -30,11 +30,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.special import softmax
+from scipy.special import expit, softmax
 
 from uvis.errors import ConfigError, DataError
 from uvis.io import Closing
-from uvis.tracking.mask_encoding import MaskEncoder
+from uvis.tracking.mask_encoding import MaskEncoder, binarise_logits
 from uvis.tracking.matching import TrackingMemory, check_lambda, normalise_queries
 from uvis.tracking.results import ResultsWriter, TrackFrame, TrackResult, materialise
 from uvis.tracking.spool import MaskSpool
@@ -80,11 +80,9 @@ def mask_confidence(mask_logits: np.ndarray) -> np.ndarray:
     probability its sigmoid; an empty mask scores 0. Mask2Former multiplies its per-image
     instance scores by this factor; MinVIS ranks by class scores alone.
     """
-    logits = mask_logits.astype(np.float64)
-    inside = logits > 0
-    prob = np.where(inside, 1.0 / (1.0 + np.exp(-np.where(inside, logits, 0.0))), 0.0)
-    area = inside.sum(axis=(1, 2))
-    return prob.sum(axis=(1, 2)) / np.maximum(area, 1)
+    inside = binarise_logits(mask_logits)
+    prob = np.where(inside, expit(mask_logits.astype(np.float64)), 0.0)
+    return prob.sum(axis=(1, 2)) / np.maximum(inside.sum(axis=(1, 2)), 1)
 
 
 def top_k_pairs(scores: np.ndarray, k: int) -> list[Selection]:
