@@ -36,9 +36,10 @@ VISIBLE_BINS = ((0.0, 0.5), (0.5, 0.8), (0.8, 0.95), (0.95, 1.01))
 
 
 def add_arguments(parser: argparse.ArgumentParser, *, split: str, video_stride: int) -> None:
-    """``WORLD CLIP.pt [--split] [--video-stride] [--model]``, with these defaults."""
+    """``WORLD CLIP.pt [CLIP2.pt ...] [--split] [--video-stride] [--model]``, with these
+    defaults; several checkpoints are scored as one ensemble (``create_clip``'s)."""
     parser.add_argument("world", type=Path)
-    parser.add_argument("clip", type=Path)
+    parser.add_argument("clip", type=Path, nargs="+")
     parser.add_argument("--split", default=split)
     parser.add_argument("--video-stride", type=int, default=video_stride)
     parser.add_argument("--model", default="uvis-clip-tiny")

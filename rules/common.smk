@@ -262,11 +262,29 @@ def ssl_weights_input(wildcards):
     return weights_inputs(config["ssl"]["weights"], SSL_STAND_IN)
 
 
+def clip_member_checkpoints():
+    """The stand-in's ensemble members after the first (`clip.members` - 1 files)."""
+    return [
+        f"{R}/models/clip-member{m}.pt" for m in range(1, config["clip"]["members"])
+    ]
+
+
+def clip_weights_list():
+    """Every CLIP checkpoint the clip_scores jobs load: the setting, or the stand-in's
+    members."""
+    if config["clip"]["weights"] == "embedded":
+        return [CLIP_STAND_IN, *clip_member_checkpoints()]
+    return [config["clip"]["weights"]]
+
+
 def clip_weights(wildcards=None):
-    return weights_path(config["clip"]["weights"], CLIP_STAND_IN)
+    """The clip_scores options naming the checkpoints (several: an ensemble)."""
+    return " ".join(f"--weights {q(w)}" for w in clip_weights_list())
 
 
 def clip_weights_input(wildcards):
+    if config["clip"]["weights"] == "embedded":
+        return clip_weights_list()
     return weights_inputs(config["clip"]["weights"], CLIP_STAND_IN)
 
 

@@ -32,11 +32,14 @@ rule pretrain_ssl:
 
 
 rule pretrain_clip:
-    """Embedded default only: the CLIP stand-in, trained contrastively with open_clip."""
+    """Embedded default only: the CLIP stand-in, trained contrastively with open_clip; with
+    clip.members > 1, that many trainings (seeds seed, seed + 1, ...), reported and scored as
+    one ensemble."""
     input:
         manifest=f"{WORLD}/manifest.json",
     output:
         ckpt=CLIP_STAND_IN,
+        members=clip_member_checkpoints(),
         report=f"{R}/models/clip.json",
     log:
         f"{R}/logs/pretrain_clip.log",
@@ -55,8 +58,9 @@ rule pretrain_clip:
         world=lambda wildcards, input: os.path.dirname(input.manifest),
         preset=config["clip"]["pretrain"]["preset"],
         sets=clip_pretrain_sets(),
+        member_outs=" ".join(f"--member-out {q(m)}" for m in clip_member_checkpoints()),
     shell:
-        "python -m uvis pretrain clip {params.corpus:q} {output.ckpt:q} "
+        "python -m uvis pretrain clip {params.corpus:q} {output.ckpt:q} {params.member_outs} "
         "--preset {params.preset:q} --eval-world {params.world:q} {params.sets} "
         "--threads {threads} --no-progress > {log:q} 2>&1"
 
@@ -222,7 +226,7 @@ rule clip_scores:
     params:
         vocabulary=vocabulary_args,
         model=config["clip"]["model"],
-        weights=clip_weights,
+        clip_weights=clip_weights,
         templates=" ".join(f"--template {q(t)}" for t in config["clip"]["templates"]),
         context=config["clip"]["context"],
         mask_background=(
@@ -240,7 +244,7 @@ rule clip_scores:
     shell:
         "python -m uvis pseudo clip-scores --frames {input.frames:q} "
         "--proposals {input.proposals:q} {params.vocabulary} --model {params.model:q} "
-        "--weights {params.weights:q} {params.templates} --context {params.context:q} "
+        "{params.clip_weights} {params.templates} --context {params.context:q} "
         "{params.mask_background} {params.flip} --batch-size {params.batch_size:q} "
         "{params.resize_mode} "
         "--threads {threads} --out {output:q} > {log:q} 2>&1"

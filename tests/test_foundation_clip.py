@@ -23,6 +23,7 @@ from uvis.errors import ConfigError, DataError
 from uvis.foundation.clip import (
     DEFAULT_TEMPLATES,
     ClipBundle,
+    ClipEnsemble,
     classify,
     create_clip,
     crop_regions,
@@ -39,6 +40,7 @@ from uvis.standins.clip import (
     random_resized_crops,
     read_captioned_corpus,
     train_clip,
+    train_clip_ensemble,
     video_object_crops,
 )
 
@@ -93,6 +95,39 @@ def test_checkpoint_round_trip_in_open_clip_formats(smoke_bundle, crops, tmp_pat
         assert loaded.logit_scale == pytest.approx(1 / 0.07)  # open_clip's initial temperature
     assert smoke_bundle.image_size == (32, 32) and smoke_bundle.embed_dim == 64
     assert smoke_bundle.tokenizer(["a photo of a star."]).shape == (1, 16)  # config's context
+
+
+def test_ensemble_cosines_are_the_members_mean(smoke_bundle, crops, tmp_path):
+    """Two checkpoints load as one model whose image-text cosines (hence zero-shot logits at
+    the shared scale) are the mean of the members'; one checkpoint in a list is that model."""
+    first = tmp_path / "a.pt"
+    torch.save(smoke_bundle.model.state_dict(), first)
+    torch.manual_seed(1)
+    other = create_clip(SMOKE, weights=None)
+    other.model.logit_scale.data.fill_(math.log(20.0))
+    second = tmp_path / "b.pt"
+    torch.save(other.model.state_dict(), second)
+
+    pair = create_clip(SMOKE, weights=[first, second])
+    assert isinstance(pair.model, ClipEnsemble)
+    assert pair.embed_dim == 2 * smoke_bundle.embed_dim == 128
+    assert pair.members == (first, second) and pair.weights == first
+    assert pair.logit_scale == pytest.approx((1 / 0.07 + 20.0) / 2)
+    members = [create_clip(SMOKE, weights=w) for w in (first, second)]
+    want = torch.stack(
+        [image_embeddings(m, crops) @ text_embeddings(m, NAMES).T for m in members]
+    ).mean(0)
+    img, txt = image_embeddings(pair, crops), text_embeddings(pair, NAMES)
+    torch.testing.assert_close(img.norm(dim=1), torch.ones(len(crops)))
+    torch.testing.assert_close(img @ txt.T, want, rtol=1e-5, atol=1e-6)
+
+    single = create_clip(SMOKE, weights=[first])
+    assert not isinstance(single.model, ClipEnsemble) and single.members == (first,)
+    assert torch.equal(image_embeddings(single, crops), image_embeddings(members[0], crops))
+    with pytest.raises(ConfigError, match="empty list"):
+        create_clip(SMOKE, weights=[])
+    with pytest.raises(MissingWeightsError, match=r"nothing\.pt"):
+        create_clip(SMOKE, weights=[first, tmp_path / "nothing.pt"])
 
 
 def test_wrong_architecture_names_file_and_keys(smoke_bundle, tmp_path):
@@ -361,6 +396,40 @@ def test_weight_average_is_what_is_saved_and_leaves_training_alone(smoke_world, 
     assert any(not torch.allclose(slow_state[k], plain_state[k]) for k in floats)
 
 
+def test_ensemble_training_reports_the_ensemble(smoke_world, tmp_path):
+    """Member 0 is the single training bit for bit, member 1 another seed's; the report's
+    quality is the two scored as one model, each member's kept beside it."""
+    corpus = smoke_world / "corpora" / "captioned"
+    cfg = ClipTrainConfig.preset("smoke", epochs=2)
+    single = train_clip(corpus, tmp_path / "single.pt", cfg, progress=False)
+    outs = [tmp_path / "ens" / "clip.pt", tmp_path / "ens" / "clip-member1.pt"]
+    report = train_clip_ensemble(corpus, outs, cfg, eval_world=smoke_world, progress=False)
+
+    states = [
+        torch.load(p, weights_only=True)["state_dict"] for p in (*outs, tmp_path / "single.pt")
+    ]
+    assert all(torch.equal(states[0][k], states[2][k]) for k in states[2])
+    assert any(not torch.equal(states[0][k], states[1][k]) for k in states[2])
+    assert [m["seed"] for m in report["members"]] == [cfg.seed, cfg.seed + 1]
+    assert report["members"][0]["quality"]["heldout_corpus"] == single["quality"]["heldout_corpus"]
+    on_disk = json.loads(outs[0].with_suffix(".json").read_text())
+    assert on_disk["checkpoint"] == [str(p) for p in outs]
+    assert json.loads(outs[1].with_suffix(".json").read_text())["member"] == 1
+    # The reported quality is the ensemble's, measured again here by hand.
+    from uvis.synth import CATEGORIES
+
+    pair = create_clip(SMOKE, weights=outs, resize_mode=cfg.eval_resize_mode)
+    found = video_object_crops(smoke_world, cfg.eval_context, cfg.eval_min_area)
+    text = text_embeddings(pair, found.names, cfg.eval_templates)
+    pred = classify(image_embeddings(pair, found.masked), text, pair.logit_scale).class_index
+    assert len(found.names) == len(CATEGORIES)
+    assert on_disk["quality"]["video_crops_masked_mean"]["accuracy"] == pytest.approx(
+        float((pred.numpy() == found.labels).mean())
+    )
+    with pytest.raises(ValueError, match="distinct"):
+        train_clip_ensemble(corpus, [outs[0], outs[0]], cfg, progress=False)
+
+
 def test_cli_pretrain_clip(smoke_world, tmp_path, capsys):
     out = tmp_path / "clip.pt"
     args = build_parser().parse_args(
@@ -492,3 +561,22 @@ def test_video_object_crops_of_a_split_with_sizes_and_visible_fractions(tiny_ytv
     assert video_object_crops(world, 0.0, 7, split="train").sides.tolist() == [5, 5]
     with pytest.raises(ValueError, match="video_stride"):
         video_object_crops(world, 0.0, 5, split="train", video_stride=0)
+
+
+def test_cli_pretrain_clip_members_and_clashing_paths(smoke_world, tmp_path, capsys):
+    corpus = str(smoke_world / "corpora" / "captioned")
+    out, member = tmp_path / "clip.pt", tmp_path / "clip-member1.pt"
+    common = ("--preset", "smoke", "--set", "epochs=1", "--threads", "1", "--no-progress")
+    args = build_parser().parse_args(
+        ["pretrain", "clip", corpus, str(out), "--member-out", str(member), *common]
+    )
+    assert args.func(args) == 0
+    assert "ensemble of 2" in capsys.readouterr().out
+    assert (
+        member.is_file() and len(json.loads(out.with_suffix(".json").read_text())["members"]) == 2
+    )
+    from uvis.cli import main
+
+    assert main(["pretrain", "clip", corpus, str(out), "--member-out", str(out), *common]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: pretrain clip:") and "distinct" in err and "\n" not in err

@@ -152,3 +152,34 @@ def test_cli_runs_the_stage(tmp_path, bundle, capsys):
     )
     assert code == 0 and "6 proposals on 3 frames" in capsys.readouterr().out
     assert set(pq.read_table(out).column("class_id").to_pylist()) <= {1, 2, 3}
+
+
+def test_cli_scores_with_an_ensemble_of_checkpoints(tmp_path, bundle):
+    """Two --weights: the stored embeddings are the ensemble's (twice the width), and each
+    proposal's class is the argmax of the members' mean cosine."""
+    from uvis.cli import main
+
+    fi, props = make_inputs(tmp_path)
+    paths = [tmp_path / "a.pt", tmp_path / "b.pt"]
+    torch.save(bundle.model.state_dict(), paths[0])
+    torch.manual_seed(7)
+    torch.save(create_clip("uvis-clip-smoke", weights=None).model.state_dict(), paths[1])
+    out = tmp_path / "o.parquet"
+    weights = [a for p in paths for a in ("--weights", str(p))]
+    base = ["pseudo", "clip-scores", "--frames", str(fi), "--proposals", str(props)]
+    voc = ["--vocabulary", "circle,star,heart", "--model", "uvis-clip-smoke"]
+    assert main([*base, "--out", str(out), *voc, *weights]) == 0
+    table = pq.read_table(out)
+    emb = np.asarray(table.column("embedding").to_pylist(), dtype=np.float32)
+    assert emb.shape[1] == 2 * bundle.embed_dim
+
+    members = [create_clip("uvis-clip-smoke", weights=p) for p in paths]
+    image = np.asarray(Image.open(tmp_path / "2.png").convert("RGB"))
+    p = pq.read_table(props)
+    last = p.filter(pa.compute.equal(p.column("frame_index"), 2))
+    crops = crop_regions(image, np.asarray(last.column("box").to_pylist()), context=0.1)
+    cos = sum(
+        image_embeddings(m, crops) @ text_embeddings(m, ["circle", "star", "heart"]).T
+        for m in members
+    )
+    assert table.column("class_id").to_pylist()[-3:] == (cos.argmax(1) + 1).tolist()

@@ -94,6 +94,25 @@ def test_dry_run_builds_the_default_dag(tmp_path):
         assert f"rule {rule}:" in out
 
 
+@pytest.mark.parametrize("members", [1, 3])
+def test_clip_members_are_trained_and_all_scored(tmp_path, members):
+    """clip.members stand-ins: one pretrain_clip job writes them all, and every clip_scores
+    job loads every one of them (an ensemble), so changing the number reruns both."""
+    args = overlay(tmp_path / "o.yaml", {"results": str(tmp_path), "clip": {"members": members}})
+    out = snakemake("-n", "-F", "-p", *args).stdout
+    extra = [f"{tmp_path}/synth/models/clip-member{m}.pt" for m in range(1, members)]
+    pretrain = [line for line in out.splitlines() if "uvis pretrain clip" in line]
+    assert len(pretrain) == 1
+    assert pretrain[0].count("--member-out") == members - 1
+    assert all(f"--member-out {path}" in pretrain[0] for path in extra)
+    scoring = [line for line in out.splitlines() if "uvis pseudo clip-scores" in line]
+    assert scoring
+    for line in scoring:
+        assert line.count("--weights") == members
+        assert f"--weights {tmp_path}/synth/models/clip.pt" in line
+        assert all(f"--weights {path}" in line for path in extra)
+
+
 @pytest.mark.parametrize(
     ("override", "names"),
     [
@@ -314,11 +333,13 @@ def test_smoke_run_end_to_end_and_param_reruns(tmp_path):
 PREQUOTED = {
     "args",
     "backbone",
+    "clip_weights",
     "drop_groups",
     "encoder",
     "flip",
     "mask_background",
     "mask_score",
+    "member_outs",
     "num_shards",
     "opts",
     "overrides",

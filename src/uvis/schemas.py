@@ -285,7 +285,8 @@ CLIP_SCORES = Artefact(
         "class_score": "Softmax probability of that class over the vocabulary at CLIP's logit "
         "scale (the quantity thresholded at 0.7; raw CLIP cosines are ~0.2-0.35).",
         "embedding": "L2-normalised CLIP image embedding of the crop, float16, fixed length D "
-        "(the model's embedding width) in a file.",
+        "(the model's embedding width; for an ensemble of K checkpoints, the members' "
+        "normalised embeddings concatenated and divided by sqrt(K)) in a file.",
     },
 )
 

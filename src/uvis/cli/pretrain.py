@@ -16,6 +16,7 @@ from pathlib import Path
 
 from uvis.cli.types import add_device_option, add_set_option, positive_int
 from uvis.devices import resolve_device
+from uvis.errors import ConfigError
 from uvis.presets import parse_overrides
 
 
@@ -198,14 +199,17 @@ def _pretrain_clip(args: argparse.Namespace) -> int:
     """Run ``uvis pretrain clip``; print a one-line summary."""
     import torch
 
-    from uvis.standins.clip import ClipTrainConfig, train_clip
+    from uvis.standins.clip import ClipTrainConfig, train_clip_ensemble
 
     cfg = ClipTrainConfig.preset(args.preset, **parse_overrides(args.set))
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    report = train_clip(
+    outs = [args.out, *(args.member_out or [])]
+    if len({p.resolve() for p in outs}) != len(outs):
+        raise ConfigError(f"pretrain clip: OUT.pt and --member-out must be distinct files: {outs}")
+    report = train_clip_ensemble(
         args.corpus_dir,
-        args.out,
+        outs,
         cfg,
         eval_world=args.eval_world,
         progress=not args.no_progress,
@@ -218,6 +222,8 @@ def _pretrain_clip(args: argparse.Namespace) -> int:
             f"video crops {quality['video_crops']['accuracy']:.1%} "
             f"({quality['video_crops_masked_mean']['accuracy']:.1%} with masked background)"
         )
+    if len(outs) > 1:
+        parts.append(f"ensemble of {len(outs)}")
     print(
         f"pretrain clip: {cfg.model}, {cfg.epochs} epochs in {report['train_seconds']:.0f} s, "
         f"final loss {report['log'][-1]['loss']:.3f}; zero-shot accuracy {', '.join(parts)} "
@@ -248,6 +254,14 @@ def _register_clip(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         metavar="DIR",
         help="synthetic world whose ytvis/valid object crops the zero-shot accuracy is measured on",
+    )
+    p.add_argument(
+        "--member-out",
+        type=Path,
+        action="append",
+        metavar="PATH.pt",
+        help="train one more ensemble member (seed + 1, + 2, ...) into PATH.pt (repeatable); "
+        "OUT.json then reports the ensemble, which clip-scores loads from all the files",
     )
     _add_device_arguments(p)
     p.set_defaults(func=_pretrain_clip)

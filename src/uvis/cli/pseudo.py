@@ -115,7 +115,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     voc.add_argument("--categories-json", type=Path, help="vocabulary of a YouTube-VIS JSON")
     voc.add_argument("--vocabulary", help="file with one name per line, or a comma-separated list")
     c.add_argument("--model", required=True, help="open_clip model name")
-    c.add_argument("--weights", required=True, help="open_clip checkpoint file or known name")
+    c.add_argument(
+        "--weights",
+        required=True,
+        action="append",
+        help="open_clip checkpoint file or known name; repeat it to score with the ensemble of "
+        "several checkpoints of the architecture",
+    )
     c.add_argument("--template", action="append", help="prompt template with {} (repeatable)")
     c.add_argument(
         "--context", type=finite_float, default=0.1, help="crop margin, fraction of box size"

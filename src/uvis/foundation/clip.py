@@ -11,13 +11,19 @@ local file in open_clip's checkpoint format, resolved by :func:`uvis.foundation.
 resolve_weights`; open_clip's ``pretrained`` *tags* and ``hf-hub:`` names, which download, are
 never passed on. The embedded stand-in trained by :mod:`uvis.standins.clip` is saved in
 the same format, so the loader below is what runs in tests and in the default pipeline.
+
+Several checkpoints of one architecture load as one model (:class:`ClipEnsemble`, by passing
+:func:`create_clip` a sequence of weights): the embedded default ensembles two stand-ins
+trained with different seeds, whose errors are partly independent.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
+import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -68,7 +74,8 @@ class ClipBundle:
     open_clip's tokenizer for the model (BPE vocabulary shipped with the package, padded to the
     model's context length), ``logit_scale`` the learned temperature as a multiplier
     (``exp`` of the stored parameter; 100 for the released CLIP models). ``weights`` is the file
-    the weights came from (``None``: randomly initialised).
+    the weights came from (``None``: randomly initialised); for an ensemble the first member's,
+    and ``members`` lists every member's file (one entry for a single model).
     """
 
     model_name: str
@@ -83,6 +90,35 @@ class ClipBundle:
     logit_scale: float
     device: torch.device
     weights: Path | None
+    members: tuple[Path | None, ...] = ()
+
+
+class ClipEnsemble(torch.nn.Module):
+    """CLIP models of one architecture used as one model, with open_clip's ``encode_image`` and
+    ``encode_text``.
+
+    An embedding is the concatenation of the members' L2-normalised embeddings divided by
+    ``sqrt(K)``: a unit vector whose cosine with another such vector is the mean of the K
+    members' cosines, so zero-shot logits are the members' mean logits (at a shared logit scale)
+    and everything downstream (prompt ensembling, flip averaging, prototypes) works unchanged
+    on the ``K * D``-wide embeddings.
+    """
+
+    def __init__(self, members: Sequence[torch.nn.Module]) -> None:
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError(f"an ensemble needs at least 2 members, got {len(members)}")
+        self.members = torch.nn.ModuleList(members)
+
+    def _join(self, features: list[torch.Tensor]) -> torch.Tensor:
+        joined = torch.cat([F.normalize(f.float(), dim=-1) for f in features], dim=-1)
+        return joined / math.sqrt(len(features))
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        return self._join([m.encode_image(images) for m in self.members])
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self._join([m.encode_text(tokens) for m in self.members])
 
 
 class CropLabels(NamedTuple):
@@ -124,6 +160,41 @@ def model_config(model_name: str) -> dict[str, Any]:
 
 
 def create_clip(
+    model_name: str,
+    *,
+    weights: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None,
+    device: str | torch.device = "cpu",
+    resize_mode: str | None = None,
+) -> ClipBundle:
+    """Build open_clip model ``model_name`` and load ``weights``; return it ready for inference.
+
+    ``weights`` is one checkpoint (described below) or a sequence of them: two or more are
+    loaded alike and joined into a :class:`ClipEnsemble`, the bundle's ``logit_scale`` the
+    members' mean and its ``embed_dim`` K times the architecture's.
+
+    Raises:
+        ConfigError: an empty sequence of weights; otherwise as :func:`create_one_clip`.
+    """
+    if weights is None or isinstance(weights, (str, os.PathLike)):
+        return create_one_clip(model_name, weights=weights, device=device, resize_mode=resize_mode)
+    bundles = [
+        create_one_clip(model_name, weights=w, device=device, resize_mode=resize_mode)
+        for w in weights
+    ]
+    if not bundles:
+        raise ConfigError("CLIP weights: an empty list; give one checkpoint or several")
+    if len(bundles) == 1:
+        return bundles[0]
+    return dataclasses.replace(
+        bundles[0],
+        model=ClipEnsemble([b.model for b in bundles]).eval(),
+        embed_dim=bundles[0].embed_dim * len(bundles),
+        logit_scale=float(np.mean([b.logit_scale for b in bundles])),
+        members=tuple(b.weights for b in bundles),
+    )
+
+
+def create_one_clip(
     model_name: str,
     *,
     weights: str | os.PathLike[str] | None,
@@ -182,6 +253,7 @@ def create_clip(
         logit_scale=float(model.logit_scale.detach().exp().item()),
         device=device,
         weights=path,
+        members=(path,),
     )
 
 
