@@ -27,7 +27,7 @@ minutes; numbers are held-out zero-shot accuracy, chance 10 %):
   the video object crops the pipeline scores keeps rising to about 100 epochs: on the valid
   crops of world seeds 1 and 2 (masked background), 69.9 -> 84.9 % and 85.9 -> 89.7 % from 40
   to 100 epochs; 150 epochs gave 85.1 % on seed 1 (``benchmarks/RESULTS.md``).
-* Two members (:func:`train_clip_ensemble`, the default run's ``clip.pretrain.members``):
+* Two members (:func:`train_clip_ensemble`, the workflow setting ``clip.members``):
   trainings with different seeds differ by up to 2 points on the video crops and err on partly
   different crops; two of them scored as one model beat their members' mean on all six pairs
   tried on world seeds 1-3 (+0.3 to +1.8 points with ``lowres_prob`` 0.3, +1.2 to +2.1
