@@ -268,3 +268,35 @@ def test_steps_are_epochs_of_clips_capped_at_max_steps():
     assert TagVisConfig.preset("paper").max_steps == 0
     with pytest.raises(ConfigError, match="max_steps"):
         TagVisConfig(max_steps=-1)
+
+
+def test_inference_clip_length_is_a_setting_checked_against_the_temporal_stride(world, tmp_path):
+    cfg = config()  # smoke: 4-frame training clips, temporal stride 2
+    model = TagVisNet(cfg, 10).eval()
+    meta = TagVisMeta(
+        config=cfg,
+        categories=tuple(Category(i + 1, f"c{i}") for i in range(10)),
+        class_counts=(1,) * 10,
+        iteration=0,
+    )
+    videos = frame_index_videos(world / "frames/valid.parquet")
+    seen: list[int] = []
+    model.register_forward_hook(lambda _m, args, _out: seen.append(args[0].shape[2]))
+    for setting, frames in ((0, cfg.clip_frames), (6, 6)):
+        seen.clear()
+        summary = infer_videos(
+            model,
+            meta,
+            videos,
+            InferenceConfig(min_area=0.0, clip_frames=setting),
+            results_path=tmp_path / f"r{setting}.json",
+        )
+        assert seen == [frames] * len(videos)
+        assert summary.speed["clip_frames"] == frames
+    with pytest.raises(ConfigError, match="multiple of the model's temporal stride 2, got 5"):
+        infer_videos(
+            model, meta, videos, InferenceConfig(clip_frames=5), results_path=tmp_path / "r.json"
+        )
+    assert not (tmp_path / "r.json").exists()
+    with pytest.raises(ConfigError, match="clip_frames"):
+        InferenceConfig(clip_frames=-1)

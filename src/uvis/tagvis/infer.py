@@ -4,7 +4,8 @@ For each video (Kini & Shah, §IV "Inference"):
 
 1. **One clip.** ``T`` evenly spaced frames, first and last included, resized to the model's
    input size (:func:`~uvis.tagvis.clips.inference_frame_indices`); a shorter video repeats
-   frames.
+   frames. ``T`` is the training clip's length unless ``clip_frames`` sets another (the
+   network is convolutional in time and its attention spans any number of frames).
 2. **Instances from tags** (:func:`clip_instances`). The semantic branch gives the foreground
    (pixels whose background probability is under one half; ``foreground``); the tags of the foreground pixels of
    all ``T`` frames are clustered together by 1-D mean-shift (:mod:`uvis.tagvis.clustering`;
@@ -53,7 +54,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from uvis import masks
-from uvis.errors import UvisError
+from uvis.errors import ConfigError, UvisError
 from uvis.inference.videos import VideoFrames
 from uvis.io import atomic_write_bytes, atomic_write_json
 from uvis.presets import check_settings
@@ -62,6 +63,7 @@ from uvis.synth.writers import davis_frame_name, encode_palette_png
 from uvis.tagvis.checkpoint import TagVisMeta
 from uvis.tagvis.clips import inference_frame_indices, read_clip
 from uvis.tagvis.clustering import cluster_tags
+from uvis.tagvis.config import TagVisConfig
 from uvis.tagvis.model import TagVisNet
 from uvis.tracking.results import ResultsWriter, TrackFrame, TrackResult
 
@@ -93,6 +95,9 @@ class InferenceConfig:
             whose single most probable class is not the background. While the classes are
             uncertain (ten classes at 0.07 each and background at 0.3: an object pixel with
             70 % object probability), ``argmax`` calls object pixels background.
+        clip_frames: frames of the inference clip; 0 (the default): the training clip's
+            ``clip_frames``. Any other value must be a multiple of the model's temporal stride.
+            A clip of at least the video's length segments every frame (no interpolation).
     """
 
     bandwidth: float = 0.25
@@ -101,6 +106,7 @@ class InferenceConfig:
     foreground: str = "mass"
     max_instances: int = DAVIS_MAX_OBJECTS
     classes_per_instance: int = 1
+    clip_frames: int = 0
 
     def __post_init__(self) -> None:
         checks = {
@@ -109,8 +115,25 @@ class InferenceConfig:
             "max_instances": 1 <= self.max_instances <= DAVIS_MAX_OBJECTS,
             "classes_per_instance": self.classes_per_instance >= 1,
             "foreground": self.foreground in FOREGROUND_RULES,
+            "clip_frames": self.clip_frames >= 0,
         }
         check_settings(self, checks, "tagvis inference")
+
+    def frames_for(self, model_config: TagVisConfig) -> int:
+        """The inference clip's length for a model trained with ``model_config``.
+
+        Raises:
+            ConfigError: when ``clip_frames`` is not a multiple of the model's temporal stride.
+        """
+        if self.clip_frames == 0:
+            return model_config.clip_frames
+        stride = model_config.temporal_stride
+        if self.clip_frames % stride:
+            raise ConfigError(
+                f"tagvis inference setting 'clip_frames' must be a multiple of the model's "
+                f"temporal stride {stride}, got {self.clip_frames}"
+            )
+        return self.clip_frames
 
 
 @dataclass(frozen=True, eq=False)
@@ -262,7 +285,7 @@ def segment_video(
     """The instances of ``video`` in all its frames, and the seconds the model took."""
     config = meta.config
     size = (int(config.input_size[0]), int(config.input_size[1]))
-    indices = inference_frame_indices(len(video.paths), config.clip_frames)
+    indices = inference_frame_indices(len(video.paths), cfg.frames_for(config))
     clip = read_clip([video.paths[i] for i in indices], video.height, video.width, size)
     began = time.perf_counter()
     prediction = predict_clip(model, clip)
@@ -347,6 +370,7 @@ def infer_videos(
     alone, outputs back on the CPU), ``device`` and ``threads``.
     """
     device = next(model.parameters()).device
+    clip_frames = cfg.frames_for(meta.config)
     category_ids = [c.id for c in meta.categories]
     davis_tmp = None
     if davis_dir is not None:
@@ -385,7 +409,7 @@ def infer_videos(
     speed = {
         "frames": frames,
         "videos": len(videos),
-        "clip_frames": meta.config.clip_frames,
+        "clip_frames": clip_frames,
         "seconds": round(seconds, 3),
         "fps": round(frames / seconds, 2) if seconds > 0 else None,
         "model_seconds": round(model_seconds, 3),
