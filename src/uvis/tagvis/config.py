@@ -6,8 +6,10 @@ overrides of this class (``tagvis.variants`` in ``config.yaml``), saved with eac
 
 Presets (the field defaults are ``default``):
 
-* ``default`` - the embedded synthetic world at one CPU thread, about 5 CPU minutes (600
-  steps of 2 clips, about 0.47 CPU-s each): a narrow three-stage (2+1)D ResNet from scratch,
+* ``default`` - the embedded synthetic world at one CPU thread, about 14 CPU minutes (1,500
+  steps of 2 clips, about 0.55 CPU-s each; 600 steps until the sixteenth session, whose
+  measurements on world seeds 1 and 2 found DAVIS J&F 50.8 / 51.9 at 600 and 58.0 / 60.1 at
+  1,500 steps, benchmarks/RESULTS.md): a narrow three-stage (2+1)D ResNet from scratch,
   clips of 8 frames at the world's 96 x 128, features at stride 4. Adam at 2e-3 after 20
   steps of linear warm-up, falling along a half cosine to 0, not the paper's constant 1e-4,
   which is for fine-tuning a pretrained encoder: from scratch, 150 steps at 1e-4 left a
@@ -146,8 +148,8 @@ class TagVisConfig:
     Optimisation (:mod:`uvis.tagvis.train`):
         epochs: passes over the training videos, one clip per video each.
         max_steps: at most this many steps (0: no cap), whatever the number of videos: the
-            default world's 600 training videos would otherwise make 20 epochs ten times the
-            600 steps the default recipe was measured at (on 60 videos).
+            default world's 600 training videos would otherwise make 20 epochs four times the
+            default recipe's 1,500 steps.
         batch_size: clips per step. lr: Adam's learning rate (the paper's 1e-4).
         lr_schedule: ``constant``, or ``cosine``: after ``warmup_steps`` of linear warm-up
             the rate falls along a half cosine to 0 at the last step (:func:`learning_rate`).
@@ -190,7 +192,7 @@ class TagVisConfig:
     link_iou: float = 0.5
     link_gap: int = 2
     epochs: int = 20
-    max_steps: int = 600
+    max_steps: int = 1500
     batch_size: int = 2
     lr: float = 2e-3
     lr_schedule: str = "cosine"
