@@ -62,6 +62,17 @@ def config(**overrides) -> TagVisConfig:
     return TagVisConfig.preset("smoke", epochs=2, device="cpu", **overrides)  # 4 steps
 
 
+def untrained(cfg: TagVisConfig) -> tuple[TagVisNet, TagVisMeta]:
+    """A randomly initialised model of ``cfg`` for ten classes, in eval mode, and its meta."""
+    meta = TagVisMeta(
+        config=cfg,
+        categories=tuple(Category(i + 1, f"c{i}") for i in range(10)),
+        class_counts=(1,) * 10,
+        iteration=0,
+    )
+    return TagVisNet(cfg, 10).eval(), meta
+
+
 def test_resumed_training_ends_with_the_weights_of_an_uninterrupted_run(world, tmp_path):
     data = training_set(world)
     whole = train_tagvis(data, config(), tmp_path / "whole", progress=False)
@@ -221,15 +232,9 @@ def test_clip_samples_are_reproducible_and_consistent(world):
 
 def test_a_diverged_model_is_an_error_not_silent_instances(world, tmp_path):
     cfg = config()
-    model = TagVisNet(cfg, 10).eval()
+    model, meta = untrained(cfg)
     with torch.no_grad():
         model.tag_generator.head.bias.fill_(float("nan"))
-    meta = TagVisMeta(
-        config=cfg,
-        categories=tuple(Category(i + 1, f"c{i}") for i in range(10)),
-        class_counts=(1,) * 10,
-        iteration=0,
-    )
     videos = frame_index_videos(world / "frames/valid.parquet")
     with pytest.raises(UvisError, match="tags are not finite"):
         infer_videos(model, meta, videos, InferenceConfig(), results_path=tmp_path / "r.json")
@@ -272,13 +277,7 @@ def test_steps_are_epochs_of_clips_capped_at_max_steps():
 
 def test_inference_clip_length_is_a_setting_checked_against_the_temporal_stride(world, tmp_path):
     cfg = config()  # smoke: 4-frame training clips, temporal stride 2
-    model = TagVisNet(cfg, 10).eval()
-    meta = TagVisMeta(
-        config=cfg,
-        categories=tuple(Category(i + 1, f"c{i}") for i in range(10)),
-        class_counts=(1,) * 10,
-        iteration=0,
-    )
+    model, meta = untrained(cfg)
     videos = frame_index_videos(world / "frames/valid.parquet")
     seen: list[int] = []
     model.register_forward_hook(lambda _m, args, _out: seen.append(args[0].shape[2]))
