@@ -79,6 +79,11 @@ def test_ytvis_config_without_valid_ground_truth_makes_server_zips(name, tiny_yt
     trainings = [line for line in proc.stdout.splitlines() if "-m uvis train " in line]
     assert len(trainings) == 2 + jobs["train_tagvis"]
     assert all("--preset paper" in line for line in trainings)
+    # The papers' masks: config.yaml's output refinement (embedded world only) is switched off.
+    inferences = [line for line in proc.stdout.splitlines() if "-m uvis infer tagvis" in line]
+    assert inferences and all('refine="none"' in line for line in inferences)
+    tracks = [line for line in proc.stdout.splitlines() if "-m uvis track vis" in line]
+    assert tracks and all("--refine none" in line for line in tracks)
 
 
 def test_holdout_gives_local_metrics(tiny_ytvis, tmp_path):

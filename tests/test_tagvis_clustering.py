@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+from PIL import Image
 
+from conftest import noisy_square
+from uvis.data.frame_index import VideoFrames
 from uvis.errors import ConfigError
+from uvis.proposals.refine import mask_iou
 from uvis.tagvis.clustering import cluster_tags, density_modes, tag_density
 from uvis.tagvis.infer import (
     ClipPrediction,
     InferenceConfig,
     clip_instances,
     interpolate_masks,
+    refine_video_masks,
     shift_mask,
 )
 
@@ -200,3 +207,26 @@ def test_foreground_is_where_the_classes_together_outweigh_the_background() -> N
     assert clip_instances(prediction, argmax, prior_class=0) == []
     with pytest.raises(ConfigError, match="foreground"):
         InferenceConfig(foreground="all")
+
+
+def test_refined_masks_snap_to_each_frames_colour_edges(tmp_path: Path) -> None:
+    image, square_mask, coarse = noisy_square()
+    paths = []
+    for t in range(2):
+        paths.append(str(tmp_path / f"{t}.png"))
+        Image.fromarray(image).save(paths[-1])  # lossless: the test image exactly
+    video = VideoFrames(video_id=1, name="v", paths=tuple(paths), height=32, width=40)
+    # One instance, coarse (2 px too wide on every side) in frame 0 and absent in frame 1.
+    masks_ = [np.stack([coarse, np.zeros_like(coarse)])]
+    assert refine_video_masks(masks_, video, "none", 20.0) is masks_
+    (snapped,) = refine_video_masks(masks_, video, "bilateral", 20.0)
+    np.testing.assert_array_equal(snapped[0], square_mask)
+    assert not snapped[1].any()  # an empty mask stays empty
+    np.testing.assert_array_equal(masks_[0][0], coarse)  # the input is not modified
+    # The colour bandwidth is the setting's: CutLER's 5 does not pull the coarse mask back.
+    (narrow,) = refine_video_masks(masks_, video, "bilateral", 5.0)
+    assert mask_iou(narrow[0], square_mask) < 0.95
+    with pytest.raises(ConfigError, match="refine"):
+        InferenceConfig(refine="crf")
+    with pytest.raises(ConfigError, match="refine_sigma_rgb"):
+        InferenceConfig(refine_sigma_rgb=0.0)
