@@ -299,3 +299,22 @@ def test_inference_clip_length_is_a_setting_checked_against_the_temporal_stride(
     assert not (tmp_path / "r.json").exists()
     with pytest.raises(ConfigError, match="clip_frames"):
         InferenceConfig(clip_frames=-1)
+
+
+def test_top_k_keeps_the_best_instance_class_pairs_of_each_video(world, tmp_path):
+    model, meta = untrained(config())
+    videos = frame_index_videos(world / "frames/valid.parquet")
+    per_video = {}
+    for top_k in (0, 2):
+        path = tmp_path / f"k{top_k}.json"
+        cfg = InferenceConfig(min_area=0.0, classes_per_instance=3, top_k=top_k)
+        infer_videos(model, meta, videos, cfg, results_path=path)
+        rows: dict[int, list[tuple[float, int]]] = {}
+        for r in json.loads(path.read_text()):
+            rows.setdefault(r["video_id"], []).append((r["score"], r["category_id"]))
+        per_video[top_k] = {v: sorted(rs, reverse=True) for v, rs in rows.items()}
+    everything, kept = per_video[0], per_video[2]
+    assert any(len(pairs) > 2 for pairs in everything.values())  # the premise: more than 2
+    assert kept == {v: pairs[:2] for v, pairs in everything.items()}
+    with pytest.raises(ConfigError, match="top_k"):
+        InferenceConfig(top_k=-1)

@@ -20,9 +20,9 @@ For each video (Kini & Shah, §IV "Inference"):
 3. **Class and score.** With the semantic branch an instance's class is the class of highest
    mean probability over its pixels, and its **score is that mean probability** (in [0, 1];
    ``classes_per_instance`` > 1 reports the next classes too, as separate results with their
-   own mean probabilities). Without it the class is the most frequent training class and the
-   score is the instance's tag compactness, the fraction of its pixels whose tag is within one
-   bandwidth of its mode. At most ``max_instances`` instances (by score) are kept per video.
+   own mean probabilities; ``top_k`` keeps the best of those per video). Without it the class
+   is the most frequent training class and the score is the instance's tag compactness, the
+   fraction of its pixels whose tag is within one bandwidth of its mode. At most ``max_instances`` instances (by score) are kept per video.
 4. **Every frame.** Instance masks are upsampled to the frame size (bilinear on the 0/1 mask,
    threshold 0.5). Frames between two clip frames ``a < f < b`` get the interpolation of the
    two masks (:func:`interpolate_masks`): each is shifted along the line between their
@@ -94,6 +94,10 @@ class InferenceConfig:
         max_instances: instances kept per video, by score (DAVIS allows 20).
         classes_per_instance: results per instance in the YouTube-VIS output, one per class,
             the most probable first.
+        top_k: when above 0, of those results only the ``top_k`` of highest score per video
+            are written (YouTube-VIS output only): with ``classes_per_instance`` = the number of
+            classes, the (instance, class) pairs UVIS's tracking reports (``tracking.top_k``,
+            :func:`~uvis.tracking.query_tracker.top_k_pairs`). 0 (the default): all of them.
         foreground: which pixels are grouped: ``mass``, those whose background probability is
             under one half (the classes together are more probable), or ``argmax``, those
             whose single most probable class is not the background. While the classes are
@@ -114,6 +118,7 @@ class InferenceConfig:
     foreground: str = "mass"
     max_instances: int = DAVIS_MAX_OBJECTS
     classes_per_instance: int = 1
+    top_k: int = 0
     clip_frames: int = 0
     refine: str = "none"
     refine_sigma_rgb: float = 5.0
@@ -124,6 +129,7 @@ class InferenceConfig:
             "min_area": 0 <= self.min_area < 1,
             "max_instances": 1 <= self.max_instances <= DAVIS_MAX_OBJECTS,
             "classes_per_instance": self.classes_per_instance >= 1,
+            "top_k": self.top_k >= 0,
             "foreground": self.foreground in FOREGROUND_RULES,
             "clip_frames": self.clip_frames >= 0,
             "refine": self.refine in REFINE_METHODS,
@@ -356,8 +362,11 @@ def davis_ids(instances: VideoInstances) -> np.ndarray:
     return ids
 
 
-def _track_results(instances: VideoInstances, category_ids: Sequence[int]) -> list[TrackResult]:
-    """YouTube-VIS results of a video, one per (instance, class), by decreasing score."""
+def _track_results(
+    instances: VideoInstances, category_ids: Sequence[int], top_k: int = 0
+) -> list[TrackResult]:
+    """YouTube-VIS results of a video, one per (instance, class), by decreasing score; the
+    first ``top_k`` of them when ``top_k`` > 0."""
     video = instances.video
     results = []
     for track, (stack, classes) in enumerate(zip(instances.masks, instances.classes, strict=True)):
@@ -374,7 +383,7 @@ def _track_results(instances: VideoInstances, category_ids: Sequence[int]) -> li
                 )
             )
     results.sort(key=lambda r: -r.score)
-    return results
+    return results[:top_k] if top_k > 0 else results
 
 
 @dataclass(frozen=True)
@@ -430,7 +439,7 @@ def infer_videos(
                 found, seconds = segment_video(model, meta, video, cfg)
                 model_seconds += seconds
                 instances += len(found.masks)
-                for result in _track_results(found, category_ids):
+                for result in _track_results(found, category_ids, cfg.top_k):
                     writer.add(result)
                 if davis_tmp is not None:
                     for t, ids in enumerate(davis_ids(found)):
