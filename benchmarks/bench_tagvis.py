@@ -19,6 +19,11 @@ space-time split) and with ``split_components`` - and prints per run:
 * **class accuracy**: share of ground-truth object pixels whose most probable non-background
   class is their class, and the mean probability of the true class on object pixels.
 
+With ``full`` and other variants, a table follows: each ablation's J&F (paper's inference)
+minus ``full``'s on every world, and the mean and range of that gap over the worlds (Table
+III's ordering; one training per world and variant, so the range across worlds is the spread
+to compare the gap with).
+
 ``WORLD/{train,valid}.parquet`` (frame indexes) are written if missing. The last line is all
 figures as JSON.
 """
@@ -201,7 +206,27 @@ def main() -> None:
             f"p(true) {row['true_class_prob']:.2f}",
             flush=True,
         )
+    gaps = ablation_gaps(rows)
+    if gaps:
+        print("ablation | J&F minus full per world | mean gap | range")
+        for variant, per_world in gaps.items():
+            values = list(per_world.values())
+            cells = ", ".join(f"{w} {g:+.1f}" for w, g in per_world.items())
+            print(
+                f"{variant} | {cells} | {np.mean(values):+.1f} | "
+                f"{min(values):+.1f} .. {max(values):+.1f}"
+            )
     print(json.dumps(rows))
+
+
+def ablation_gaps(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """J&F (paper's inference) of each non-``full`` variant minus ``full``'s, per world."""
+    full = {r["world"]: r["JF_tags"] for r in rows if r["variant"] == "full"}
+    gaps: dict[str, dict[str, float]] = {}
+    for r in rows:
+        if r["variant"] != "full" and r["world"] in full:
+            gaps.setdefault(r["variant"], {})[r["world"]] = r["JF_tags"] - full[r["world"]]
+    return gaps
 
 
 if __name__ == "__main__":
