@@ -22,7 +22,8 @@ For each video (Kini & Shah, §IV "Inference"):
    ``classes_per_instance`` > 1 reports the next classes too, as separate results with their
    own mean probabilities; ``top_k`` keeps the best of those per video). Without it the class
    is the most frequent training class and the score is the instance's tag compactness, the
-   fraction of its pixels whose tag is within one bandwidth of its mode. At most ``max_instances`` instances (by score) are kept per video.
+   fraction of its pixels whose tag is within one bandwidth of its mode. At most
+   ``max_instances`` instances (by score) are kept per video.
 4. **Every frame.** Instance masks are upsampled to the frame size (bilinear on the 0/1 mask,
    threshold 0.5). Frames between two clip frames ``a < f < b`` get the interpolation of the
    two masks (:func:`interpolate_masks`): each is shifted along the line between their
