@@ -7,16 +7,17 @@ For each video (Kini & Shah, §IV "Inference"):
    frames. ``T`` is the training clip's length unless ``clip_frames`` sets another (the
    network is convolutional in time and its attention spans any number of frames).
 2. **Instances from tags** (:func:`clip_instances`). The semantic branch gives the foreground
-   (pixels whose background probability is under one half; ``foreground``); the tags of the foreground pixels of
-   all ``T`` frames are clustered together by 1-D mean-shift (:mod:`uvis.tagvis.clustering`;
-   ``bandwidth``), so one cluster is one instance in every frame: no separate tracking. This
-   is the paper's inference and the default (what Table III's rows measure). Tags alone
-   cannot tell apart two objects whose tags came out alike; where they lie apart in
-   space-time, the option ``split_components`` (uvis's addition, off by default) makes each
-   connected part of a cluster (6-connectivity over the clip's frames) an instance of its
-   own, as STEm-Seg's embeddings, which carry space-time coordinates, separate such objects. Clusters and parts under ``min_area`` of a
-   frame are dropped. Without the semantic branch every pixel is clustered and the cluster
-   holding most of the frames' border pixels is the background.
+   (pixels whose background probability is under one half; ``foreground``); the tags of the
+   foreground pixels of all ``T`` frames are clustered together by 1-D mean-shift
+   (:mod:`uvis.tagvis.clustering`; ``bandwidth``), so one cluster is one instance in every
+   frame: no separate tracking. This is the paper's inference and the default (what Table
+   III's rows measure). Tags alone cannot tell apart two objects whose tags came out alike;
+   where they lie apart in space-time, the option ``split_components`` (uvis's addition, off
+   by default) makes each connected part of a cluster (6-connectivity over the clip's frames)
+   an instance of its own, as STEm-Seg's embeddings, which carry space-time coordinates,
+   separate such objects. Clusters and parts under ``min_area`` of a frame are dropped.
+   Without the semantic branch every pixel is clustered and the cluster holding most of the
+   frames' border pixels is the background.
 3. **Class and score.** With the semantic branch an instance's class is the class of highest
    mean probability over its pixels, and its **score is that mean probability** (in [0, 1];
    ``classes_per_instance`` > 1 reports the next classes too, as separate results with their
