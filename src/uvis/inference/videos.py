@@ -30,6 +30,25 @@ def frame_index_videos(frame_index: str | os.PathLike[str]) -> list[VideoFrames]
     return FrameIndex.read(frame_index).videos()
 
 
+def refine_output_masks(
+    image: np.ndarray,
+    masks: np.ndarray,
+    method: RefineMethod = "bilateral",
+    params: BilateralParams | None = None,
+) -> np.ndarray:
+    """A model's output masks ``(K, H, W)`` snapped to the colour edges of ``image``.
+
+    Not part of MinVIS, UVIS or the tag paper: the post-processing uvis offers for models whose
+    masks are coarse. The CRF's ``params`` (CutLER's constants by default), no hole filling (a
+    ring's hole is real), and a refined mask kept only where it agrees with its own (IoU >=
+    :data:`OUTPUT_REFINE_MIN_IOU`, :func:`~uvis.proposals.refine.refine_where_agreeing`).
+    Returns a new ``(K, H, W)`` bool array.
+    """
+    return refine_where_agreeing(
+        image, masks, method, fill_holes=False, min_iou=OUTPUT_REFINE_MIN_IOU, params=params
+    )
+
+
 def refine_frame_queries(
     frame: FrameQueries,
     image: np.ndarray,
@@ -40,14 +59,12 @@ def refine_frame_queries(
 
     Not part of MinVIS or UVIS: an output post-processing for models whose mask logits are
     coarse (Mask2Former predicts them at a quarter of its input size). Each query's mask is
-    resized and binarised by the tracker's own rule (:meth:`MaskEncoder.resize`, logit > 0),
-    refined with the CRF's ``params`` (CutLER's constants by default) without hole filling (a
-    ring's hole is real), and kept where the refined mask agrees with it (IoU >=
-    :data:`OUTPUT_REFINE_MIN_IOU`, :func:`~uvis.proposals.refine.refine_where_agreeing`). The
-    returned frame's mask logits are +1 / -1 at the frame size, which tracking encodes
-    unchanged; embeddings and class logits are the model's, and so are the mask confidences
-    (``mask_scores``, :func:`~uvis.tracking.mask_confidence` of the model's logits unless the
-    frame has them). ``method="none"`` returns ``frame`` itself.
+    resized and binarised by the tracker's own rule (:meth:`MaskEncoder.resize`, logit > 0)
+    and refined by :func:`refine_output_masks` with the CRF's ``params``. The returned frame's
+    mask logits are +1 / -1 at the frame size, which tracking encodes unchanged; embeddings and
+    class logits are the model's, and so are the mask confidences (``mask_scores``,
+    :func:`~uvis.tracking.mask_confidence` of the model's logits unless the frame has them).
+    ``method="none"`` returns ``frame`` itself.
     """
     if method == "none":
         return frame
@@ -56,9 +73,7 @@ def refine_frame_queries(
         raise ValueError(f"image of size {image.shape[:2]} for a frame of size {(height, width)}")
     encoder = MaskEncoder(frame.mask_logits.shape[1:], frame.frame_size)
     masks = np.stack([encoder.resize(logits) > 0 for logits in frame.mask_logits])
-    refined = refine_where_agreeing(
-        image, masks, method, fill_holes=False, min_iou=OUTPUT_REFINE_MIN_IOU, params=params
-    )
+    refined = refine_output_masks(image, masks, method, params)
     scores = frame.mask_scores
     if scores is None:
         scores = mask_confidence(frame.mask_logits)

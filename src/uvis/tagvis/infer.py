@@ -60,11 +60,11 @@ from scipy import ndimage
 from uvis import masks
 from uvis.data.frames import read_frame
 from uvis.errors import ConfigError, UvisError
-from uvis.inference.videos import OUTPUT_REFINE_MIN_IOU, VideoFrames
+from uvis.inference.videos import VideoFrames, refine_output_masks
 from uvis.io import atomic_write_bytes, atomic_write_json
 from uvis.presets import check_settings
 from uvis.progress import progress_bar
-from uvis.proposals.refine import REFINE_METHODS, BilateralParams, refine_where_agreeing
+from uvis.proposals.refine import REFINE_METHODS, BilateralParams
 from uvis.synth.writers import davis_frame_name, encode_palette_png
 from uvis.tagvis.checkpoint import TagVisMeta
 from uvis.tagvis.clips import inference_frame_indices, read_clip
@@ -296,10 +296,9 @@ def refine_video_masks(
 
     Not in the tag paper: the masks come at the model's feature stride (4 by default), and
     upsampling leaves blocky edges. Each frame's masks are refined as UVIS's output masks
-    are (:func:`~uvis.proposals.refine.refine_where_agreeing` with CutLER's CRF constants but
-    the colour bandwidth ``sigma_rgb``, no hole filling, a refined mask kept only at IoU >=
-    :data:`~uvis.inference.videos.OUTPUT_REFINE_MIN_IOU` with its own). ``method="none"``
-    returns ``masks_`` unchanged.
+    are (:func:`~uvis.inference.videos.refine_output_masks`: CutLER's CRF constants but the
+    colour bandwidth ``sigma_rgb``, no hole filling, a refined mask kept only where it agrees
+    with its own). ``method="none"`` returns ``masks_`` unchanged.
     """
     if method == "none" or not masks_:
         return masks_
@@ -307,13 +306,11 @@ def refine_video_masks(
     params = BilateralParams(bilateral_sigma_rgb=sigma_rgb)
     for f, path in enumerate(video.paths):
         if stacked[:, f].any():
-            stacked[:, f] = refine_where_agreeing(
+            stacked[:, f] = refine_output_masks(
                 read_frame(path, video.height, video.width),
                 stacked[:, f],
                 method,  # type: ignore[arg-type]  # checked against REFINE_METHODS
-                fill_holes=False,
-                min_iou=OUTPUT_REFINE_MIN_IOU,
-                params=params,
+                params,
             )
     return list(stacked)
 
