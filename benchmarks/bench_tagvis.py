@@ -17,7 +17,10 @@ space-time split) and with ``split_components`` - and prints per run:
   the share of object pairs at least ``margin`` apart; and the **spread** (mean standard
   deviation of an object's pixel tags);
 * **class accuracy**: share of ground-truth object pixels whose most probable non-background
-  class is their class, and the mean probability of the true class on object pixels.
+  class is their class, and the mean probability of the true class on object pixels; and per
+  instance (``instances``): share of ground-truth instances whose whole region (in the clip)
+  the model names right, with the classifier the inference uses (the instance class head, or
+  the mean of the pixel probabilities).
 
 With ``full`` and other variants, a table follows: each ablation's J&F (paper's inference)
 minus ``full``'s on every world, and the mean and range of that gap over the worlds (Table
@@ -100,6 +103,7 @@ def tag_diagnostics(model: torch.nn.Module, cfg: TagVisConfig, world: Path) -> d
     size = (int(cfg.input_size[0]), int(cfg.input_size[1]))
     min_gaps, pairs_ok, pairs, spreads = [], 0, 0, []
     correct, total, true_prob = 0, 0, 0.0
+    named, instances = 0, 0  # ground-truth instances whose region the model classifies right
     for video in video_targets(data, cfg.link_iou, cfg.link_gap):
         first = video.frames[0]
         idx = inference_frame_indices(video.length, cfg.clip_frames)
@@ -112,10 +116,15 @@ def tag_diagnostics(model: torch.nn.Module, cfg: TagVisConfig, world: Path) -> d
         inst, sem = resize_labels(inst, size), resize_labels(sem, size)
         means = []
         for n in range(1, len(tracks) + 1):
-            values = pred.tags[inst == n]
+            region = inst == n
+            values = pred.tags[region]
             if values.size:
                 means.append(values.mean())
                 spreads.append(values.std())
+            if values.size and pred.probs is not None:
+                scores = pred.classify(region) if pred.classify else pred.probs[1:, region].mean(1)
+                named += int(np.argmax(scores) + 1 == np.bincount(sem[region]).argmax())
+                instances += 1
         gaps = [abs(a - b) for a, b in itertools.combinations(means, 2)]
         if gaps:
             min_gaps.append(min(gaps))
@@ -133,6 +142,7 @@ def tag_diagnostics(model: torch.nn.Module, cfg: TagVisConfig, world: Path) -> d
         "tag_spread": float(np.mean(spreads)) if spreads else float("nan"),
         "class_accuracy": correct / total if total else float("nan"),
         "true_class_prob": true_prob / total if total else float("nan"),
+        "instance_class_accuracy": named / instances if instances else float("nan"),
     }
 
 
@@ -203,7 +213,7 @@ def main() -> None:
             f"{row['AP_tags']:.1f} | split: J&F {row['JF_split']:.1f} AP {row['AP_split']:.1f} | "
             f"min gap {row['min_gap_median']:.2f}, pairs >= G {row['pairs_at_margin']:.2f}, "
             f"spread {row['tag_spread']:.2f} | class acc {row['class_accuracy']:.2f}, "
-            f"p(true) {row['true_class_prob']:.2f}",
+            f"p(true) {row['true_class_prob']:.2f}, instances {row['instance_class_accuracy']:.2f}",
             flush=True,
         )
     gaps = ablation_gaps(rows)

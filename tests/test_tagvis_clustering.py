@@ -108,6 +108,31 @@ def test_clip_instances_follow_tags_across_frames_with_semantic_classes_and_scor
     assert second.classes == ((0, pytest.approx(0.5)), (2, pytest.approx(0.2)))
 
 
+def test_the_instance_heads_classes_replace_the_pixel_means_at_the_foreground_mass() -> None:
+    tags, ids = two_objects()
+    probs = np.zeros((4, *ids.shape))
+    probs[0] = 0.9
+    probs[1:] = 0.1 / 3
+    a, b = ids == 1, ids == 2
+    probs[:, a] = np.array([0.2, 0.7, 0.05, 0.05])[:, None]  # pixels say class 0 for both
+    probs[:, b] = np.array([0.4, 0.5, 0.05, 0.05])[:, None]
+    seen = []
+
+    def classify(region: np.ndarray) -> np.ndarray:  # the head: class 2 for A, class 1 for B
+        seen.append(region.copy())
+        return np.array([0.1, 0.1, 0.8]) if region[a].all() else np.array([0.3, 0.6, 0.1])
+
+    cfg = InferenceConfig(bandwidth=0.5, min_area=0.0, classes_per_instance=2)
+    found = clip_instances(ClipPrediction(tags=tags, probs=probs, classify=classify), cfg, 0)
+    assert len(found) == 2 and len(seen) == 2
+    assert sorted(int(r.sum()) for r in seen) == sorted([int(a.sum()), int(b.sum())])
+    first, second = found  # A: 0.8 x foreground mass 0.8 = 0.64; B: 0.6 x 0.6 = 0.36
+    np.testing.assert_array_equal(first.masks, a)
+    assert first.classes == ((2, pytest.approx(0.64)), (0, pytest.approx(0.08)))
+    np.testing.assert_array_equal(second.masks, b)
+    assert second.classes == ((1, pytest.approx(0.36)), (0, pytest.approx(0.18)))
+
+
 def test_without_semantic_branch_the_border_cluster_is_background() -> None:
     tags, _ = two_objects()
     found = clip_instances(

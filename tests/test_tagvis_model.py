@@ -18,12 +18,13 @@ from uvis.tagvis.data import ClipSample
 from uvis.tagvis.losses import TERMS
 from uvis.tagvis.model import (
     R2Plus1DEncoder,
+    RoiClassHead,
     TagAttention,
     TagVisNet,
     create_tagvis_model,
     load_r2plus1d_weights,
 )
-from uvis.tagvis.train import clip_losses, semantic_cross_entropy
+from uvis.tagvis.train import clip_losses, instance_cross_entropy, semantic_cross_entropy
 
 torch.set_num_threads(1)
 
@@ -38,6 +39,7 @@ ABLATIONS = {
     "tag_attention_connector": {"tag_attention": False, "tag_connector": False},
     "self_attention_connector": {"self_attention": False, "self_connector": False},
     "semantic_branch": {
+        "class_head": "pixels",
         "tag_attention": False,
         "tag_connector": False,
         "self_attention": False,
@@ -53,7 +55,7 @@ REMOVED = {
     "self_attention": {"self_attention"},
     "tag_attention_connector": {"tag_attention"},
     "self_attention_connector": {"self_attention"},
-    "semantic_branch": {"tag_attention", "self_attention", "decoder"},
+    "semantic_branch": {"tag_attention", "self_attention", "decoder", "class_head"},
 }
 
 
@@ -131,7 +133,7 @@ def test_location_embedding_makes_tags_depend_on_position() -> None:
 
 @pytest.mark.parametrize("term", TERMS)
 def test_each_loss_switch_removes_its_term_from_the_total(term: str) -> None:
-    cfg = smoke()
+    cfg = smoke(class_head="pixels")  # the paper's loss alone
     torch.manual_seed(0)
     model = TagVisNet(cfg, NUM_CLASSES)
     video = clip(cfg, batch=1)
@@ -148,7 +150,7 @@ def test_each_loss_switch_removes_its_term_from_the_total(term: str) -> None:
     batch = [ClipSample(video[0], semantic, pixels, torch.ones(2, frames, dtype=torch.bool))]
     out = model(video)
     full = clip_losses(out, batch, cfg)
-    without = clip_losses(out, batch, smoke(**{term: False}))
+    without = clip_losses(out, batch, smoke(class_head="pixels", **{term: False}))
     assert without[term].item() == pytest.approx(full[term].item())  # still logged
     assert without["loss"].item() == pytest.approx(
         full["loss"].item() - full[term].item(), rel=1e-5
@@ -162,6 +164,84 @@ def test_each_loss_switch_removes_its_term_from_the_total(term: str) -> None:
     assert semantic_off["loss"].item() == pytest.approx(
         sum(semantic_off[t].item() for t in TERMS), rel=1e-5
     )
+
+
+def test_instance_cross_entropy_reads_each_visible_instances_class_from_its_pixels() -> None:
+    semantic = torch.zeros(2, 2, 3, dtype=torch.long)
+    semantic[1, 0, 2] = 3  # instance 1: class 2, visible in frame 1 only, at pixel 2
+    semantic[:, 1, 0] = 1  # instance 2: class 0, pixel 3 of both frames
+    pixels = torch.tensor([[[5], [5]], [[0], [2]], [[3], [3]], [[0], [0]]])
+    present = torch.tensor([[True, True], [False, True], [True, True], [False, False]])
+    logits = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
+    loss, count = instance_cross_entropy(logits, semantic, pixels, present)
+    assert count == 2  # background (0) and the absent instance (3) left out
+    expected = F.cross_entropy(logits[1:3], torch.tensor([2, 0]), reduction="sum")
+    torch.testing.assert_close(loss, expected)
+
+
+def test_the_roi_class_head_adds_its_loss_over_the_clips_instance_masks() -> None:
+    cfg = smoke(class_head="rois")
+    torch.manual_seed(0)
+    model = TagVisNet(cfg, NUM_CLASSES)
+    video = clip(cfg, batch=1)
+    frames, (h, w) = cfg.clip_frames, cfg.input_size
+    ids = torch.zeros(frames, h, w, dtype=torch.long)
+    ids[:, : h // 2] = 1  # instance 1 (class 1) the top half, instance 2 (class 2) one block
+    ids[1:, h - 6 : h - 2, 4:9] = 2
+    semantic = torch.where(ids == 0, 0, ids + 1)
+    pixels = torch.stack(
+        [
+            torch.arange(4).repeat(frames, 1) + (h - 1) * w,  # bottom row: background
+            torch.arange(4).repeat(frames, 1),  # top row
+            torch.full((frames, 4), (h - 4) * w + 5),
+        ]
+    )
+    present = torch.ones(3, frames, dtype=torch.bool)
+    present[2, 0] = False
+    batch = [ClipSample(video[0], semantic, pixels, present, ids)]
+    out = model(video)
+    losses = clip_losses(out, batch, cfg, model.class_head)
+    masks = ids[None] == torch.arange(3)[:, None, None, None]
+    logits = model.class_head(tuple(m[0] for m in out.class_features), masks)
+    assert logits.shape == (3, NUM_CLASSES)
+    expected = F.cross_entropy(logits[1:], torch.tensor([1, 2]))
+    torch.testing.assert_close(losses["instance_cross_entropy"], expected)
+    assert losses["loss"].item() == pytest.approx(
+        losses["cross_entropy"].item() + expected.item() + sum(losses[t].item() for t in TERMS),
+        rel=1e-5,
+    )
+    with pytest.raises(ValueError, match="class_head"):
+        clip_losses(out, batch, cfg)
+    with pytest.raises(ValueError, match="instance map"):
+        clip_losses(out, [ClipSample(video[0], semantic, pixels, present)], cfg, model.class_head)
+    assert "class_head" not in modules(TagVisNet(smoke(class_head="pixels"), NUM_CLASSES))
+    with pytest.raises(ConfigError, match="class_head"):
+        smoke(**{**ABLATIONS["semantic_branch"], "class_head": "rois"})
+    with pytest.raises(ConfigError, match="class_head"):
+        smoke(class_head="boxes")
+
+
+def test_roi_head_reads_each_instances_box_wherever_it_is_and_averages_its_frames() -> None:
+    torch.manual_seed(0)
+    head = RoiClassHead(in_channels=2, dim=4, num_classes=3, size=8).eval()
+    pattern = torch.randn(2, 5, 4)  # an object's features, 5 x 4 cells, on a zero background
+    features = torch.zeros(2, 2, 16, 16)  # (C, t, h, w): two frames
+    masks = torch.zeros(3, 2, 16, 16, dtype=torch.bool)
+    features[:, 0, 2:7, 3:7] = pattern  # frame 0: at (2, 3)
+    features[:, 1, 9:14, 10:14] = pattern  # frame 1: the same object at (9, 10)
+    masks[0, 0, 2:7, 3:7] = True  # instance 0: frame 0 only
+    masks[1, 1, 9:14, 10:14] = True  # instance 1: frame 1 only
+    masks[2] = masks[0] | masks[1]  # instance 2: both frames
+    with torch.no_grad():
+        logits = head((features,), masks)
+        other = features.clone()
+        other[:, 1, 9:14, 10:14] = torch.randn(2, 5, 4)
+        changed = head((other,), masks[1:2])
+        empty = head((features,), torch.zeros_like(masks[:1]))
+    torch.testing.assert_close(logits[0], logits[1])  # a box is read wherever it is
+    torch.testing.assert_close(logits[2], (logits[0] + logits[1]) / 2)  # frames averaged
+    assert not torch.allclose(changed[0], logits[1])  # and what is in it matters
+    torch.testing.assert_close(empty[0], head.classifier.bias)
 
 
 def test_tag_attention_is_a_softmax_over_negative_squared_tag_distance() -> None:

@@ -86,7 +86,7 @@ def test_resumed_training_ends_with_the_weights_of_an_uninterrupted_run(world, t
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
     rows = (tmp_path / "split/metrics.csv").read_text().splitlines()
-    assert rows[0].startswith("iteration,loss,cross_entropy,spatial_intra")
+    assert rows[0].startswith("iteration,loss,cross_entropy,instance_cross_entropy,spatial_intra")
     assert [int(r.split(",")[0]) for r in rows[1:]] == [1, 2, 3, 4]
     # keep_checkpoints = 2 of the smoke preset's checkpoints every step.
     assert sorted(p.name for p in (tmp_path / "split").glob("checkpoint_*.pth")) == [

@@ -46,6 +46,8 @@ DEVICES = ("auto", "cpu", "cuda")
 LR_SCHEDULES = ("constant", "cosine")
 #: Pixel weightings of the cross-entropy (:func:`uvis.tagvis.train.semantic_cross_entropy`).
 SEMANTIC_WEIGHTINGS = ("pixels", "foreground")
+#: Where an instance's class comes from (:class:`uvis.tagvis.model.RoiClassHead`).
+CLASS_HEADS = ("pixels", "rois")
 #: Reductions of the tagging loss terms (:mod:`uvis.tagvis.losses`).
 REDUCTIONS = ("sum", "mean")
 #: Encoder widths and depths of torchvision's R(2+1)D-18 (its Kinetics weights fit only these).
@@ -75,6 +77,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "encoder_widths": R2PLUS1D_18_WIDTHS,
         "encoder_depths": R2PLUS1D_18_DEPTHS,
         "encoder_weights": "r2plus1d_18_kinetics",
+        "class_head": "pixels",
         "feature_dim": 128,
         "attention_dim": 64,
         "feature_stride": 8,
@@ -124,6 +127,13 @@ class TagVisConfig:
             instance with the most frequent training class (see :mod:`uvis.tagvis.infer`).
         spatial_intra, spatial_inter, temporal_grouping, temporal_separation: the four terms
             of the spatio-temporal tagging loss (eqs. 2-5).
+        class_head: ``pixels`` (the paper's, and the ``paper`` preset's: an instance's classes
+            are the mean of the semantic branch's per-pixel probabilities over its pixels) or
+            ``rois`` (the ``default`` and ``smoke`` presets'; uvis's addition: a small
+            classifier of crops of the instance's box in the encoder's finest stage, trained by
+            a cross-entropy per ground-truth instance beside the paper's loss; see
+            :class:`uvis.tagvis.model.RoiClassHead`). Needs the semantic branch, which still
+            gives the foreground.
 
     Loss:
         margin: G of eqs. 3 and 5 (the paper's 3).
@@ -179,6 +189,7 @@ class TagVisConfig:
     spatial_inter: bool = True
     temporal_grouping: bool = True
     temporal_separation: bool = True
+    class_head: str = "rois"
     margin: float = 3.0
     loss_reduction: str = "mean"
     semantic_weighting: str = "pixels"
@@ -226,6 +237,7 @@ class TagVisConfig:
             "margin": self.margin > 0,
             "loss_reduction": self.loss_reduction in REDUCTIONS,
             "semantic_weighting": self.semantic_weighting in SEMANTIC_WEIGHTINGS,
+            "class_head": self.class_head in CLASS_HEADS,
             "pixels_per_frame": self.pixels_per_frame >= 1,
             "clip_frames": self.clip_frames >= 1 and self.clip_frames % self.temporal_stride == 0,
             "input_size": len(self.input_size) == 2
@@ -269,6 +281,11 @@ class TagVisConfig:
             raise ConfigError(
                 "tagvis setting semantic=true needs tag_connector or self_connector: the "
                 "decoder would have no input"
+            )
+        if self.class_head != "pixels" and not self.semantic:
+            raise ConfigError(
+                f"tagvis setting class_head={self.class_head!r} needs semantic=true (the semantic branch "
+                "gives the foreground the instances are found in); set class_head='pixels'"
             )
 
     @property

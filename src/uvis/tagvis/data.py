@@ -135,12 +135,15 @@ class ClipSample:
     ``video`` ``(3, T, H, W)`` uint8 RGB; ``semantic`` ``(T, H, W)`` class per pixel (0
     background, ``c + 1`` for class ``c``); ``pixels`` ``(N, T, K)`` flat indices (``y * W +
     x``) of ``K`` pixels sampled per instance and frame, and ``present`` ``(N, T)`` where each
-    instance is visible. Instance 0 is the background (see :mod:`uvis.tagvis.losses`)."""
+    instance is visible. Instance 0 is the background (see :mod:`uvis.tagvis.losses`).
+    ``instances`` ``(T, H, W)``: the instance id of every pixel (what the instance class heads
+    of :mod:`uvis.tagvis.model` train on; ``None`` where a caller has no map)."""
 
     video: torch.Tensor
     semantic: torch.Tensor
     pixels: torch.Tensor
     present: torch.Tensor
+    instances: torch.Tensor | None = None
 
 
 def sample_instance_pixels(
@@ -243,4 +246,5 @@ class ClipSamples(Dataset):
             semantic=torch.from_numpy(np.ascontiguousarray(semantic)),
             pixels=torch.from_numpy(pixels),
             present=torch.from_numpy(present),
+            instances=torch.from_numpy(np.ascontiguousarray(instances)),
         )

@@ -24,7 +24,10 @@ For each video (Kini & Shah, §IV "Inference"):
    own mean probabilities; ``top_k`` keeps the best of those per video). Without it the class
    is the most frequent training class and the score is the instance's tag compactness, the
    fraction of its pixels whose tag is within one bandwidth of its mode. At most
-   ``max_instances`` instances (by score) are kept per video.
+   ``max_instances`` instances (by score) are kept per video. With the instance class head
+   (``class_head="rois"``, uvis's addition) the classes are the head's probabilities for the
+   instance's pixels, and each score that probability times the instance's mean foreground
+   probability (one minus the background's), which plays the part of the mean above.
 4. **Every frame.** Instance masks are upsampled to the frame size (bilinear on the 0/1 mask,
    threshold 0.5). Frames between two clip frames ``a < f < b`` get the interpolation of the
    two masks (:func:`interpolate_masks`): each is shifted along the line between their
@@ -47,7 +50,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -180,10 +183,12 @@ def border_pixels(shape: tuple[int, ...]) -> np.ndarray:
 class ClipPrediction:
     """The network's output for one clip, on the CPU: ``tags`` ``(T, h, w)`` and class
     probabilities ``probs`` ``(1 + C, T, h, w)`` (background first; ``None`` without the
-    semantic branch)."""
+    semantic branch). ``classify`` (the instance class head's, ``None`` without it) maps an
+    instance's pixels ``(T, h, w)`` (bool) to its class probabilities ``(C,)``."""
 
     tags: np.ndarray
     probs: np.ndarray | None
+    classify: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 def predict_clip(model: TagVisNet, clip: torch.Tensor) -> ClipPrediction:
@@ -194,7 +199,17 @@ def predict_clip(model: TagVisNet, clip: torch.Tensor) -> ClipPrediction:
     probs = None
     if output.logits is not None:
         probs = torch.softmax(output.logits[0].float(), dim=0).cpu().numpy()
-    return ClipPrediction(tags=output.tags[0].float().cpu().numpy(), probs=probs)
+    classify = None
+    if output.class_features is not None and model.class_head is not None:
+        head, maps = model.class_head, tuple(m[0].float() for m in output.class_features)
+
+        def classify(region: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                logits = head(maps, torch.from_numpy(region).to(device)[None])[0]
+                return torch.softmax(logits.float(), dim=0).cpu().numpy()
+
+    tags = output.tags[0].float().cpu().numpy()
+    return ClipPrediction(tags=tags, probs=probs, classify=classify)
 
 
 def space_time_components(region: np.ndarray, min_pixels: int) -> list[np.ndarray]:
@@ -232,6 +247,8 @@ def clip_instances(
     for k, region in regions:
         if probs is not None:
             mean = probs[1:, region].mean(axis=1)
+            if prediction.classify is not None:  # the instance head's classes, at the mass
+                mean = prediction.classify(region) * (1.0 - probs[0, region].mean())
             best = np.argsort(-mean, kind="stable")[: cfg.classes_per_instance]
             found.append(ClipInstance(region, tuple((int(c), float(mean[c])) for c in best)))
         else:

@@ -26,6 +26,9 @@ and frame and, with the semantic branch, per-pixel class logits (background firs
    the bottleneck features: ``v_t``.
 8. **Semantic decoder** (:class:`SemanticDecoder`): ``w`` and ``v`` (the connectors) joined
    through a 1x1x1 bottleneck, a (2+1)D convolution and a classifier over background + classes.
+9. **Instance class head** (:class:`RoiClassHead`, ``class_head="rois"``; uvis's addition):
+   the class of a whole instance from crops of its box in the encoder's finest stage, trained
+   on the ground-truth instance masks and applied to the instances the tags give.
 
 Tags and logits are predicted at the working resolution and upsampled (bilinear) to the input
 size. Inputs are RGB in 0..255, normalised with the Kinetics statistics of torchvision's video
@@ -41,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models.video.resnet import BasicBlock, Conv2Plus1D
+from torchvision.ops import masks_to_boxes, roi_align
 
 from uvis.checkpoints import load_torch_file
 from uvis.errors import DataError
@@ -295,6 +299,63 @@ class SemanticDecoder(nn.Module):
         return self.classifier(self.body(self.join(torch.cat(inputs, dim=1))))
 
 
+class RoiClassHead(nn.Module):
+    """Class logits ``(N, C)`` of ``N`` instances from crops of the encoder's finest stage
+    (uvis's addition, not in the paper; ``class_head="rois"``).
+
+    In every frame where an instance has pixels, its box is cropped from the stage's map to
+    ``size`` x ``size`` cells (``torchvision.ops.roi_align``, as Mask R-CNN's box head), the
+    crop multiplied by the instance's mask cropped alike and joined with that mask; a small
+    CNN embeds each crop, the frames' embeddings are averaged and a linear layer classifies.
+    The crop brings every object to one scale, which a per-pixel classifier or a mask-pooled
+    feature of small objects never sees.
+    """
+
+    def __init__(self, in_channels: int, dim: int, num_classes: int, size: int = 16) -> None:
+        super().__init__()
+        self.size = size
+        layers: list[nn.Module] = []
+        channels = in_channels + 1
+        for out, pool in ((dim, True), (2 * dim, True), (2 * dim, False)):
+            layers += [nn.Conv2d(channels, out, 3, padding=1), nn.BatchNorm2d(out)]
+            layers += [nn.ReLU(inplace=True)] + ([nn.MaxPool2d(2)] if pool else [])
+            channels = out
+        self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.classifier = nn.Linear(channels, num_classes)
+
+    def forward(self, maps: tuple[torch.Tensor, ...], masks: torch.Tensor) -> torch.Tensor:
+        """``maps``: the finest stage ``(C, t, h, w)`` of one clip; ``masks`` ``(N, T, H, W)``
+        (bool, the input size); instances without pixels in any frame get the bias alone."""
+        (features,) = maps
+        num, frames = masks.shape[:2]
+        present = masks.flatten(2).any(dim=2)
+        owner, frame = torch.nonzero(present, as_tuple=True)
+        embedded = torch.zeros(num, self.classifier.in_features, device=features.device)
+        if len(owner):
+            crop_masks = masks[owner, frame].to(features.dtype)
+            boxes = masks_to_boxes(crop_masks > 0)
+            boxes[:, 2:] += 1  # the far edges of the last pixels
+            first = torch.arange(len(owner), device=features.device, dtype=features.dtype)
+            maps = features.permute(1, 0, 2, 3)  # (t, C, h, w): one image per frame
+            where = (frame * maps.shape[0] // frames).to(features.dtype)
+            scale = maps.shape[-1] / masks.shape[-1]
+            crops = roi_align(
+                maps, torch.cat([where[:, None], boxes], 1), self.size, scale, 2, aligned=True
+            )
+            shape = roi_align(
+                crop_masks[:, None],
+                torch.cat([first[:, None], boxes], 1),
+                self.size,
+                1.0,
+                2,
+                aligned=True,
+            )
+            per_crop = self.body(torch.cat([crops * shape, shape], dim=1))
+            counts = torch.bincount(owner, minlength=num).clamp(min=1).to(per_crop.dtype)
+            embedded = embedded.to(per_crop.dtype).index_add(0, owner, per_crop) / counts[:, None]
+        return self.classifier(embedded)
+
+
 # --------------------------------------------------------------------------------------------
 # The network
 
@@ -302,10 +363,13 @@ class SemanticDecoder(nn.Module):
 @dataclass(frozen=True, eq=False)
 class TagVisOutput:
     """``tags`` ``(B, T, H, W)`` and ``logits`` ``(B, 1 + C, T, H, W)`` (class 0 background;
-    ``None`` without the semantic branch), both at the input resolution."""
+    ``None`` without the semantic branch), both at the input resolution; ``class_features``
+    the maps the instance class head reads (the encoder's finest stage ``(B, C, T, H/2, W/2)``;
+    ``None`` without the head)."""
 
     tags: torch.Tensor
     logits: torch.Tensor | None
+    class_features: tuple[torch.Tensor, ...] | None = None
 
 
 def _upsample_frames(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -348,6 +412,9 @@ class TagVisNet(nn.Module):
             tag_channels = (dim if config.tag_attention else 1) if config.tag_connector else 0
             in_channels = tag_channels + (dim if config.self_connector else 0)
             self.decoder = SemanticDecoder(in_channels, dim, num_classes)
+        self.class_head = None
+        if config.class_head == "rois":
+            self.class_head = RoiClassHead(widths[0], dim, num_classes)
         mean = torch.tensor(KINETICS_MEAN).reshape(1, 3, 1, 1, 1) * 255
         std = torch.tensor(KINETICS_STD).reshape(1, 3, 1, 1, 1) * 255
         self.register_buffer("pixel_mean", mean, persistent=False)
@@ -380,7 +447,11 @@ class TagVisNet(nn.Module):
                     self.self_attention(features) if self.self_attention is not None else features
                 )
             logits = _upsample_frames(self.decoder(inputs), (h, w))
-        return TagVisOutput(tags=_upsample_frames(tags[:, None], (h, w))[:, 0], logits=logits)
+        return TagVisOutput(
+            tags=_upsample_frames(tags[:, None], (h, w))[:, 0],
+            logits=logits,
+            class_features=(stages[0],) if self.class_head is not None else None,
+        )
 
 
 def create_tagvis_model(config: TagVisConfig, num_classes: int) -> TagVisNet:

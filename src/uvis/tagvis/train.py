@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import DataLoader
 
 from uvis import __version__
@@ -52,14 +53,18 @@ from uvis.tagvis.checkpoint import checkpoint_dict, model_from_checkpoint, read_
 from uvis.tagvis.config import SEMANTIC_WEIGHTINGS, TagVisConfig
 from uvis.tagvis.data import ClipSample, ClipSamples, VideoTargets, class_counts, video_targets
 from uvis.tagvis.losses import TERMS, gather_tags, tagging_loss
-from uvis.tagvis.model import TagVisNet, TagVisOutput, create_tagvis_model
+from uvis.tagvis.model import (
+    TagVisNet,
+    TagVisOutput,
+    create_tagvis_model,
+)
 from uvis.train.data import PositionBatches
 from uvis.train.targets import TrainingSet
 
 logger = logging.getLogger(__name__)
 
 FINAL_NAME = "model_final.pth"
-LOSS_COLUMNS = ("loss", "cross_entropy", *TERMS)
+LOSS_COLUMNS = ("loss", "cross_entropy", "instance_cross_entropy", *TERMS)
 METRIC_COLUMNS = ("iteration", *LOSS_COLUMNS, "lr", "seconds_per_iteration")
 
 
@@ -107,11 +112,41 @@ def semantic_cross_entropy(
     return 0.5 * (per_pixel[objects].mean() + per_pixel[~objects].mean())
 
 
+def instance_cross_entropy(
+    class_logits: torch.Tensor,
+    semantic: torch.Tensor,
+    pixels: torch.Tensor,
+    present: torch.Tensor,
+) -> tuple[torch.Tensor, int]:
+    """The instance class head's summed cross-entropy over one clip's instances, and their
+    number: ``class_logits`` ``(N, C)`` of the instances of ``pixels`` / ``present`` (instance 0,
+    the background, and instances absent from every frame left out), each instance's class read
+    from ``semantic`` ``(T, H, W)`` (``c + 1``) at its first sampled pixel."""
+    visible = present.any(dim=1)
+    visible[0] = False
+    if not visible.any():
+        return class_logits.sum() * 0.0, 0
+    first = present.to(torch.int64).argmax(dim=1)  # the first frame each instance is in
+    index = torch.arange(len(first), device=pixels.device)
+    labels = semantic.reshape(semantic.shape[0], -1)[first, pixels[index, first, 0]] - 1
+    loss = F.cross_entropy(class_logits[visible], labels[visible], reduction="sum")
+    return loss, int(visible.sum())
+
+
 def clip_losses(
-    output: TagVisOutput, batch: list[ClipSample], cfg: TagVisConfig
+    output: TagVisOutput,
+    batch: list[ClipSample],
+    cfg: TagVisConfig,
+    class_head: nn.Module | None = None,
 ) -> dict[str, torch.Tensor]:
     """Eq. 7 for a batch: ``loss`` (the optimised total) and every term of
-    :data:`LOSS_COLUMNS`, each the mean over the batch's clips (disabled terms detached)."""
+    :data:`LOSS_COLUMNS`, each the mean over the batch's clips (disabled terms detached).
+
+    With the instance class head (``output.class_features`` set; pass the model's
+    ``class_head``), ``loss`` also holds :func:`instance_cross_entropy`, the mean over the
+    batch's instances (``instance_cross_entropy``; 0 without the head)."""
+    if output.class_features is not None and class_head is None:
+        raise ValueError("the output has class features: pass the model's class_head")
     device = output.tags.device
     enabled = frozenset(name for name in TERMS if getattr(cfg, name))
     sums = dict.fromkeys(TERMS, torch.zeros((), device=device))
@@ -130,10 +165,30 @@ def clip_losses(
     n = len(batch)
     losses = {name: value / n for name, value in sums.items()}
     cross_entropy = torch.zeros((), device=device)
+    instance_ce = torch.zeros((), device=device)
     if output.logits is not None:
         semantic = torch.stack([s.semantic for s in batch]).to(device)
         cross_entropy = semantic_cross_entropy(output.logits, semantic, cfg.semantic_weighting)
-    return {"loss": tag_total / n + cross_entropy, "cross_entropy": cross_entropy, **losses}
+    if output.class_features is not None and class_head is not None:
+        count = 0
+        for i, sample in enumerate(batch):
+            if sample.instances is None:
+                raise ValueError("the instance class head needs each clip's instance map")
+            pixels, present = sample.pixels.to(device), sample.present.to(device)
+            ids = torch.arange(len(pixels), device=device)[:, None, None, None]
+            masks = sample.instances.to(device)[None] == ids
+            class_logits = class_head(tuple(m[i] for m in output.class_features), masks)
+            loss, k = instance_cross_entropy(
+                class_logits, sample.semantic.to(device), pixels, present
+            )
+            instance_ce, count = instance_ce + loss, count + k
+        instance_ce = instance_ce / max(count, 1)
+    return {
+        "loss": tag_total / n + cross_entropy + instance_ce,
+        "cross_entropy": cross_entropy,
+        "instance_cross_entropy": instance_ce,
+        **losses,
+    }
 
 
 @dataclass(eq=False)
@@ -314,7 +369,7 @@ def _step(
     """
     device = next(state.model.parameters()).device
     video = torch.stack([s.video for s in batch]).to(device)
-    losses = clip_losses(state.model(video), batch, cfg)
+    losses = clip_losses(state.model(video), batch, cfg, state.model.class_head)
     values = torch.stack([losses[k].detach() for k in LOSS_COLUMNS]).float().cpu()
     if not torch.isfinite(values).all():
         raise UvisError(
