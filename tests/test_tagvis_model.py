@@ -221,6 +221,14 @@ def test_the_roi_class_head_adds_its_loss_over_the_clips_instance_masks() -> Non
         smoke(class_head="boxes")
 
 
+def test_checkpoint_configs_from_before_the_class_head_keep_per_pixel_classes() -> None:
+    saved = smoke().to_dict()
+    assert TagVisConfig.from_dict(saved).class_head == "rois"
+    del saved["class_head"]
+    assert TagVisConfig.from_dict(saved).class_head == "pixels"
+    assert "class_head" not in modules(TagVisNet(TagVisConfig.from_dict(saved), NUM_CLASSES))
+
+
 def test_roi_head_reads_each_instances_box_wherever_it_is_and_averages_its_frames() -> None:
     torch.manual_seed(0)
     head = RoiClassHead(in_channels=2, dim=4, num_classes=3, size=8).eval()

@@ -309,8 +309,9 @@ class TagVisConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TagVisConfig:
-        """The config saved in a checkpoint (:meth:`to_dict`)."""
-        return config_from_dict(cls, data, what="tagvis")
+        """The config saved in a checkpoint (:meth:`to_dict`). A checkpoint saved before
+        ``class_head`` existed had the paper's per-pixel classes: ``pixels``."""
+        return config_from_dict(cls, {"class_head": "pixels", **data}, what="tagvis")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of all fields (tuples as lists)."""
