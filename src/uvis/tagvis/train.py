@@ -9,12 +9,15 @@ optimiser; its learning rate 1e-4 is the ``paper`` preset's) on clips of a
   optimizer state and a summary of the data;
 * ``model_final.pth``: the trained model without training state;
 * ``config.json`` (settings, vocabulary, data, environment) and ``metrics.csv`` (the loss
-  curve: eq. 7's total, the cross-entropy and the four tagging terms, means over ``log_period``
-  steps, with the learning rate and seconds per step).
+  curve: the optimised total, the cross-entropy, the instance class head's cross-entropy and
+  the four tagging terms, means over ``log_period`` steps, with the learning rate and seconds
+  per step).
 
 The loss of a batch is the mean over its clips of ``L_tag + L_crossentropy`` (eq. 7), the
 tagging terms on the sampled pixels of every instance (background included) and the
-cross-entropy over every pixel. Every file is written atomically. A run started in a folder
+cross-entropy over every pixel; with the instance class head (``class_head="rois"``, uvis's
+addition) plus :func:`instance_cross_entropy` over the clips' ground-truth instances. Every
+file is written atomically. A run started in a folder
 holding checkpoints continues from the latest and ends with the weights of an uninterrupted
 run: clips are functions of the seed and their position (:mod:`uvis.tagvis.data`) and nothing
 else in a step is random.
@@ -53,11 +56,7 @@ from uvis.tagvis.checkpoint import checkpoint_dict, model_from_checkpoint, read_
 from uvis.tagvis.config import SEMANTIC_WEIGHTINGS, TagVisConfig
 from uvis.tagvis.data import ClipSample, ClipSamples, VideoTargets, class_counts, video_targets
 from uvis.tagvis.losses import TERMS, gather_tags, tagging_loss
-from uvis.tagvis.model import (
-    TagVisNet,
-    TagVisOutput,
-    create_tagvis_model,
-)
+from uvis.tagvis.model import TagVisNet, TagVisOutput, create_tagvis_model
 from uvis.train.data import PositionBatches
 from uvis.train.targets import TrainingSet
 
