@@ -202,7 +202,7 @@ def test_the_roi_class_head_adds_its_loss_over_the_clips_instance_masks() -> Non
     out = model(video)
     losses = clip_losses(out, batch, cfg, model.class_head)
     masks = ids[None] == torch.arange(3)[:, None, None, None]
-    logits = model.class_head(tuple(m[0] for m in out.class_features), masks)
+    logits = model.class_head(out.class_features[0], masks)
     assert logits.shape == (3, NUM_CLASSES)
     expected = F.cross_entropy(logits[1:], torch.tensor([1, 2]))
     torch.testing.assert_close(losses["instance_cross_entropy"], expected)
@@ -241,11 +241,11 @@ def test_roi_head_reads_each_instances_box_wherever_it_is_and_averages_its_frame
     masks[1, 1, 9:14, 10:14] = True  # instance 1: frame 1 only
     masks[2] = masks[0] | masks[1]  # instance 2: both frames
     with torch.no_grad():
-        logits = head((features,), masks)
+        logits = head(features, masks)
         other = features.clone()
         other[:, 1, 9:14, 10:14] = torch.randn(2, 5, 4)
-        changed = head((other,), masks[1:2])
-        empty = head((features,), torch.zeros_like(masks[:1]))
+        changed = head(other, masks[1:2])
+        empty = head(features, torch.zeros_like(masks[:1]))
     torch.testing.assert_close(logits[0], logits[1])  # a box is read wherever it is
     torch.testing.assert_close(logits[2], (logits[0] + logits[1]) / 2)  # frames averaged
     assert not torch.allclose(changed[0], logits[1])  # and what is in it matters

@@ -284,8 +284,9 @@ class TagVisConfig:
             )
         if self.class_head != "pixels" and not self.semantic:
             raise ConfigError(
-                f"tagvis setting class_head={self.class_head!r} needs semantic=true (the semantic branch "
-                "gives the foreground the instances are found in); set class_head='pixels'"
+                f"tagvis setting class_head={self.class_head!r} needs semantic=true (the "
+                "semantic branch gives the foreground the instances are found in); set "
+                "class_head='pixels'"
             )
 
     @property

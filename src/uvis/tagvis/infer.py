@@ -201,11 +201,11 @@ def predict_clip(model: TagVisNet, clip: torch.Tensor) -> ClipPrediction:
         probs = torch.softmax(output.logits[0].float(), dim=0).cpu().numpy()
     classify = None
     if output.class_features is not None and model.class_head is not None:
-        head, maps = model.class_head, tuple(m[0].float() for m in output.class_features)
+        head, features = model.class_head, output.class_features[0].float()
 
         def classify(region: np.ndarray) -> np.ndarray:
             with torch.no_grad():
-                logits = head(maps, torch.from_numpy(region).to(device)[None])[0]
+                logits = head(features, torch.from_numpy(region).to(device)[None])[0]
                 return torch.softmax(logits.float(), dim=0).cpu().numpy()
 
     tags = output.tags[0].float().cpu().numpy()

@@ -323,10 +323,9 @@ class RoiClassHead(nn.Module):
         self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.classifier = nn.Linear(channels, num_classes)
 
-    def forward(self, maps: tuple[torch.Tensor, ...], masks: torch.Tensor) -> torch.Tensor:
-        """``maps``: the finest stage ``(C, t, h, w)`` of one clip; ``masks`` ``(N, T, H, W)``
-        (bool, the input size); instances without pixels in any frame get the bias alone."""
-        (features,) = maps
+    def forward(self, features: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """``features``: the finest stage ``(C, t, h, w)`` of one clip; ``masks`` ``(N, T, H,
+        W)`` (bool, the input size); instances without pixels in any frame get the bias alone."""
         num, frames = masks.shape[:2]
         present = masks.flatten(2).any(dim=2)
         owner, frame = torch.nonzero(present, as_tuple=True)
@@ -336,11 +335,11 @@ class RoiClassHead(nn.Module):
             boxes = masks_to_boxes(crop_masks > 0)
             boxes[:, 2:] += 1  # the far edges of the last pixels
             first = torch.arange(len(owner), device=features.device, dtype=features.dtype)
-            maps = features.permute(1, 0, 2, 3)  # (t, C, h, w): one image per frame
-            where = (frame * maps.shape[0] // frames).to(features.dtype)
-            scale = maps.shape[-1] / masks.shape[-1]
+            images = features.permute(1, 0, 2, 3)  # (t, C, h, w): one image per frame
+            where = (frame * images.shape[0] // frames).to(features.dtype)
+            scale = images.shape[-1] / masks.shape[-1]
             crops = roi_align(
-                maps, torch.cat([where[:, None], boxes], 1), self.size, scale, 2, aligned=True
+                images, torch.cat([where[:, None], boxes], 1), self.size, scale, 2, aligned=True
             )
             shape = roi_align(
                 crop_masks[:, None],
@@ -364,12 +363,12 @@ class RoiClassHead(nn.Module):
 class TagVisOutput:
     """``tags`` ``(B, T, H, W)`` and ``logits`` ``(B, 1 + C, T, H, W)`` (class 0 background;
     ``None`` without the semantic branch), both at the input resolution; ``class_features``
-    the maps the instance class head reads (the encoder's finest stage ``(B, C, T, H/2, W/2)``;
+    what the instance class head reads (the encoder's finest stage ``(B, C, T, H/2, W/2)``;
     ``None`` without the head)."""
 
     tags: torch.Tensor
     logits: torch.Tensor | None
-    class_features: tuple[torch.Tensor, ...] | None = None
+    class_features: torch.Tensor | None = None
 
 
 def _upsample_frames(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -450,7 +449,7 @@ class TagVisNet(nn.Module):
         return TagVisOutput(
             tags=_upsample_frames(tags[:, None], (h, w))[:, 0],
             logits=logits,
-            class_features=(stages[0],) if self.class_head is not None else None,
+            class_features=stages[0] if self.class_head is not None else None,
         )
 
 

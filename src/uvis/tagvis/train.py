@@ -176,7 +176,7 @@ def clip_losses(
             pixels, present = sample.pixels.to(device), sample.present.to(device)
             ids = torch.arange(len(pixels), device=device)[:, None, None, None]
             masks = sample.instances.to(device)[None] == ids
-            class_logits = class_head(tuple(m[i] for m in output.class_features), masks)
+            class_logits = class_head(output.class_features[i], masks)
             loss, k = instance_cross_entropy(
                 class_logits, sample.semantic.to(device), pixels, present
             )
