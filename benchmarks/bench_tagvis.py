@@ -56,7 +56,12 @@ from uvis.tagvis.checkpoint import load_tagvis_model
 from uvis.tagvis.clips import inference_frame_indices, read_clip, resize_labels
 from uvis.tagvis.config import TagVisConfig
 from uvis.tagvis.data import paint_targets, video_targets
-from uvis.tagvis.infer import InferenceConfig, infer_videos, predict_clip
+from uvis.tagvis.infer import (
+    InferenceConfig,
+    infer_videos,
+    instance_class_scores,
+    predict_clip,
+)
 from uvis.tagvis.train import train_tagvis
 from uvis.train import targets_from_ground_truth
 
@@ -122,7 +127,7 @@ def tag_diagnostics(model: torch.nn.Module, cfg: TagVisConfig, world: Path) -> d
                 means.append(values.mean())
                 spreads.append(values.std())
             if values.size and pred.probs is not None:
-                scores = pred.classify(region) if pred.classify else pred.probs[1:, region].mean(1)
+                scores = instance_class_scores(pred, region)
                 named += int(np.argmax(scores) + 1 == np.bincount(sem[region]).argmax())
                 instances += 1
         gaps = [abs(a - b) for a, b in itertools.combinations(means, 2)]

@@ -17,6 +17,7 @@ from uvis.tagvis.infer import (
     ClipPrediction,
     InferenceConfig,
     clip_instances,
+    instance_class_scores,
     interpolate_masks,
     refine_video_masks,
     shift_mask,
@@ -131,6 +132,11 @@ def test_the_instance_heads_classes_replace_the_pixel_means_at_the_foreground_ma
     assert first.classes == ((2, pytest.approx(0.64)), (0, pytest.approx(0.08)))
     np.testing.assert_array_equal(second.masks, b)
     assert second.classes == ((1, pytest.approx(0.36)), (0, pytest.approx(0.18)))
+    np.testing.assert_allclose(
+        instance_class_scores(ClipPrediction(tags=tags, probs=probs), b), [0.5, 0.05, 0.05]
+    )  # without the head: the mean of the pixels' probabilities
+    with pytest.raises(ValueError, match="semantic branch"):
+        instance_class_scores(ClipPrediction(tags=tags, probs=None), b)
 
 
 def test_without_semantic_branch_the_border_cluster_is_background() -> None:

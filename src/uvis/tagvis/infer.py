@@ -212,6 +212,19 @@ def predict_clip(model: TagVisNet, clip: torch.Tensor) -> ClipPrediction:
     return ClipPrediction(tags=tags, probs=probs, classify=classify)
 
 
+def instance_class_scores(prediction: ClipPrediction, region: np.ndarray) -> np.ndarray:
+    """The class scores ``(C,)`` of one instance whose pixels are ``region`` ``(T, h, w)``:
+    with the instance class head its probabilities times the instance's mean foreground
+    probability, else the mean of the per-pixel class probabilities (step 3 of the module
+    docstring). Needs the semantic branch (``prediction.probs``)."""
+    probs = prediction.probs
+    if probs is None:
+        raise ValueError("class scores need the semantic branch's probabilities")
+    if prediction.classify is not None:
+        return prediction.classify(region) * (1.0 - probs[0, region].mean())
+    return probs[1:, region].mean(axis=1)
+
+
 def space_time_components(region: np.ndarray, min_pixels: int) -> list[np.ndarray]:
     """The connected parts of a ``(T, H, W)`` region (6-connectivity: 4 neighbours in a frame,
     the same pixel in the neighbouring frames) with at least ``min_pixels`` pixels."""
@@ -246,9 +259,7 @@ def clip_instances(
     found = []
     for k, region in regions:
         if probs is not None:
-            mean = probs[1:, region].mean(axis=1)
-            if prediction.classify is not None:  # the instance head's classes, at the mass
-                mean = prediction.classify(region) * (1.0 - probs[0, region].mean())
+            mean = instance_class_scores(prediction, region)
             best = np.argsort(-mean, kind="stable")[: cfg.classes_per_instance]
             found.append(ClipInstance(region, tuple((int(c), float(mean[c])) for c in best)))
         else:
