@@ -167,3 +167,40 @@ def test_ground_truth_without_annotations_is_an_error(tiny_ytvis, tmp_path: Path
     dataset = load_ytvis(tiny_ytvis.json_path, tiny_ytvis.image_root)
     with pytest.raises(DataError, match="has no annotations"):
         targets_from_ground_truth(dataset.frame_index(), dataset)
+
+
+def ignored(level: str, tau: float | None = None) -> dict[tuple[int, int], list[int]]:
+    """Per frame with ignore regions, their pixel counts (each row's box is distinct in size)."""
+    data = targets_from_pseudo_labels(
+        frame_index(FRAMES), pseudo_labels(), CATEGORIES, level=level, tau=tau, filtered="ignore"
+    )
+    return {
+        (f.video_id, f.frame_index): [int(m.sum()) for m in f.ignore_masks()]
+        for f in data.frames
+        if f.ignore_rles
+    }
+
+
+def test_class_filtered_proposals_become_ignore_regions() -> None:
+    # Only rows that pass objectness but that a class filter drops: at "clip" the row failing
+    # CLIP (a 3x3 box, 9 px); at "pmf" also the row failing PMF (2x2, 4 px). The row failing
+    # objectness (3x3 at video 2) is never an ignore region, nor anything at "none"/"objectness".
+    assert ignored("none") == {} and ignored("objectness") == {}
+    assert ignored("clip") == {(1, 1): [9]}
+    assert ignored("pmf") == {(1, 0): [4], (1, 1): [9]}
+    assert ignored("pmf", tau=0.5) == {(1, 1): [9]}  # the 0.6 row passes again
+    with_ignore = targets_from_pseudo_labels(
+        frame_index(FRAMES), pseudo_labels(), CATEGORIES, level="pmf", filtered="ignore"
+    )
+    plain = targets_from_pseudo_labels(
+        frame_index(FRAMES), pseudo_labels(), CATEGORIES, level="pmf"
+    )
+    # the targets are the same; the summary tells the two apart (a resume must not mix them)
+    assert [f.labels for f in with_ignore.frames] == [f.labels for f in plain.frames]
+    assert with_ignore.summary()["ignore_regions"] == 2 and "ignore_regions" not in plain.summary()
+    assert with_ignore.summary()["digest"] != plain.summary()["digest"]
+    assert with_ignore.source["ignore_rows"] == 2 and plain.source["ignore_rows"] == 0
+    with pytest.raises(ConfigError, match="filtered must be one of"):
+        targets_from_pseudo_labels(
+            frame_index(FRAMES), pseudo_labels(), CATEGORIES, level="pmf", filtered="drop"
+        )
