@@ -376,8 +376,7 @@ def train_vis_targets(wildcards, input):
         level, tau = pseudo_selection(wildcards.vis_run)
         vocab = vocabulary_args(Namespace(split=TRAIN_SPLIT))
         tau_arg = "" if tau is None else f" --tau {tau}"
-        filtered = config["vis"]["filtered"]
-        return f"--labels {q(input.labels)} --level {level}{tau_arg} --filtered {filtered} {vocab}"
+        return f"--labels {q(input.labels)} --level {level}{tau_arg} {vocab}"
     images = ytvis_images(Namespace(split=TRAIN_SPLIT))
     return f"--gt-json {q(input.gt)} --images {q(images)}"
 

@@ -318,42 +318,6 @@ def test_channel_shuffle_draws_a_permutation_per_position(tmp_path: Path) -> Non
     assert colours(True) == shuffled  # a function of the seed and the position
 
 
-def test_ignore_regions_are_resized_and_mirrored_with_the_targets(tmp_path: Path) -> None:
-    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "f.png")
-    target, region = np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8)
-    target[:, :2] = 1  # left edge
-    region[:4, 6:] = 1  # top right corner
-    frame = FrameTargets(
-        video_id=1,
-        frame_index=0,
-        path=tmp_path / "f.png",
-        height=8,
-        width=8,
-        rles=(masks.encode(target),),
-        labels=(4,),
-        ignore_rles=(masks.encode(region),),
-    )
-    samples = FrameSamples([frame], seed=0, short_sides=[16], max_size=100, flip=True)
-    seen = set()
-    for position in range(12):
-        sample = samples[position]
-        assert sample.masks.shape == (1, 16, 16) and sample.ignore.shape == (1, 16, 16)
-        assert sample.labels.tolist() == [4]
-        mirrored = bool(sample.masks[0, :, -1].all())
-        seen.add(mirrored)
-        expected = np.kron(region[:, ::-1] if mirrored else region, np.ones((2, 2), np.uint8))
-        np.testing.assert_array_equal(sample.ignore[0].numpy(), expected)
-    assert seen == {False, True}  # both ways were drawn
-    plain = FrameSamples(
-        [FrameTargets(**{**frame.__dict__, "ignore_rles": ()})],
-        seed=0,
-        short_sides=[16],
-        max_size=100,
-        flip=True,
-    )
-    assert plain[0].ignore is None
-
-
 def test_config_presets_and_errors() -> None:
     assert TrainConfig.preset("paper").model == "minvis_r50"
     assert TrainConfig.preset("paper").backbone_weights == "resnet50_imagenet"

@@ -46,13 +46,12 @@ def _training_set(args: argparse.Namespace):
             vocabulary_from_args(args),
             level=args.level or "pmf",
             tau=args.tau,
-            filtered=args.filtered or "background",
             frames_path=str(args.frames),
             labels_path=str(args.labels),
         )
     if args.images is None:
         raise ConfigError("--gt-json needs --images (the split's JPEG folder)")
-    label_options = ("level", "tau", "filtered", "categories_json", "vocabulary")
+    label_options = ("level", "tau", "categories_json", "vocabulary")
     misplaced = [f"--{k.replace('_', '-')}" for k in label_options if getattr(args, k) is not None]
     if misplaced:
         raise ConfigError(f"{', '.join(misplaced)} only apply to --labels, not to --gt-json")
@@ -187,12 +186,6 @@ def _add_target_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--tau", type=finite_float, help="PMF threshold (level pmf; default: the file's)"
-    )
-    p.add_argument(
-        "--filtered",
-        choices=["background", "ignore"],
-        help="what proposals a class filter (CLIP score, PMF) discarded become: background "
-        "(UVIS; default) or ignore regions, neither target nor background",
     )
     voc = p.add_mutually_exclusive_group()
     voc.add_argument("--categories-json", type=Path, help="vocabulary of a YouTube-VIS JSON")

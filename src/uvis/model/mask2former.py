@@ -48,7 +48,6 @@ import torch
 import torch.distributed as dist
 from PIL import Image
 from torch import nn
-from torch.nn import functional as F
 from transformers import (
     Mask2FormerConfig,
     Mask2FormerForUniversalSegmentation,
@@ -277,107 +276,6 @@ class DistributedMask2FormerLoss(Mask2FormerLoss):
             num_masks = num_masks / dist.get_world_size()
         return torch.clamp(num_masks, min=1)
 
-    def forward(
-        self,
-        masks_queries_logits: torch.Tensor,
-        class_queries_logits: torch.Tensor,
-        mask_labels: list[torch.Tensor],
-        class_labels: list[torch.Tensor],
-        auxiliary_predictions: list[dict[str, torch.Tensor]] | None = None,
-        ignore_masks: Sequence[torch.Tensor] | None = None,
-        ignore_iou: float = 0.5,
-    ) -> dict[str, torch.Tensor]:
-        """``transformers``' losses, with *ignore regions* when ``ignore_masks`` are given.
-
-        ``ignore_masks[i]`` ``(K_i, Hp, Wp)`` are image ``i``'s regions that are neither target
-        nor background (uvis's addition: proposals a class filter discarded, see
-        :func:`uvis.train.targets.targets_from_pseudo_labels`). A query left unmatched by the
-        Hungarian matcher whose predicted mask overlaps one of them with IoU >= ``ignore_iou``
-        (:func:`ignored_queries`) is not taught "no object": its class term is left out of the
-        cross-entropy. Matching and the mask terms are unchanged; without ignore regions this
-        is ``transformers``' criterion exactly.
-        """
-        if ignore_masks is None or not any(len(m) for m in ignore_masks):
-            return super().forward(
-                masks_queries_logits,
-                class_queries_logits,
-                mask_labels,
-                class_labels,
-                auxiliary_predictions,
-            )
-        indices = self.matcher(
-            masks_queries_logits, class_queries_logits, mask_labels, class_labels
-        )
-        num_masks = self.get_num_masks(class_labels, device=class_labels[0].device)
-        dropped = ignored_queries(masks_queries_logits, ignore_masks, indices, ignore_iou)
-        losses = {
-            **self.loss_masks(masks_queries_logits, mask_labels, indices, num_masks),
-            "loss_cross_entropy": self._class_loss(
-                class_queries_logits, class_labels, indices, dropped
-            ),
-        }
-        for k, aux in enumerate(auxiliary_predictions or ()):
-            layer = self.forward(
-                aux["masks_queries_logits"],
-                aux["class_queries_logits"],
-                mask_labels,
-                class_labels,
-                ignore_masks=ignore_masks,
-                ignore_iou=ignore_iou,
-            )
-            losses.update({f"{key}_{k}": value for key, value in layer.items()})
-        return losses
-
-    def _class_loss(
-        self,
-        logits: torch.Tensor,
-        class_labels: Sequence[torch.Tensor],
-        indices: Sequence[tuple[torch.Tensor, torch.Tensor]],
-        dropped: torch.Tensor,
-    ) -> torch.Tensor:
-        """Mask2Former's weighted class cross-entropy over the queries not ``dropped``."""
-        batch, queries, _ = logits.shape
-        target = torch.full(
-            (batch, queries), self.num_labels, dtype=torch.int64, device=logits.device
-        )
-        for i, (src, tgt) in enumerate(indices):
-            target[i, src] = class_labels[i][tgt].to(logits.device)
-        target[dropped] = -100
-        if bool(dropped.all()):  # nothing left to teach: a zero that keeps the graph
-            return logits.sum() * 0.0
-        return F.cross_entropy(logits.transpose(1, 2), target, weight=self.empty_weight)
-
-
-@torch.no_grad()
-def ignored_queries(
-    masks_queries_logits: torch.Tensor,
-    ignore_masks: Sequence[torch.Tensor],
-    indices: Sequence[tuple[torch.Tensor, torch.Tensor]],
-    iou: float,
-) -> torch.Tensor:
-    """Which queries lie on an ignore region: a boolean ``(B, Q)``.
-
-    Query ``q`` of image ``i`` is ignored when the matcher left it unmatched (``indices[i]``)
-    and its mask (logit > 0, at the logits' resolution ``(h, w)``) has IoU >= ``iou`` with one
-    of ``ignore_masks[i]`` ``(K, Hp, Wp)``, which are area-resized to ``(h, w)`` and cut at
-    one half. An empty predicted mask is never ignored.
-    """
-    batch, queries, height, width = masks_queries_logits.shape
-    dropped = torch.zeros((batch, queries), dtype=torch.bool, device=masks_queries_logits.device)
-    for i, regions in enumerate(ignore_masks):
-        if len(regions) == 0:
-            continue
-        small = F.interpolate(regions[:, None].float(), size=(height, width), mode="area")
-        regions_flat = (small[:, 0] >= 0.5).flatten(1).float()
-        predicted = (masks_queries_logits[i] > 0).flatten(1).float()
-        inter = predicted @ regions_flat.T
-        union = predicted.sum(1, keepdim=True) + regions_flat.sum(1) - inter
-        overlap = torch.where(union > 0, inter / union.clamp(min=1.0), torch.zeros_like(inter))
-        hit = overlap.max(dim=1).values >= iou
-        hit[indices[i][0].to(hit.device)] = False
-        dropped[i] = hit
-    return dropped
-
 
 @contextlib.contextmanager
 def _quiet_transformers_config() -> Iterator[None]:
@@ -486,8 +384,6 @@ class VisModel(nn.Module):
         outputs: Mask2FormerForUniversalSegmentationOutput,
         mask_labels: Sequence[torch.Tensor],
         class_labels: Sequence[torch.Tensor],
-        ignore_masks: Sequence[torch.Tensor] | None = None,
-        ignore_iou: float = 0.5,
     ) -> dict[str, torch.Tensor]:
         """MinVIS's weighted losses of every decoder layer (Hungarian matching per layer).
 
@@ -495,33 +391,14 @@ class VisModel(nn.Module):
         like the input) and ``class_labels[i]`` their class indices ``(N_i,)``; ``N_i`` may be 0
         (every query is then taught "no object"). Keys: ``loss_cross_entropy``, ``loss_mask``,
         ``loss_dice`` for the last layer and the same with ``_<k>`` for layer ``k``.
-        ``ignore_masks[i]`` ``(K_i, Hp, Wp)`` are image ``i``'s ignore regions (unmatched queries
-        on them, at IoU >= ``ignore_iou``, get no class term; see
-        :meth:`DistributedMask2FormerLoss.forward`).
         """
-        if ignore_masks is None:
-            return self.mask2former.get_loss_dict(
-                masks_queries_logits=outputs.masks_queries_logits,
-                class_queries_logits=outputs.class_queries_logits,
-                mask_labels=list(mask_labels),
-                class_labels=list(class_labels),
-                auxiliary_predictions=outputs.auxiliary_logits,
-            )
-        losses = self.mask2former.criterion(
-            outputs.masks_queries_logits,
-            outputs.class_queries_logits,
-            list(mask_labels),
-            list(class_labels),
-            outputs.auxiliary_logits,
-            ignore_masks=list(ignore_masks),
-            ignore_iou=ignore_iou,
+        return self.mask2former.get_loss_dict(
+            masks_queries_logits=outputs.masks_queries_logits,
+            class_queries_logits=outputs.class_queries_logits,
+            mask_labels=list(mask_labels),
+            class_labels=list(class_labels),
+            auxiliary_predictions=outputs.auxiliary_logits,
         )
-        # weighted as transformers' get_loss_dict does: by every key the loss's name contains
-        for key, weight in self.mask2former.weight_dict.items():
-            for name in losses:
-                if key in name:
-                    losses[name] = losses[name] * weight
-        return losses
 
     def query_embeddings(self, outputs: Mask2FormerForUniversalSegmentationOutput) -> torch.Tensor:
         """``(B, Q, D)`` embeddings of the last decoder layer, as MinVIS tracks them.

@@ -103,9 +103,6 @@ class TrainConfig:
             its colour instead of its shape, which does not carry over to new objects.
         empty_frames: ``keep`` or ``drop`` frames without target masks (see
             :data:`EMPTY_FRAME_POLICIES`).
-        ignore_iou: where the targets have ignore regions (pseudo-labels with
-            ``filtered="ignore"``), an unmatched query whose mask has this IoU with one is not
-            taught "no object" (uvis's addition; ``transformers``' criterion without them).
         checkpoint_period: a checkpoint every this many iterations (and at the end).
         keep_checkpoints: how many of the latest intermediate checkpoints to keep (0: all).
         log_period: iterations between loss-curve points (means over the period).
@@ -137,7 +134,6 @@ class TrainConfig:
     flip: bool = True
     channel_shuffle: bool = False
     empty_frames: str = "keep"
-    ignore_iou: float = 0.5
     checkpoint_period: int = 100
     keep_checkpoints: int = 2
     log_period: int = 20
@@ -172,7 +168,6 @@ class TrainConfig:
             "ema_decay": 0 <= self.ema_decay < 1,
             "scales": len(self.scales) >= 1 and all(s > 0 for s in self.scales),
             "empty_frames": self.empty_frames in EMPTY_FRAME_POLICIES,
-            "ignore_iou": 0 < self.ignore_iou <= 1,
             "checkpoint_period": self.checkpoint_period >= 1,
             "keep_checkpoints": self.keep_checkpoints >= 0,
             "log_period": self.log_period >= 1,

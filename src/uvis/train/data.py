@@ -31,13 +31,11 @@ from uvis.train.targets import FrameTargets
 @dataclass(frozen=True, eq=False)
 class TrainingSample:
     """One augmented frame: ``image`` ``(3, h, w)`` uint8 RGB, ``masks`` ``(N, h, w)`` uint8
-    0/1 and ``labels`` ``(N,)`` int64 class indices (``N`` may be 0); ``ignore`` ``(K, h, w)``
-    uint8 0/1 its ignore regions (``K`` is mostly 0)."""
+    0/1 and ``labels`` ``(N,)`` int64 class indices (``N`` may be 0)."""
 
     image: torch.Tensor
     masks: torch.Tensor
     labels: torch.Tensor
-    ignore: torch.Tensor | None = None
 
 
 def augment(
@@ -121,18 +119,14 @@ class FrameSamples(Dataset):
         short_side = int(rng.choice(self.short_sides))
         flip = bool(self.flip and rng.random() < 0.5)
         channels = rng.permutation(3).tolist() if self.channel_shuffle else None
-        targets = frame.masks()
-        if frame.ignore_rles:  # resized and mirrored with the targets
-            targets = np.concatenate([targets, frame.ignore_masks()])
-        image, resized = augment(
+        image, masks = augment(
             read_frame(frame.path, frame.height, frame.width),
-            targets,
+            frame.masks(),
             short_side=short_side,
             max_size=self.max_size,
             flip=flip,
             channels=channels,
         )
-        masks, ignore = resized[: len(frame.rles)], resized[len(frame.rles) :]
         # Masks too small to survive the resize are no longer targets.
         present = masks.any(axis=(1, 2))
         labels = np.asarray(frame.labels, dtype=np.int64)
@@ -140,7 +134,6 @@ class FrameSamples(Dataset):
             image=torch.from_numpy(image).permute(2, 0, 1),
             masks=torch.from_numpy(masks[present]),
             labels=torch.from_numpy(labels[present]),
-            ignore=torch.from_numpy(ignore[ignore.any(axis=(1, 2))]) if len(ignore) else None,
         )
 
 

@@ -217,23 +217,6 @@ def _targets(
     return masks, [s.labels.to(device) for s in batch]
 
 
-def _ignore_regions(
-    batch: list[TrainingSample], pixel_values: torch.Tensor, device: torch.device
-) -> list[torch.Tensor] | None:
-    """The batch's ignore regions padded like the input (float 0/1); None when it has none."""
-    if all(s.ignore is None or len(s.ignore) == 0 for s in batch):
-        return None
-    height, width = pixel_values.shape[-2:]
-    regions = []
-    for s in batch:
-        if s.ignore is None or len(s.ignore) == 0:
-            regions.append(torch.zeros((0, height, width), device=device))
-            continue
-        pad = (0, width - s.ignore.shape[2], 0, height - s.ignore.shape[1])
-        regions.append(F.pad(s.ignore.to(device).float(), pad))
-    return regions
-
-
 @dataclass(eq=False)
 class _TrainingState:
     """The model and what steps it: everything a checkpoint restores, and where it stands."""
@@ -539,13 +522,7 @@ def _step(
     pixel_values = model.pixel_batch([s.image for s in batch])
     mask_labels, class_labels = _targets(batch, pixel_values, ctx.device)
     with torch.autocast(ctx.device.type, dtype=torch.float16, enabled=state.scaler.is_enabled()):
-        losses = model.losses(
-            net(pixel_values),
-            mask_labels,
-            class_labels,
-            ignore_masks=_ignore_regions(batch, pixel_values, ctx.device),
-            ignore_iou=cfg.ignore_iou,
-        )
+        losses = model.losses(net(pixel_values), mask_labels, class_labels)
         loss = sum(losses.values())
     values = torch.stack([loss.detach(), *(losses[k].detach() for k in LOGGED_TERMS)]).float()
     if ctx.world_size > 1:

@@ -39,9 +39,6 @@ from uvis.schemas import PSEUDO_LABELS
 
 logger = logging.getLogger(__name__)
 
-FILTERED_AS = ("background", "ignore")
-"""What proposals discarded by a class filter become in training (``filtered``)."""
-
 
 @dataclass(frozen=True, eq=False)
 class FrameTargets:
@@ -49,8 +46,6 @@ class FrameTargets:
 
     ``track_ids[i]`` is the instance (annotation id) of mask ``i`` where the source follows
     instances across frames (ground truth); it is empty for per-frame pseudo-labels.
-    ``ignore_rles`` are regions that are neither target nor background (proposals a class
-    filter discarded, with ``filtered="ignore"`` in :func:`targets_from_pseudo_labels`).
     """
 
     video_id: int
@@ -61,20 +56,12 @@ class FrameTargets:
     rles: tuple[RLE, ...]
     labels: tuple[int, ...]
     track_ids: tuple[int, ...] = ()
-    ignore_rles: tuple[RLE, ...] = ()
 
     def masks(self) -> np.ndarray:
         """The target masks as ``uint8`` ``(N, height, width)`` with values 0/1."""
-        return self._decode(self.rles)
-
-    def ignore_masks(self) -> np.ndarray:
-        """The ignore regions as ``uint8`` ``(K, height, width)`` with values 0/1."""
-        return self._decode(self.ignore_rles)
-
-    def _decode(self, rles: tuple[RLE, ...]) -> np.ndarray:
-        if not rles:
+        if not self.rles:
             return np.zeros((0, self.height, self.width), dtype=np.uint8)
-        return np.stack([masks.decode(r) for r in rles]).astype(np.uint8, copy=False)
+        return np.stack([masks.decode(r) for r in self.rles]).astype(np.uint8, copy=False)
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,9 +83,8 @@ class TrainingSet:
     def summary(self) -> dict[str, int | str]:
         """Counts of frames, frames with targets and target masks, and a digest of the targets.
 
-        The digest (SHA-1 over every frame's id, masks and classes, and its ignore regions where
-        there are any) tells whether a checkpoint was trained on exactly these targets: a
-        resumed run must be the same run. ``ignore_regions`` is counted only when there are any.
+        The digest (SHA-1 over every frame's id, masks and classes) tells whether a checkpoint
+        was trained on exactly these targets: a resumed run must be the same run.
         """
         digest = hashlib.sha1()
         for f in self.frames:
@@ -106,21 +92,12 @@ class TrainingSet:
             for rle in f.rles:
                 counts = rle["counts"]
                 digest.update(counts.encode() if isinstance(counts, str) else bytes(counts))
-            if f.ignore_rles:
-                digest.update(b"ignore;")
-                for rle in f.ignore_rles:
-                    counts = rle["counts"]
-                    digest.update(counts.encode() if isinstance(counts, str) else bytes(counts))
-        summary: dict[str, int | str] = {
+        return {
             "frames": len(self.frames),
             "frames_with_targets": sum(1 for f in self.frames if f.rles),
             "masks": sum(len(f.rles) for f in self.frames),
+            "digest": digest.hexdigest(),
         }
-        ignored = sum(len(f.ignore_rles) for f in self.frames)
-        if ignored:
-            summary["ignore_regions"] = ignored
-        summary["digest"] = digest.hexdigest()
-        return summary
 
 
 def class_indices(categories: Sequence[Category]) -> dict[int, int]:
@@ -144,7 +121,6 @@ def _training_set(
     categories: Sequence[Category],
     source: dict[str, Any],
     track_ids: dict[tuple[int, int], list[int]] | None = None,
-    ignore: dict[tuple[int, int], list[RLE]] | None = None,
 ) -> TrainingSet:
     items = []
     for (vid, t), (path, h, w) in frames.items():
@@ -159,7 +135,6 @@ def _training_set(
                 rles=tuple(rle for rle, _ in pairs),
                 labels=tuple(label for _, label in pairs),
                 track_ids=tuple(track_ids.get((vid, t), [])) if track_ids is not None else (),
-                ignore_rles=tuple(ignore.get((vid, t), [])) if ignore is not None else (),
             )
         )
     return TrainingSet(frames=tuple(items), categories=tuple(categories), source=source)
@@ -172,7 +147,6 @@ def targets_from_pseudo_labels(
     *,
     level: str,
     tau: float | None = None,
-    filtered: str = "background",
     frames_path: str | None = None,
     labels_path: str | None = None,
 ) -> TrainingSet:
@@ -181,12 +155,6 @@ def targets_from_pseudo_labels(
     ``labels`` is a pseudo-label table (:data:`uvis.schemas.PSEUDO_LABELS`); each kept row's
     ``class_id`` must be a category id of ``categories``. Kept rows with empty masks are skipped
     (counted in a log line). ``frames_path`` and ``labels_path`` name the files in errors.
-
-    ``filtered`` says what the proposals that pass the objectness filter but that a class
-    filter (CLIP score, PMF) discards at ``level`` become: ``"background"`` (UVIS: they are
-    discarded, so the frame teaches "no object" there) or ``"ignore"`` (uvis's addition:
-    ignore regions, :attr:`FrameTargets.ignore_rles`, neither target nor background; at the
-    ``none`` and ``objectness`` levels there are none).
 
     Raises:
         ConfigError: for an unknown level, or ``tau`` with a level other than ``pmf``.
@@ -199,8 +167,6 @@ def targets_from_pseudo_labels(
         raise ConfigError(f"unknown pseudo-label level {level!r}; known: {list(LEVELS)}")
     if tau is not None and level != "pmf":
         raise ConfigError(f"tau applies to the 'pmf' level only, not {level!r}")
-    if filtered not in FILTERED_AS:
-        raise ConfigError(f"filtered must be one of {list(FILTERED_AS)}, got {filtered!r}")
     frames = _frames(frame_index, frames_path or "frame index")
     labels = PSEUDO_LABELS.check(labels, where)
     try:
@@ -242,14 +208,6 @@ def targets_from_pseudo_labels(
         targets[key].append((rle, index[class_id]))
     if empty:
         logger.warning("%s: skipped %d empty masks", where, empty)
-    ignore: dict[tuple[int, int], list[RLE]] = defaultdict(list)
-    if filtered == "ignore":
-        dropped = labels.filter(pa.array(select(labels, "objectness") & ~keep))
-        cols = dropped.select(["video_id", "frame_index", "height", "width", "rle"])
-        for vid, t, h, w, counts in zip(*cols.to_pydict().values(), strict=True):
-            key = (int(vid), int(t))
-            if key in frames and (h, w) == frames[key][1:]:
-                ignore[key].append({"size": [int(h), int(w)], "counts": counts})
     source = {
         "kind": "pseudo_labels",
         "labels": labels_path,
@@ -258,10 +216,8 @@ def targets_from_pseudo_labels(
         "tau": tau,
         "rows": labels.num_rows,
         "kept_rows": kept.num_rows,
-        "filtered": filtered,
-        "ignore_rows": sum(len(v) for v in ignore.values()),
     }
-    return _training_set(frames, targets, categories, source, ignore=ignore)
+    return _training_set(frames, targets, categories, source)
 
 
 def targets_from_ground_truth(
