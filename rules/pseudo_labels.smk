@@ -279,11 +279,13 @@ rule filter:
         k_ratio=config["filter"]["k_ratio"],
         k_min=config["filter"]["k_min"],
         k_max=config["filter"]["k_max"],
+        prototype_fraction=config["filter"]["prototype_fraction"],
     shell:
         "python -m uvis pseudo filter --proposals {input.proposals:q} --clip {input.clip:q} "
         "--objectness-threshold {params.objectness:q} --clip-threshold {params.clip:q} "
         "--tau {params.tau:q} --k-ratio {params.k_ratio:q} --k-min {params.k_min:q} "
-        "--k-max {params.k_max:q} --out {output:q} > {log:q} 2>&1"
+        "--k-max {params.k_max:q} --prototype-fraction {params.prototype_fraction:q} "
+        "--out {output:q} > {log:q} 2>&1"
 
 
 rule pseudo_quality:

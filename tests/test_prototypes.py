@@ -20,6 +20,7 @@ from uvis.prototypes import (
     PMFConfig,
     build_prototypes,
     class_k,
+    confident_members,
     filter_instances,
     pmf_similarity,
 )
@@ -102,6 +103,9 @@ def test_config_errors_name_the_key() -> None:
         PMFConfig(k_min=8, k_max=4)
     with pytest.raises(ConfigError, match="k_ratio"):
         PMFConfig(k_ratio=0.0)
+    for fraction in (0.0, 1.5):
+        with pytest.raises(ConfigError, match="prototype_fraction"):
+            PMFConfig(prototype_fraction=fraction)
     with pytest.raises(ValueError, match="-1"):
         class_k(-1, PMFConfig())
 
@@ -198,6 +202,44 @@ def test_prototypes_use_only_rows_passing_objectness_and_clip() -> None:
     np.testing.assert_allclose(everyone[0], [(e[0] + e[1]) * SQRT_HALF], atol=1e-6)
     sim = pmf_similarity(embeddings, labels, everyone)
     np.testing.assert_allclose(sim[:10], SQRT_HALF, atol=1e-6)
+
+
+def test_confident_members_take_each_classs_top_scores() -> None:
+    members = np.array([True, True, True, True, False, True, True, True])
+    labels = np.array([0, 0, 0, 0, 0, 1, 2, 2])
+    score = np.array([0.9, 0.8, 0.99, 0.7, 1.0, 0.75, 0.8, 0.8])
+    # Class 0: ceil(0.5 * 4) = 2 of its members, 0.99 and 0.9 (row 4 scores higher but is no
+    # member); class 1: its one member; class 2: ceil(0.5 * 2) = 1, the tie going to row 6.
+    keep = confident_members(members, labels, score, 0.5)
+    assert np.flatnonzero(keep).tolist() == [0, 2, 5, 6]
+    # ceil keeps at least one per class; 1.0 keeps every member.
+    assert np.flatnonzero(confident_members(members, labels, score, 0.01)).tolist() == [2, 5, 6]
+    assert (confident_members(members, labels, score, 1.0) == members).all()
+    with pytest.raises(ValueError, match="fraction"):
+        confident_members(members, labels, score, 0.0)
+
+
+def test_prototype_fraction_builds_prototypes_from_confident_members() -> None:
+    """A class whose members are mostly non-objects (e0, low CLIP score) and a few objects (e1,
+    high score): the paper's prototype points at the non-objects, so PMF keeps them and drops
+    the objects; built from the top 30 % by score, it keeps the objects instead."""
+    e = np.eye(8)
+    embeddings = np.concatenate([np.tile(e[0], (7, 1)), np.tile(e[1], (3, 1))])
+    clip = np.r_[np.full(7, 0.8), np.full(3, 0.95)]
+    objectness = np.full(10, 0.9)
+    labels = np.zeros(10, int)
+
+    paper = filter_instances(objectness, clip, labels, embeddings, PMFConfig(tau=0.9, k_max=1))
+    # Mean of 7 e0 + 3 e1, normalised: cosine 7/sqrt(58) = 0.92 to e0, 3/sqrt(58) = 0.39 to e1.
+    np.testing.assert_allclose(paper.prototypes[0], unit(np.array([[7, 3, 0, 0, 0, 0, 0, 0.0]])))
+    assert paper.pass_pmf.tolist() == [True] * 7 + [False] * 3
+
+    cfg = PMFConfig(tau=0.9, k_max=1, prototype_fraction=0.3)
+    confident = filter_instances(objectness, clip, labels, embeddings, cfg)
+    np.testing.assert_allclose(confident.prototypes[0], e[[1]], atol=1e-6)
+    assert confident.pass_pmf.tolist() == [False] * 7 + [True] * 3
+    # The score filters are unchanged: the fraction only chooses who builds the prototypes.
+    assert (confident.pass_clip == paper.pass_clip).all()
 
 
 def test_thresholds_keep_scores_at_or_above() -> None:

@@ -133,3 +133,21 @@ def test_unreadable_shard_is_named(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert str(bad) in err and "cannot read proposals" in err
+
+
+def test_cli_prototype_fraction_builds_from_the_top_scores(tmp_path, capsys):
+    paths = write_shards(tmp_path, ROWS)
+    out = tmp_path / "labels.parquet"
+    args = ["pseudo", "filter", "--proposals", *map(str, paths["proposals"])]
+    args += ["--clip", *map(str, paths["clip"]), "--k-max", "1", "--out", str(out)]
+    # Class 1's members score 0.9, 0.9, 0.8, 0.9: a quarter of four is one row, the first 0.9,
+    # so the prototype is row 0's own embedding.
+    assert main([*args, "--prototype-fraction", "0.25"]) == 0
+    emb = np.array([r[3] for r in ROWS[:4]], np.float16).astype(np.float64)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    sim = pq.read_table(out).column("pmf_similarity").to_numpy()
+    np.testing.assert_allclose(sim[:4], emb @ emb[0], atol=1e-4)
+
+    assert main([*args, "--prototype-fraction", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "prototype_fraction" in err[0]

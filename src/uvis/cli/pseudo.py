@@ -77,6 +77,7 @@ def _filter(args: argparse.Namespace) -> int:
         k_min=args.k_min,
         k_max=args.k_max,
         seed=args.seed,
+        prototype_fraction=args.prototype_fraction,
     )
     counts = filter_files(args.proposals, args.clip, args.out, cfg)
     print(
@@ -179,6 +180,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     f.add_argument(
         "--seed", type=nonnegative_int, default=0, help="seed of the k-means (default 0)"
+    )
+    f.add_argument(
+        "--prototype-fraction",
+        type=unit_float,
+        default=1.0,
+        help="share of a class's members, highest CLIP score first, that build its prototypes "
+        "(default 1.0: all, the paper's rule)",
     )
     f.set_defaults(func=_filter)
 

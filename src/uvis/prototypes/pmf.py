@@ -16,7 +16,11 @@ of one stored :class:`PMFResult`, never a recomputation:
 
 - The prototypes are built once, from the instances that pass filters 1 and 2 (the paper:
   "together with objectness score and CLIP score, tau determines the final instances we retain
-  for each prototype"). ``tau`` does not change the prototypes and k-means is not re-run on the
+  for each prototype"). uvis's option ``prototype_fraction`` (1.0, the paper's rule, by default)
+  builds each class's prototypes from only that fraction of them, highest CLIP score first
+  (:func:`confident_members`): where a class filter lets through more non-objects of a class
+  than objects, their mean direction is a non-object's and PMF keeps the junk and drops the
+  objects; the class's most confident members are its objects. ``tau`` does not change the prototypes and k-means is not re-run on the
   instances that ``tau`` retains; ``tau`` only thresholds the stored similarity, which
   :func:`uvis.pseudo.levels.select` does for any ``tau``.
 - Every threshold keeps scores *at or above* it (:func:`passes_threshold`); the paper discards
@@ -59,6 +63,8 @@ class PMFConfig:
 
     ``niter`` and ``seed`` are the k-means iterations and random seed; the same seed is used
     for every class, so results are a function of the inputs and the config.
+    ``prototype_fraction`` is the share of a class's members that build its prototypes,
+    highest CLIP score first (:func:`confident_members`); 1.0 is the paper's rule.
     """
 
     objectness_threshold: float = 0.7
@@ -69,9 +75,16 @@ class PMFConfig:
     k_max: int = 64
     niter: int = 25
     seed: int = 0
+    prototype_fraction: float = 1.0
 
     def __post_init__(self) -> None:
-        for key in ("objectness_threshold", "clip_threshold", "tau", "k_ratio"):
+        for key in (
+            "objectness_threshold",
+            "clip_threshold",
+            "tau",
+            "k_ratio",
+            "prototype_fraction",
+        ):
             if not math.isfinite(getattr(self, key)):
                 raise ConfigError(f"{key} must be a finite number, got {getattr(self, key)}")
         for key in ("objectness_threshold", "clip_threshold"):
@@ -87,6 +100,10 @@ class PMFConfig:
             raise ConfigError(f"k_max must be >= k_min ({self.k_min}), got {self.k_max}")
         if self.niter < 1:
             raise ConfigError(f"niter must be >= 1, got {self.niter}")
+        if not 0.0 < self.prototype_fraction <= 1.0:
+            raise ConfigError(
+                f"prototype_fraction must be in (0, 1], got {self.prototype_fraction}"
+            )
 
 
 @dataclass(frozen=True, eq=False)
@@ -145,8 +162,35 @@ def class_k(n: int, cfg: PMFConfig) -> int:
 def prototype_members(
     pass_objectness: np.ndarray, pass_clip: np.ndarray, valid_embedding: np.ndarray
 ) -> np.ndarray:
-    """The rows whose embeddings build the prototypes: those passing both score filters."""
+    """The rows that may build the prototypes: those passing both score filters."""
     return pass_objectness & pass_clip & valid_embedding
+
+
+def confident_members(
+    members: np.ndarray, labels: np.ndarray, clip_score: np.ndarray, fraction: float
+) -> np.ndarray:
+    """Per class, the ``ceil(fraction * n)`` of its ``n`` ``members`` with the highest CLIP score.
+
+    ``members`` (N,) marks the candidate rows (:func:`prototype_members`), ``labels`` (N,) their
+    classes and ``clip_score`` (N,) their CLIP score ``u``. Returns a boolean mask (N,), a
+    subset of ``members`` holding at least one row of every class that has members; ties in
+    score go to the earlier row. ``fraction`` 1.0 returns ``members`` unchanged.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    members = np.asarray(members, dtype=bool)
+    if fraction == 1.0:
+        return members.copy()
+    labels, clip_score = np.asarray(labels), np.asarray(clip_score)
+    keep = np.zeros_like(members)
+    rows = np.flatnonzero(members)
+    for _, class_rows in _class_rows(labels[rows]):
+        candidates = rows[class_rows]
+        # The tolerance keeps a product such as 0.3 * 10 = 3.0000000000000004 at 3.
+        n = max(1, math.ceil(fraction * len(candidates) - 1e-9))
+        order = np.argsort(-clip_score[candidates], kind="stable")
+        keep[candidates[order[:n]]] = True
+    return keep
 
 
 def build_prototypes(
@@ -224,7 +268,12 @@ def filter_instances(
         )
     pass_objectness = passes_threshold(objectness, cfg.objectness_threshold)
     pass_clip = passes_threshold(clip_score, cfg.clip_threshold)
-    members = prototype_members(pass_objectness, pass_clip, valid)
+    members = confident_members(
+        prototype_members(pass_objectness, pass_clip, valid),
+        labels,
+        clip_score,
+        cfg.prototype_fraction,
+    )
     prototypes = _prototypes_of_unit_rows(unit[members], labels[members], cfg, gpu)
     similarity = _similarity_of_unit_rows(unit, valid, labels, prototypes, gpu)
     return PMFResult(
