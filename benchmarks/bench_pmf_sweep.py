@@ -3,9 +3,10 @@
 Usage::
 
     python benchmarks/bench_pmf_sweep.py RESULTS [--split train] [--k-ratio 0.005 ...]
-        [--k-max 1] [--tau 0.7 ...] [--video-stride 1]
+        [--k-max 1] [--prototype-fraction 1.0 ...] [--tau 0.7 ...] [--video-stride 1]
 
 ``RESULTS`` is a finished run's ``results/synth`` folder. For each ``--k-ratio`` the filter stage
+(and each ``--prototype-fraction``, :func:`uvis.prototypes.confident_members`)
 runs in-process on the split's proposal and CLIP-score shards (objectness and CLIP thresholds
 from ``config.yaml``); each ``--tau`` is then read off the stored PMF similarity with the same
 prototypes (as Table 3 is), and the pseudo-labels' quality at the PMF level is printed
@@ -23,6 +24,7 @@ overrides ``config.yaml``'s cap on prototypes per class (the default cap of 1 ma
 from __future__ import annotations
 
 import argparse
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +43,7 @@ from uvis.schemas import CLIP_SCORES, PROPOSALS
 
 def _row(name: str, q: object) -> str:
     return (
-        f"{name:<28} kept {q.proposals:>6}  recall {q.recall:.3f}  precision {q.precision:.3f}  "
+        f"{name:<42} kept {q.proposals:>6}  recall {q.recall:.3f}  precision {q.precision:.3f}  "
         f"label acc. {q.label_accuracy:.3f}  class precision {q.class_precision:.3f}"
     )
 
@@ -75,6 +77,9 @@ def main() -> None:
     parser.add_argument("--split", default="train")
     parser.add_argument("--k-ratio", type=float, nargs="+", default=[0.005, 0.02, 0.05])
     parser.add_argument("--k-max", type=int, default=None, help="default: config.yaml's")
+    parser.add_argument(
+        "--prototype-fraction", type=float, nargs="+", default=None, help="default: config.yaml's"
+    )
     parser.add_argument("--tau", type=float, nargs="+", default=[0.7, 0.8, 0.85, 0.9, 0.95])
     parser.add_argument("--video-stride", type=int, default=1)
     args = parser.parse_args()
@@ -92,7 +97,8 @@ def main() -> None:
     all_ids = sorted(v.id for v in gt.videos)
     gt = gt.drop_videos(set(all_ids) - set(all_ids[:: args.video_stride]))
     print(f"{args.split}: {proposals.num_rows} proposals, {len(gt.videos)} videos")
-    for i, k_ratio in enumerate(args.k_ratio):
+    fractions = args.prototype_fraction or [filt.get("prototype_fraction", 1.0)]
+    for i, (fraction, k_ratio) in enumerate(itertools.product(fractions, args.k_ratio)):
         cfg = PMFConfig(
             objectness_threshold=filt["objectness_threshold"],
             clip_threshold=filt["clip_threshold"],
@@ -100,6 +106,7 @@ def main() -> None:
             k_ratio=k_ratio,
             k_min=filt["k_min"],
             k_max=filt["k_max"] if args.k_max is None else args.k_max,
+            prototype_fraction=fraction,
         )
         table, result = build_pseudo_labels(proposals, clip, cfg)
         if i == 0:
@@ -113,7 +120,7 @@ def main() -> None:
                 table.schema.get_field_index("pass_pmf"), "pass_pmf", pa.array(np.asarray(keep))
             )
             q = measure_quality(flagged, gt)[3]
-            name = f"pmf k_ratio {k_ratio} tau {tau}"
+            name = f"pmf fraction {fraction} k_ratio {k_ratio} tau {tau}"
             lost = unlabelled_tracks(keep, matches)
             ks = sorted(len(p) for p in result.prototypes.values())
             print(
