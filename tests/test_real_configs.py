@@ -69,6 +69,8 @@ def test_ytvis_config_without_valid_ground_truth_makes_server_zips(name, tiny_yt
     assert cfg["dataset"]["splits"]["valid"]["annotated"] is False
     args = _with_paths(name, tmp_path, _ytvis_splits(tiny_ytvis, tmp_path))
     proc = snakemake("-n", "-p", *args)
+    # The overlay, not config.yaml's embedded default, decides the PMF rule: the paper's.
+    assert "--tau 0.7 " in proc.stdout and "--prototype-fraction 1.0 " in proc.stdout
     jobs = _jobs(proc.stdout)
     # UVIS with memory, the upper bound (trained on the annotated train split), DeepSORT (A1)
     # and DeepSORT on the PMF-level pseudo-labels (deepsort.extra_levels).
