@@ -18,10 +18,11 @@ of one stored :class:`PMFResult`, never a recomputation:
   "together with objectness score and CLIP score, tau determines the final instances we retain
   for each prototype"). uvis's option ``prototype_fraction`` (1.0, the paper's rule, by default)
   builds each class's prototypes from only that fraction of them, highest CLIP score first
-  (:func:`confident_members`): where a class filter lets through more non-objects of a class
-  than objects, their mean direction is a non-object's and PMF keeps the junk and drops the
-  objects; the class's most confident members are its objects. ``tau`` does not change the prototypes and k-means is not re-run on the
-  instances that ``tau`` retains; ``tau`` only thresholds the stored similarity, which
+  (:func:`confident_members`): where the score filters let through more non-objects of a class
+  than objects, the mean of its members points at the non-objects, and PMF keeps them and drops
+  the objects; the members CLIP is surest of are more often objects (``benchmarks/RESULTS.md``).
+  ``tau`` does not change the prototypes and k-means is not re-run on the instances that
+  ``tau`` retains; ``tau`` only thresholds the stored similarity, which
   :func:`uvis.pseudo.levels.select` does for any ``tau``.
 - Every threshold keeps scores *at or above* it (:func:`passes_threshold`); the paper discards
   similarities "less than tau", and we read its objectness and CLIP thresholds the same way.
