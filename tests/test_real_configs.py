@@ -131,3 +131,13 @@ def test_a_missing_weight_of_a_real_config_stops_the_dry_run(tiny_ytvis, tmp_pat
     out = proc.stdout + proc.stderr
     assert "config ssl.weights: weight 'dino_vitb8'" in out
     assert str(tmp_path / "empty" / "dino_vitb8" / "dino_vitbase8_pretrain.pth") in out
+
+
+@pytest.mark.parametrize("name", [*YTVIS_CONFIGS, "davis2019"])
+def test_real_configs_pin_the_papers_pmf_over_the_embedded_default(name):
+    """The overlays sit on config.yaml, whose PMF is tuned to the stand-in CLIP (tau 0.85,
+    prototypes from each class's top fifth, Table 3 swept up to 0.85): each must set the
+    paper's values itself, or it would inherit those."""
+    cfg = yaml.safe_load((ROOT / "config" / f"{name}.yaml").read_text())
+    assert cfg["filter"]["tau"] == 0.7 and cfg["filter"]["prototype_fraction"] == 1.0
+    assert cfg["tables"]["taus"] == [0.0, 0.5, 0.7, 0.9]
