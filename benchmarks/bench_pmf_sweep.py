@@ -97,7 +97,7 @@ def main() -> None:
     all_ids = sorted(v.id for v in gt.videos)
     gt = gt.drop_videos(set(all_ids) - set(all_ids[:: args.video_stride]))
     print(f"{args.split}: {proposals.num_rows} proposals, {len(gt.videos)} videos")
-    fractions = args.prototype_fraction or [filt.get("prototype_fraction", 1.0)]
+    fractions = args.prototype_fraction or [filt["prototype_fraction"]]
     for i, (fraction, k_ratio) in enumerate(itertools.product(fractions, args.k_ratio)):
         cfg = PMFConfig(
             objectness_threshold=filt["objectness_threshold"],
