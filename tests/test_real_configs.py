@@ -71,6 +71,7 @@ def test_ytvis_config_without_valid_ground_truth_makes_server_zips(name, tiny_yt
     proc = snakemake("-n", "-p", *args)
     # The overlay, not config.yaml's embedded default, decides the PMF rule: the paper's.
     assert "--tau 0.7 " in proc.stdout and "--prototype-fraction 1.0 " in proc.stdout
+    assert "--k-ratio 0.005 --k-min 1 --k-max 64 " in proc.stdout
     jobs = _jobs(proc.stdout)
     # UVIS with memory, the upper bound (trained on the annotated train split), DeepSORT (A1)
     # and DeepSORT on the PMF-level pseudo-labels (deepsort.extra_levels).
@@ -136,8 +137,11 @@ def test_a_missing_weight_of_a_real_config_stops_the_dry_run(tiny_ytvis, tmp_pat
 @pytest.mark.parametrize("name", [*YTVIS_CONFIGS, "davis2019"])
 def test_real_configs_pin_the_papers_pmf_over_the_embedded_default(name):
     """The overlays sit on config.yaml, whose PMF is tuned to the stand-in CLIP (tau 0.85,
-    prototypes from each class's top fifth, Table 3 swept up to 0.85): each must set the
-    paper's values itself, or it would inherit those."""
+    prototypes from each class's top fifth, one prototype per class, Table 3 swept up to
+    0.85): each must set the paper's values itself, or it would inherit those."""
     cfg = yaml.safe_load((ROOT / "config" / f"{name}.yaml").read_text())
     assert cfg["filter"]["tau"] == 0.7 and cfg["filter"]["prototype_fraction"] == 1.0
+    # k proportional to the class's size (the paper), capped at the schema's 64, not at 1
+    assert cfg["filter"]["k_ratio"] == 0.005
+    assert cfg["filter"]["k_min"] == 1 and cfg["filter"]["k_max"] == 64
     assert cfg["tables"]["taus"] == [0.0, 0.5, 0.7, 0.9]
