@@ -22,12 +22,14 @@ from uvis.synth import (
     CAPTION_TEMPLATES,
     CATEGORIES,
     COLOUR_NAMES,
+    Pillar,
     Pose,
     Scene,
     SynthParams,
     Track,
     caption,
     generate_world,
+    pillar_across,
     rasterise,
     render_video,
     sample_scene,
@@ -71,6 +73,7 @@ def test_unknown_override_key_raises_config_error_naming_it() -> None:
         ("frames_per_video", [8, 6]),  # low > high
         ("frames_per_video", 7),  # not a pair
         ("occlusion_rate", 1.5),
+        ("pillar_rate", -0.1),
         ("num_train_videos", "4"),
         ("jpeg_quality", 100),
     ],
@@ -184,6 +187,86 @@ def test_crossing_paths_occlude() -> None:
     for index in range(5):
         rendered = render_video(sample_scene(np.random.default_rng([1, 0, index]), params))
         assert (rendered.visible.sum(axis=(2, 3)) < rendered.full.sum(axis=(2, 3))).any()
+
+
+def test_pillar_hides_the_object_it_stands_across_for_the_asked_frames() -> None:
+    """A square (radius 6, angle 0) moving right at 2 px per frame, cx = 8 + 2 t over 16
+    frames, on a flat background. The pillar across its path at t = 7 (cx 22) for 4 hidden
+    frames is a vertical band 2*6 + 2*4 = 20 px wide centred on column 22: columns 12..31.
+    The square's half-width is at most its radius, so its columns lie inside the band at
+    least while |cx - 22| <= 10 - 6, i.e. for t = 5..9: five frames, at least the four asked."""
+    square = next(c.id for c in CATEGORIES if c.name == "square")
+    t = np.arange(16, dtype=float)
+    track = Track(
+        category_id=square,
+        appearance=sample_appearance(np.random.default_rng(0)),
+        cx=8.0 + 2.0 * t,
+        cy=np.full(16, 20.0),
+        radius=np.full(16, 6.0),
+        angle=np.zeros(16),
+    )
+    pillar = pillar_across(track, 7, 4.0, np.array([10.0, 200.0, 30.0]))
+    assert (pillar.axis, pillar.start, pillar.stop) == (1, 12, 32)
+    scene = Scene(
+        height=40,
+        width=64,
+        tracks=(track,),
+        background=np.full((40, 64, 3), 100.0),
+        pan=np.zeros((16, 2), np.int64),
+        noise_std=0.0,
+        noise_seed=0,
+        pillar=pillar,
+    )
+    out = render_video(scene)
+    # Painted over everything, in its colour, and nowhere else.
+    assert (out.frames[:, :, 12:32] == [10, 200, 30]).all()
+    assert (out.frames[:, :, :12] != [10, 200, 30]).any(axis=-1).all()
+    visible = out.visible[0].sum(axis=(1, 2))
+    full = out.full[0].sum(axis=(1, 2))
+    assert (full > 0).all()  # the shape itself is in the frame throughout
+    band = np.zeros((40, 64), bool)
+    band[:, 12:32] = True
+    inside = [not (out.full[0, k] & ~band).any() for k in range(16)]
+    hidden = np.flatnonzero(visible == 0)
+    assert hidden.tolist() == np.flatnonzero(inside).tolist()
+    assert set(range(5, 10)) <= set(hidden.tolist())
+    assert visible[0] == full[0] and visible[15] == full[15]  # clear of the band at the ends
+    # The visible mask is the full shape minus the band.
+    assert (out.visible[0] == (out.full[0] & ~band)).all()
+
+
+def test_horizontal_motion_gets_a_vertical_pillar_and_vertical_a_horizontal_one() -> None:
+    t = np.arange(8, dtype=float)
+    look = sample_appearance(np.random.default_rng(0))
+    up = Track(1, look, np.full(8, 30.0), 40.0 - 3.0 * t, np.full(8, 5.0), np.zeros(8))
+    pillar = pillar_across(up, 3, 2.0, np.zeros(3))
+    # Across rows, centred on row 31, 2 * 5 + 3 * 2 = 16 rows wide.
+    assert (pillar.axis, pillar.start, pillar.stop) == (0, 23, 39)
+    assert Pillar(0, 22, 40, (0.0, 0.0, 0.0)).mask(50, 60)[22:40].all()
+
+
+def test_pillars_are_drawn_last_and_change_nothing_else_in_the_world() -> None:
+    """pillar_rate 1 gives every video a pillar (its objects are in the frame mid-video); the
+    tracks, background and noise equal those of the same video without pillars (the pillar's
+    draws come last), so worlds without pillars are the ones generated before the option
+    existed. In every video some object in the
+    frame is hidden whole by the pillar at a frame of the middle third: the frame it stands at."""
+    with_pillars = SynthParams.preset("smoke", pillar_rate=1.0, frames_per_video=[12, 16])
+    without = SynthParams.preset("smoke", frames_per_video=[12, 16])
+    for index in range(5):
+        scene = sample_scene(np.random.default_rng([3, 1, index]), with_pillars)
+        plain = sample_scene(np.random.default_rng([3, 1, index]), without)
+        assert plain.pillar is None and isinstance(scene.pillar, Pillar)
+        assert scene.noise_seed == plain.noise_seed
+        assert (scene.background == plain.background).all() and (scene.pan == plain.pan).all()
+        for a, b in zip(scene.tracks, plain.tracks, strict=True):
+            assert a.category_id == b.category_id and (a.cx == b.cx).all()
+        rendered = render_video(scene)
+        num_frames = scene.num_frames
+        middle = range(round((num_frames - 1) / 3), round(2 * (num_frames - 1) / 3) + 1)
+        full = rendered.full.sum(axis=(2, 3))[:, middle]
+        visible = rendered.visible.sum(axis=(2, 3))[:, middle]
+        assert ((full > 0) & (visible == 0)).any(), index
 
 
 # --------------------------------------------------------------------------------------------

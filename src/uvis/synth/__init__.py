@@ -11,7 +11,7 @@ from uvis.synth.appearance import COLOUR_NAMES, COLOURS, TEXTURES, Appearance
 from uvis.synth.corpora import CAPTION_TEMPLATES, caption, corpus_image
 from uvis.synth.params import SynthParams
 from uvis.synth.render import RenderedVideo, render_video, visible_masks
-from uvis.synth.scene import Scene, Track, sample_object_scene, sample_scene
+from uvis.synth.scene import Pillar, Scene, Track, pillar_across, sample_object_scene, sample_scene
 from uvis.synth.shapes import CATEGORIES, Category, Pose, category_by_id, rasterise
 from uvis.synth.world import generate_world, video_name, video_scene
 
@@ -23,6 +23,7 @@ __all__ = [
     "TEXTURES",
     "Appearance",
     "Category",
+    "Pillar",
     "Pose",
     "RenderedVideo",
     "Scene",
@@ -32,6 +33,7 @@ __all__ = [
     "category_by_id",
     "corpus_image",
     "generate_world",
+    "pillar_across",
     "rasterise",
     "render_video",
     "sample_object_scene",

@@ -37,7 +37,7 @@ _RANGES: dict[str, type] = {
     "scale_change": float,
     "speed": float,
 }
-_RATES = ("occlusion_rate", "enter_leave_rate", "same_category_rate")
+_RATES = ("occlusion_rate", "enter_leave_rate", "same_category_rate", "pillar_rate")
 _INTS = (
     "seed",
     "num_train_videos",
@@ -75,6 +75,10 @@ class SynthParams:
             the frame border (absent at the first or last frame).
         same_category_rate: probability that a video repeats a category (two instances of
             one category), on top of what chance gives.
+        pillar_rate: probability that a video gets a pillar: a static band in front of every
+            object, across one object's path, wide enough to hide that object completely for
+            a few frames in the middle of the video (a long full occlusion; 0 in the presets,
+            for worlds that test tracking).
         background_pan: largest background pan speed, pixels per frame.
         frame_noise: standard deviation of the per-frame pixel noise (0-255 scale).
         num_unlabeled_images, num_captioned_images: sizes of the two image corpora.
@@ -98,6 +102,7 @@ class SynthParams:
     occlusion_rate: float = 0.5
     enter_leave_rate: float = 0.2
     same_category_rate: float = 0.3
+    pillar_rate: float = 0.0
     background_pan: float = 0.5
     frame_noise: float = 2.5
     num_unlabeled_images: int = 2000

@@ -4,7 +4,8 @@ A :class:`Scene` is a complete, explicit description of one video; rendering it
 (:func:`uvis.synth.render.render_video`) is deterministic. :func:`sample_scene` draws a random
 scene that exercises tracking: smooth motion (constant velocity plus a small constant
 acceleration), spin, scale change, objects entering or leaving through the border, paths that
-cross (so one object occludes another), and repeated categories.
+cross (so one object occludes another), repeated categories, and optionally a pillar that
+hides one object completely for a few frames.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ _CROSS_REGION = (0.3, 0.7)
 _CROSS_TIME = (0.3, 0.7)
 # Largest sideways bend of a path, as a fraction of its length (the constant acceleration).
 _MAX_BEND = 0.25
+# A pillar stands across one object's path at a frame in this fraction of the video, and hides
+# that object completely for this many frames (inclusive range).
+_PILLAR_TIME = (1 / 3, 2 / 3)
+_PILLAR_HIDDEN_FRAMES = (3, 6)
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,6 +55,29 @@ class Track:
         )
 
 
+@dataclass(frozen=True)
+class Pillar:
+    """A static band of flat colour painted in front of every object, fixed in the frame.
+
+    ``axis`` 1 is a vertical band over columns ``start:stop``, ``axis`` 0 a horizontal band
+    over rows ``start:stop``; ``colour`` is RGB (0-255).
+    """
+
+    axis: int
+    start: int
+    stop: int
+    colour: tuple[float, float, float]
+
+    def mask(self, height: int, width: int) -> np.ndarray:
+        """The ``(height, width)`` bool mask of the pixels the pillar covers."""
+        covered = np.zeros((height, width), dtype=bool)
+        if self.axis == 1:
+            covered[:, self.start : self.stop] = True
+        else:
+            covered[self.start : self.stop, :] = True
+        return covered
+
+
 @dataclass(frozen=True, eq=False)
 class Scene:
     """A video to render.
@@ -61,6 +89,7 @@ class Scene:
         pan: ``(T, 2)`` integer (row, col) of each frame's top-left corner in the canvas.
         noise_std: standard deviation of the per-frame pixel noise.
         noise_seed: seed of the pixel noise, so rendering is a pure function of the scene.
+        pillar: a static occluder in front of all tracks, or None.
     """
 
     height: int
@@ -70,6 +99,7 @@ class Scene:
     pan: np.ndarray
     noise_std: float
     noise_seed: int
+    pillar: Pillar | None = None
 
     @property
     def num_frames(self) -> int:
@@ -221,6 +251,49 @@ def panning_background(
     return canvas, corners
 
 
+def pillar_across(track: Track, t: int, hidden_frames: float, colour: np.ndarray) -> Pillar:
+    """A pillar across ``track``'s path at frame ``t`` that hides it for ``hidden_frames``.
+
+    The band runs across the track's main direction of motion at ``t`` (vertical if it moves
+    more sideways than up or down), centred on its centre then, and is as wide as the object's
+    diameter then plus the distance it travels in ``hidden_frames`` frames along that axis: a
+    round object of that size at that speed is covered whole for about that many frames, a
+    narrower shape (or a side of it) for a few more.
+    """
+    step = min(t + 1, len(track.cx) - 1)
+    back = step - 1
+    vx, vy = track.cx[step] - track.cx[back], track.cy[step] - track.cy[back]
+    axis = 1 if abs(vx) >= abs(vy) else 0
+    centre = float(track.cx[t] if axis == 1 else track.cy[t])
+    width = 2.0 * float(track.radius[t]) + abs(vx if axis == 1 else vy) * hidden_frames
+    return Pillar(
+        axis=axis,
+        start=max(int(np.floor(centre - width / 2)), 0),
+        stop=int(np.ceil(centre + width / 2)),
+        colour=(float(colour[0]), float(colour[1]), float(colour[2])),
+    )
+
+
+def _sample_pillar(
+    rng: np.random.Generator, params: SynthParams, tracks: list[Track], num_frames: int
+) -> Pillar | None:
+    """A pillar across a random object's path at a random frame in the middle of the video
+    where the object is wholly inside the frame; None if no object ever is then."""
+    first_t, last_t = (round(f * (num_frames - 1)) for f in _PILLAR_TIME)
+    hidden = float(rng.integers(_PILLAR_HIDDEN_FRAMES[0], _PILLAR_HIDDEN_FRAMES[1] + 1))
+    colour = rng.uniform(30, 225, 3)
+    frames = np.arange(first_t, last_t + 1)
+    for k in rng.permutation(len(tracks)):
+        track = tracks[k]
+        r = track.radius[frames]
+        x, y = track.cx[frames], track.cy[frames]
+        inside = (x >= r) & (x <= params.width - r) & (y >= r) & (y <= params.height - r)
+        if inside.any():
+            t = int(rng.choice(frames[inside]))
+            return pillar_across(track, t, hidden, colour)
+    return None
+
+
 def sample_scene(rng: np.random.Generator, params: SynthParams) -> Scene:
     """Draw one random video scene from ``params`` (frame count, objects, motion, background)."""
     num_frames = int(rng.integers(params.frames_per_video[0], params.frames_per_video[1] + 1))
@@ -236,6 +309,11 @@ def sample_scene(rng: np.random.Generator, params: SynthParams) -> Scene:
     background, pan = panning_background(
         rng, params.height, params.width, num_frames, params.background_pan
     )
+    noise_seed = int(rng.integers(2**63))
+    pillar = None
+    # Drawn last, and only when asked for, so worlds without pillars stay as they were.
+    if params.pillar_rate > 0 and rng.random() < params.pillar_rate:
+        pillar = _sample_pillar(rng, params, tracks, num_frames)
     return Scene(
         height=params.height,
         width=params.width,
@@ -243,7 +321,8 @@ def sample_scene(rng: np.random.Generator, params: SynthParams) -> Scene:
         background=background,
         pan=pan,
         noise_std=params.frame_noise,
-        noise_seed=int(rng.integers(2**63)),
+        noise_seed=noise_seed,
+        pillar=pillar,
     )
 
 
