@@ -5,12 +5,14 @@ Usage::
 
     python benchmarks/bench_tracking_memory.py CKPT [--seeds 1 2 3] [--videos 48]
         [--lam 0.5] [--settings NAME ...] [--out-dir /tmp/bench_tracking_memory]
+        [--config config.yaml]
 
 ``CKPT`` is a ``model_final.pth`` of a finished run (e.g. ``results/synth/vis/supervised``).
 For each setting below and each world seed, the script generates only the valid split of a world
 (``uvis synth --set num_train_videos=0``; the valid videos do not depend on the train split),
 indexes its frames, tracks them with ``--lam 1`` (plain matching to the previous frame's
-queries, MinVIS) and ``--lam LAM`` (the tracking memory), and evaluates both with the official
+queries, MinVIS) and ``--lam LAM`` (the tracking memory), the other tracking options as
+``config.yaml`` gives them to the ``track_vis`` rule, and evaluates both with the official
 YouTube-VIS metric, through the same ``uvis`` subcommands the rules run. It prints AP per run
 and the memory's gain, then the mean and range over seeds per setting. The UVIS paper argues the
 memory helps where objects are occluded or cross; the settings raise occlusion, crowding and
@@ -26,6 +28,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import yaml
 
 #: A world of the valid split alone: no train videos, no corpora.
 NO_TRAIN_SPLIT = {"num_train_videos": "0", "num_unlabeled_images": "0", "num_captioned_images": "0"}
@@ -46,6 +50,10 @@ SETTINGS: dict[str, dict[str, str]] = {
         "speed": "[0.002, 0.01]",
         "same_category_rate": "1.0",
     },
+    # A static pillar in front of every object, across one object's path: that object is hidden
+    # whole for 3-6 frames mid-video and comes out on the other side (`pillar_rate`).
+    "pillar": {"pillar_rate": "1.0"},
+    "pillar, same category": {"pillar_rate": "1.0", "same_category_rate": "1.0"},
 }
 
 
@@ -70,11 +78,25 @@ def world(out: Path, seed: int, videos: int, overrides: dict[str, str]) -> Path:
     return folder
 
 
-def track_ap(ckpt: Path, out: Path, gt: Path, lam: float, threads: int) -> float:
+def tracking_options(config: Path) -> list[str]:
+    """``uvis track vis`` options other than ``--lam`` as the ``track_vis`` rule passes them
+    from ``config`` (top-k, output-mask refinement, mask-score ranking, batch size)."""
+    cfg = yaml.safe_load(config.read_text())
+    tracking = cfg["tracking"]
+    options = ["--top-k", str(tracking["top_k"]), "--refine", str(tracking["refine"]),
+               "--refine-sigma-rgb", str(tracking["refine_sigma_rgb"]),
+               "--batch-size", str(cfg["vis"]["batch_size"])]  # fmt: skip
+    return options + (["--mask-score"] if tracking["mask_score"] else [])
+
+
+def track_ap(
+    ckpt: Path, out: Path, gt: Path, lam: float, threads: int, options: list[str]
+) -> float:
     """Track the indexed frames with ``lam`` and return the official AP."""
     results = out / f"lam{lam}" / "results.json"
     uvis("track", "vis", "--checkpoint", str(ckpt), "--frames", str(out / "frames.parquet"),
-         "--lam", str(lam), "--threads", str(threads), "--no-progress", "--out", str(results))  # fmt: skip
+         "--lam", str(lam), "--threads", str(threads), "--no-progress", "--out", str(results),
+         *options)  # fmt: skip
     metrics = results.with_name("metrics.json")
     uvis("eval", "ytvis", str(gt), str(results), "--out", str(metrics))
     return float(json.loads(metrics.read_text())["AP"])
@@ -91,9 +113,17 @@ def main() -> None:
         "--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS), metavar="NAME"
     )
     parser.add_argument("--out-dir", type=Path, default=Path("/tmp/bench_tracking_memory"))
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=Path(__file__).resolve().parent.parent / "config.yaml",
+        help="the other tracking options are this config's, as the rules pass them",
+    )
     args = parser.parse_args()
+    options = tracking_options(args.config)
 
     print(f"checkpoint {args.checkpoint}, {args.videos} valid videos per world, lam {args.lam}")
+    print(f"tracking options ({args.config}): {' '.join(options)}")
     print("| setting | seed | AP, MinVIS matching | AP, tracking memory | memory - matching |")
     print("|---|---:|---:|---:|---:|")
     gains: dict[str, list[float]] = {}
@@ -104,8 +134,8 @@ def main() -> None:
             out = args.out_dir / name.replace(" ", "_").replace(",", "") / f"seed{seed}"
             folder = world(out, seed, args.videos, overrides)
             gt = folder / "ytvis" / "valid.json"
-            plain = track_ap(args.checkpoint, out, gt, 1.0, args.threads)
-            memory = track_ap(args.checkpoint, out, gt, args.lam, args.threads)
+            plain = track_ap(args.checkpoint, out, gt, 1.0, args.threads, options)
+            memory = track_ap(args.checkpoint, out, gt, args.lam, args.threads, options)
             gains.setdefault(name, []).append(memory - plain)
             print(f"| {name} | {seed} | {plain:.1f} | {memory:.1f} | {memory - plain:+.1f} |",
                   flush=True)  # fmt: skip
