@@ -77,8 +77,9 @@ class SynthParams:
             one category), on top of what chance gives.
         pillar_rate: probability that a video gets a pillar: a static band in front of every
             object, across one object's path, wide enough to hide that object completely for
-            a few frames in the middle of the video (a long full occlusion; 0 in the presets,
-            for worlds that test tracking).
+            3-6 frames in the middle of the video (a long full occlusion), at most 30 % of
+            the frame wide (no pillar where no object allows that). 0 in the presets; for
+            worlds that test tracking.
         background_pan: largest background pan speed, pixels per frame.
         frame_noise: standard deviation of the per-frame pixel noise (0-255 scale).
         num_unlabeled_images, num_captioned_images: sizes of the two image corpora.

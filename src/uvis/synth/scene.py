@@ -29,6 +29,8 @@ _MAX_BEND = 0.25
 # that object completely for this many frames (inclusive range).
 _PILLAR_TIME = (1 / 3, 2 / 3)
 _PILLAR_HIDDEN_FRAMES = (3, 6)
+# The widest pillar, as a fraction of the frame across it (a wider one would hide most objects).
+_PILLAR_MAX_SHARE = 0.3
 
 
 @dataclass(frozen=True, eq=False)
@@ -277,20 +279,22 @@ def pillar_across(track: Track, t: int, hidden_frames: float, colour: np.ndarray
 def _sample_pillar(
     rng: np.random.Generator, params: SynthParams, tracks: list[Track], num_frames: int
 ) -> Pillar | None:
-    """A pillar across a random object's path at a random frame in the middle of the video
-    where the object is wholly inside the frame; None if no object ever is then."""
+    """A pillar across a random object's path at a random frame of the video's middle third
+    where the object is wholly inside the frame and the pillar would cover at most
+    ``_PILLAR_MAX_SHARE`` of the frame; None if no object and frame allow that."""
     first_t, last_t = (round(f * (num_frames - 1)) for f in _PILLAR_TIME)
     hidden = float(rng.integers(_PILLAR_HIDDEN_FRAMES[0], _PILLAR_HIDDEN_FRAMES[1] + 1))
     colour = rng.uniform(30, 225, 3)
-    frames = np.arange(first_t, last_t + 1)
+    h, w = params.height, params.width
     for k in rng.permutation(len(tracks)):
         track = tracks[k]
-        r = track.radius[frames]
-        x, y = track.cx[frames], track.cy[frames]
-        inside = (x >= r) & (x <= params.width - r) & (y >= r) & (y <= params.height - r)
-        if inside.any():
-            t = int(rng.choice(frames[inside]))
-            return pillar_across(track, t, hidden, colour)
+        for t in rng.permutation(np.arange(first_t, last_t + 1)):
+            x, y, r = track.cx[t], track.cy[t], track.radius[t]
+            if not (r <= x <= w - r and r <= y <= h - r):
+                continue
+            pillar = pillar_across(track, int(t), hidden, colour)
+            if pillar.stop - pillar.start <= _PILLAR_MAX_SHARE * (w if pillar.axis == 1 else h):
+                return pillar
     return None
 
 
