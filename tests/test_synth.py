@@ -190,11 +190,11 @@ def test_crossing_paths_occlude() -> None:
 
 
 def test_pillar_hides_the_object_it_stands_across_for_the_asked_frames() -> None:
-    """A square (radius 6, angle 0) moving right at 2 px per frame, cx = 8 + 2 t over 16
-    frames, on a flat background. The pillar across its path at t = 7 (cx 22) for 4 hidden
-    frames is a vertical band 2*6 + 2*4 = 20 px wide centred on column 22: columns 12..31.
-    The square's half-width is at most its radius, so its columns lie inside the band at
-    least while |cx - 22| <= 10 - 6, i.e. for t = 5..9: five frames, at least the four asked."""
+    """A square (radius 6, angle 0: half-side 0.7 * 6 = 4.2) moving right at 2 px per frame,
+    cx = 8 + 2 t over 16 frames, on a flat background. At t = 7 (cx 22) it covers the columns
+    whose centres lie within 4.2 of 22: 18..25. The pillar hiding it for 4 frames
+    widens that by 2 * 4 / 2 = 4 px each side: columns 14..29. The square fits in it while it
+    has moved at most 4 px, i.e. for t = 5..9 exactly: 4 + 1 frames."""
     square = next(c.id for c in CATEGORIES if c.name == "square")
     t = np.arange(16, dtype=float)
     track = Track(
@@ -205,8 +205,8 @@ def test_pillar_hides_the_object_it_stands_across_for_the_asked_frames() -> None
         radius=np.full(16, 6.0),
         angle=np.zeros(16),
     )
-    pillar = pillar_across(track, 7, 4.0, np.array([10.0, 200.0, 30.0]))
-    assert (pillar.axis, pillar.start, pillar.stop) == (1, 12, 32)
+    pillar = pillar_across(track, 7, 4.0, np.array([10.0, 200.0, 30.0]), 40, 64)
+    assert (pillar.axis, pillar.start, pillar.stop) == (1, 14, 30)
     scene = Scene(
         height=40,
         width=64,
@@ -219,30 +219,31 @@ def test_pillar_hides_the_object_it_stands_across_for_the_asked_frames() -> None
     )
     out = render_video(scene)
     # Painted over everything, in its colour, and nowhere else.
-    assert (out.frames[:, :, 12:32] == [10, 200, 30]).all()
-    assert (out.frames[:, :, :12] != [10, 200, 30]).any(axis=-1).all()
+    assert (out.frames[:, :, 14:30] == [10, 200, 30]).all()
+    assert (out.frames[:, :, :14] != [10, 200, 30]).any(axis=-1).all()
     visible = out.visible[0].sum(axis=(1, 2))
     full = out.full[0].sum(axis=(1, 2))
-    assert (full > 0).all()  # the shape itself is in the frame throughout
-    band = np.zeros((40, 64), bool)
-    band[:, 12:32] = True
-    inside = [not (out.full[0, k] & ~band).any() for k in range(16)]
-    hidden = np.flatnonzero(visible == 0)
-    assert hidden.tolist() == np.flatnonzero(inside).tolist()
-    assert set(range(5, 10)) <= set(hidden.tolist())
+    assert (full == 64).all()  # the 8 x 8 square is in the frame throughout
+    assert np.flatnonzero(visible == 0).tolist() == [5, 6, 7, 8, 9]
     assert visible[0] == full[0] and visible[15] == full[15]  # clear of the band at the ends
     # The visible mask is the full shape minus the band.
+    band = np.zeros((40, 64), bool)
+    band[:, 14:30] = True
     assert (out.visible[0] == (out.full[0] & ~band)).all()
 
 
 def test_horizontal_motion_gets_a_vertical_pillar_and_vertical_a_horizontal_one() -> None:
+    """A square of radius 5 (half-side 3.5) moving up 3 px per frame, cy = 40.2 - 3 t: at t = 3
+    (cy 31.2) it covers the rows whose centres lie within 3.5 of 31.2, 28..34; hidden for 2
+    frames, the band adds 3 rows each side: 25..37."""
+    square = next(c.id for c in CATEGORIES if c.name == "square")
     t = np.arange(8, dtype=float)
     look = sample_appearance(np.random.default_rng(0))
-    up = Track(1, look, np.full(8, 30.0), 40.0 - 3.0 * t, np.full(8, 5.0), np.zeros(8))
-    pillar = pillar_across(up, 3, 2.0, np.zeros(3))
-    # Across rows, centred on row 31, 2 * 5 + 3 * 2 = 16 rows wide.
-    assert (pillar.axis, pillar.start, pillar.stop) == (0, 23, 39)
-    assert Pillar(0, 22, 40, (0.0, 0.0, 0.0)).mask(50, 60)[22:40].all()
+    up = Track(square, look, np.full(8, 30.0), 40.2 - 3.0 * t, np.full(8, 5.0), np.zeros(8))
+    pillar = pillar_across(up, 3, 2.0, np.zeros(3), 50, 60)
+    assert (pillar.axis, pillar.start, pillar.stop) == (0, 25, 38)
+    mask = Pillar(0, 25, 38, (0.0, 0.0, 0.0)).mask(50, 60)
+    assert mask[25:38].all() and mask.sum() == 13 * 60
 
 
 def test_pillars_are_drawn_last_and_change_nothing_else_in_the_world() -> None:

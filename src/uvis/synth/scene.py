@@ -16,7 +16,7 @@ import numpy as np
 
 from uvis.synth.appearance import Appearance, sample_appearance, sample_background
 from uvis.synth.params import SynthParams
-from uvis.synth.shapes import CATEGORIES, Pose
+from uvis.synth.shapes import CATEGORIES, Pose, rasterise
 
 # Where a "staying" object's path starts and ends: this central fraction of each axis.
 _INNER = (0.15, 0.85)
@@ -253,25 +253,29 @@ def panning_background(
     return canvas, corners
 
 
-def pillar_across(track: Track, t: int, hidden_frames: float, colour: np.ndarray) -> Pillar:
+def pillar_across(
+    track: Track, t: int, hidden_frames: float, colour: np.ndarray, height: int, width: int
+) -> Pillar:
     """A pillar across ``track``'s path at frame ``t`` that hides it for ``hidden_frames``.
 
     The band runs across the track's main direction of motion at ``t`` (vertical if it moves
-    more sideways than up or down), centred on its centre then, and is as wide as the object's
-    diameter then plus the distance it travels in ``hidden_frames`` frames along that axis: a
-    round object of that size at that speed is covered whole for about that many frames, a
-    narrower shape (or a side of it) for a few more.
+    more sideways than up or down). It spans the pixels the object covers along that axis in
+    frame ``t`` (of a ``height x width`` frame), widened on each side by half the distance it
+    travels along the axis in ``hidden_frames`` frames: at that speed and in that pose, the
+    object is covered whole for ``hidden_frames`` frames (+1, and more where the shape's
+    spin or growth or the rounding to whole pixels add slack).
     """
     step = min(t + 1, len(track.cx) - 1)
-    back = step - 1
-    vx, vy = track.cx[step] - track.cx[back], track.cy[step] - track.cy[back]
+    vx, vy = track.cx[step] - track.cx[step - 1], track.cy[step] - track.cy[step - 1]
     axis = 1 if abs(vx) >= abs(vy) else 0
-    centre = float(track.cx[t] if axis == 1 else track.cy[t])
-    width = 2.0 * float(track.radius[t]) + abs(vx if axis == 1 else vy) * hidden_frames
+    covered = np.flatnonzero(
+        rasterise(track.category_id, track.pose(t), height, width).any(axis=1 - axis)
+    )
+    margin = abs(vx if axis == 1 else vy) * hidden_frames / 2
     return Pillar(
         axis=axis,
-        start=max(int(np.floor(centre - width / 2)), 0),
-        stop=int(np.ceil(centre + width / 2)),
+        start=max(int(np.floor(covered[0] - margin)), 0),
+        stop=int(np.ceil(covered[-1] + 1 + margin)),
         colour=(float(colour[0]), float(colour[1]), float(colour[2])),
     )
 
@@ -292,7 +296,7 @@ def _sample_pillar(
             x, y, r = track.cx[t], track.cy[t], track.radius[t]
             if not (r <= x <= w - r and r <= y <= h - r):
                 continue
-            pillar = pillar_across(track, int(t), hidden, colour)
+            pillar = pillar_across(track, int(t), hidden, colour, h, w)
             if pillar.stop - pillar.start <= _PILLAR_MAX_SHARE * (w if pillar.axis == 1 else h):
                 return pillar
     return None
