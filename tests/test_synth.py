@@ -248,10 +248,10 @@ def test_horizontal_motion_gets_a_vertical_pillar_and_vertical_a_horizontal_one(
 
 def test_pillars_are_drawn_last_and_change_nothing_else_in_the_world() -> None:
     """pillar_rate 1 gives every video a pillar (its objects are small and in the frame
-    mid-video); the tracks, background and noise equal those of the same video without pillars (the pillar's
-    draws come last), so worlds without pillars are the ones generated before the option
-    existed. In every video some object in the
-    frame is hidden whole by the pillar at a frame of the middle third: the frame it stands at."""
+    mid-video); the tracks, background and noise equal those of the same video without
+    pillars (the pillar's draws come last), so worlds without pillars are the ones generated
+    before the option existed. In every video some object in the frame is hidden whole by the
+    pillar at a frame of the middle third: the frame it stands at."""
     # Objects small enough that a pillar hiding one stays under 30 % of the frame.
     shape = {"frames_per_video": [12, 16], "object_size": [0.1, 0.2]}
     with_pillars = SynthParams.preset("smoke", pillar_rate=1.0, **shape)
