@@ -31,6 +31,8 @@ from pathlib import Path
 
 import yaml
 
+from uvis.workflow.runs import track_vis_options
+
 #: A world of the valid split alone: no train videos, no corpora.
 NO_TRAIN_SPLIT = {"num_train_videos": "0", "num_unlabeled_images": "0", "num_captioned_images": "0"}
 
@@ -80,13 +82,8 @@ def world(out: Path, seed: int, videos: int, overrides: dict[str, str]) -> Path:
 
 def tracking_options(config: Path) -> list[str]:
     """``uvis track vis`` options other than ``--lam`` as the ``track_vis`` rule passes them
-    from ``config`` (top-k, output-mask refinement, mask-score ranking, batch size)."""
-    cfg = yaml.safe_load(config.read_text())
-    tracking = cfg["tracking"]
-    options = ["--top-k", str(tracking["top_k"]), "--refine", str(tracking["refine"]),
-               "--refine-sigma-rgb", str(tracking["refine_sigma_rgb"]),
-               "--batch-size", str(cfg["vis"]["batch_size"])]  # fmt: skip
-    return options + (["--mask-score"] if tracking["mask_score"] else [])
+    from ``config`` (:func:`uvis.workflow.runs.track_vis_options`)."""
+    return track_vis_options(yaml.safe_load(config.read_text()))
 
 
 def track_ap(

@@ -21,6 +21,7 @@ from uvis.workflow.runs import (
     VIS_TRAINING_PATTERN,
     Run,
     VisTraining,
+    track_vis_options,
 )
 
 
@@ -389,6 +390,11 @@ def backbone_weights_args(wildcards):
 def tracking_lambda(wildcards):
     """memory: the configured lambda of UVIS eq. 2; minvis: 1, plain frame-to-frame matching."""
     return config["tracking"]["lam"] if wildcards.tracker == "memory" else 1.0
+
+
+def track_vis_opts():
+    """`uvis track vis` options other than --lam (uvis.workflow.runs.track_vis_options), quoted."""
+    return shlex.join(track_vis_options(config))
 
 
 def deepsort_opts():

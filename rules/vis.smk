@@ -94,17 +94,11 @@ rule track_vis:
         gpu=GPUS,
     params:
         lam=tracking_lambda,
-        top_k=config["tracking"]["top_k"],
-        refine=config["tracking"]["refine"],
-        refine_sigma_rgb=config["tracking"]["refine_sigma_rgb"],
-        mask_score="--mask-score" if config["tracking"]["mask_score"] else "",
-        batch_size=config["vis"]["batch_size"],
+        opts=track_vis_opts(),
     shell:
         "python -m uvis track vis --checkpoint {input.ckpt:q} --frames {input.frames:q} "
-        "--lam {params.lam:q} --top-k {params.top_k:q} --refine {params.refine:q} "
-        "--refine-sigma-rgb {params.refine_sigma_rgb:q} {params.mask_score} "
-        "--batch-size {params.batch_size:q} "
-        "--threads {threads} --out {output.results:q} --tracks {output.tracks:q} "
+        "--lam {params.lam:q} {params.opts} --threads {threads} "
+        "--out {output.results:q} --tracks {output.tracks:q} "
         "> {log:q} 2>&1"
 
 

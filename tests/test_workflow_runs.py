@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from uvis.workflow import tables as wt
-from uvis.workflow.runs import Run, VisTraining
+from uvis.workflow.runs import Run, VisTraining, track_vis_options
 
 NAMES = [
     "uvis-minvis",
@@ -145,3 +145,29 @@ def test_table_args_name_rows_files_and_provenance():
     assert "--row uvis=uvis-minvis --row uvis_memory=uvis-memory" in args
     assert "--metrics uvis-memory=R/metrics/uvis-memory.valid.ytvis.json" in args
     assert args.endswith("--config-name 'a b.yaml' --config-digest d1")
+
+
+@pytest.mark.parametrize("mask_score", [True, False])
+def test_track_vis_options_follow_the_config(mask_score):
+    """The options the track_vis rule (and bench_tracking_memory) pass: each config value
+    after its flag, --mask-score only when set; nothing else read from the config."""
+    config = {
+        "tracking": {
+            "lam": 0.5,
+            "top_k": 7,
+            "refine": "bilateral",
+            "refine_sigma_rgb": 20.0,
+            "mask_score": mask_score,
+        },
+        "vis": {"batch_size": 3},
+    }
+    options = track_vis_options(config)
+    flags = dict(zip(options[0:8:2], options[1:8:2], strict=True))
+    assert flags == {
+        "--top-k": "7",
+        "--refine": "bilateral",
+        "--refine-sigma-rgb": "20.0",
+        "--batch-size": "3",
+    }
+    assert options[8:] == (["--mask-score"] if mask_score else [])
+    assert "--lam" not in options

@@ -16,7 +16,9 @@ A run is one of:
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 LEVELS = ("none", "objectness", "clip", "pmf")
 """Pseudo-label filter levels, in the order of UVIS Table 2 (A2-A5)."""
@@ -141,3 +143,21 @@ class Run:
         if self.kind == "tagvis":
             return str(self)
         return None
+
+
+def track_vis_options(config: Mapping[str, Any]) -> list[str]:
+    """``uvis track vis`` options other than ``--lam`` from a resolved workflow ``config``.
+
+    The ``track_vis`` rule passes these (top-k pairs per video, output-mask refinement and its
+    colour bandwidth, mask-score ranking, ``vis.batch_size``); benchmarks that track as the rule
+    does call the same function, so the two cannot drift apart. ``--lam`` depends on the
+    tracker (``minvis`` or ``memory``) and stays with the caller.
+    """
+    tracking = config["tracking"]
+    options = [
+        "--top-k", str(tracking["top_k"]),
+        "--refine", str(tracking["refine"]),
+        "--refine-sigma-rgb", str(tracking["refine_sigma_rgb"]),
+        "--batch-size", str(config["vis"]["batch_size"]),
+    ]  # fmt: skip
+    return options + (["--mask-score"] if tracking["mask_score"] else [])
