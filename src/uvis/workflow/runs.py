@@ -11,6 +11,7 @@ A run is one of:
 * the frame-by-frame ``baseline``.
 
 :meth:`Run.parse` and ``str(run)`` convert between the two forms; nothing else slices names.
+:func:`track_vis_options` gives the tracking options every VIS run's ``track_vis`` job shares.
 """
 
 from __future__ import annotations
