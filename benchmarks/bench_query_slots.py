@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from uvis.inference.predictor import VideoPredictor
 from uvis.inference.videos import frame_index_videos, iter_frame_queries
+from uvis.model.checkpoint import load_vis_model
 from uvis.tracking.matching import TrackingMemory, normalise_queries
 
 
@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model = VideoPredictor.from_checkpoint(args.checkpoint).model
+    model, _ = load_vis_model(args.checkpoint)
     videos = frame_index_videos(args.frames)[: args.videos]
     changes = {1.0: 0, args.lam: 0}
     disagree = links = 0
