@@ -35,6 +35,10 @@ from uvis.foundation.weights import MissingWeightsError
 from uvis.standins.clip import (
     ClipTrainConfig,
     epoch_batches,
+    hide_by_disc,
+    hide_by_line,
+    hide_part,
+    masked_object_crop,
     random_letterbox,
     random_low_resolution,
     random_resized_crops,
@@ -580,3 +584,103 @@ def test_cli_pretrain_clip_members_and_clashing_paths(smoke_world, tmp_path, cap
     assert main(["pretrain", "clip", corpus, str(out), "--member-out", str(out), *common]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: pretrain clip:") and "distinct" in err and "\n" not in err
+
+
+def test_hide_by_line_hides_the_far_fraction():
+    square = np.zeros((10, 10), bool)
+    square[2:6, 2:6] = True
+    # Angle 0 points along +x: a quarter hidden is the right-most column of the 4x4 square.
+    right = hide_by_line(square, 0.25, 0.0)
+    expected = square.copy()
+    expected[2:6, 5] = False
+    assert np.array_equal(right, expected)
+    # Along +y (pi/2), half hidden is the bottom two rows.
+    bottom = hide_by_line(square, 0.5, math.pi / 2)
+    expected = square.copy()
+    expected[4:6, 2:6] = False
+    assert np.array_equal(bottom, expected)
+    assert not hide_by_line(np.zeros((4, 4), bool), 0.5, 0.0).any()
+
+
+def test_hide_by_disc_and_hide_part_only_remove_object_pixels():
+    disc = np.hypot(*np.mgrid[-20:21, -20:21]) <= 12
+    # A disc of radius 12 centred on the object's edge at (32, 20) hides its right part only.
+    left = hide_by_disc(disc, (32.0, 20.0), 12.0)
+    assert left[20, 10] and not left[20, 28] and left.sum() < disc.sum()
+    rng = np.random.default_rng(0)
+    hidden = []
+    for _ in range(200):
+        part = hide_part(disc, 0.6, rng)
+        assert not (part & ~disc).any()  # a subset of the object
+        hidden.append(1 - part.sum() / disc.sum())
+    hidden = np.asarray(hidden)
+    # Half are edges hiding 10-60 %; discs hide anything from nothing to most of the object.
+    assert ((hidden >= 0.09) & (hidden <= 0.61)).mean() > 0.5
+    assert hidden.max() < 0.95 and (hidden < 0.05).any()
+    again = np.random.default_rng(0)
+    assert np.array_equal(
+        hide_part(disc, 0.6, again), hide_part(disc, 0.6, np.random.default_rng(0))
+    )
+    assert not hide_part(np.zeros((5, 5), bool), 0.6, rng).any()
+
+
+def test_masked_object_crop_is_the_box_with_a_flat_background():
+    image = np.zeros((20, 20, 3), np.uint8)
+    image[..., 1] = np.arange(20, dtype=np.uint8)[None, :] * 10  # a horizontal ramp
+    image[5:15, 4:14] = (200, 0, 0)
+    mask = np.zeros((20, 20), bool)
+    mask[5:15, 4:14] = True
+    crop = masked_object_crop(image, mask, context=0.2)
+    # 10x10 box, 2 px margin each side -> 14x14; the object kept, the margin one flat colour.
+    assert crop.shape == (14, 14, 3)
+    assert (crop[2:12, 2:12] == (200, 0, 0)).all()
+    ring = np.ones((14, 14), bool)
+    ring[2:12, 2:12] = False
+    assert len(np.unique(crop[ring].reshape(-1, 3), axis=0)) == 1
+
+
+def test_corpus_masks_are_read_and_checked(smoke_world, tmp_path):
+    corpus = read_captioned_corpus(smoke_world / "corpora" / "captioned")
+    assert corpus.masks is not None and corpus.masks.shape == corpus.images.shape[:3]
+    assert corpus.masks.any(axis=(1, 2)).all()
+    lines = (smoke_world / "corpora" / "captioned" / "captions.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines[:2]]
+    folder = tmp_path / "corpus"
+    (folder / "images").mkdir(parents=True)
+    for record in records:
+        (folder / record["file"]).write_bytes(
+            (smoke_world / "corpora" / "captioned" / record["file"]).read_bytes()
+        )
+    del records[1]["segmentation"]
+    (folder / "captions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    with pytest.raises(DataError, match=r"captions\.jsonl: line 2: segmentation given on some"):
+        read_captioned_corpus(folder)
+    records[1]["segmentation"] = masks.encode(np.zeros((4, 4), bool))
+    (folder / "captions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    with pytest.raises(DataError, match=r"line 2: segmentation RLE size \[4, 4\] differs"):
+        read_captioned_corpus(folder)
+
+
+def test_training_on_cut_out_objects_needs_masks_and_learns(smoke_world, tmp_path):
+    cfg = ClipTrainConfig.preset("smoke", epochs=4, masked_prob=1.0, occlusion_prob=1.0)
+    report = train_clip(
+        smoke_world / "corpora" / "captioned", tmp_path / "clip.pt", cfg, progress=False
+    )
+    losses = [entry["loss"] for entry in report["log"]]
+    assert losses[-1] < losses[0]
+    assert report["config"]["masked_prob"] == 1.0
+    # A corpus without masks (an older world) is refused with the file named.
+    folder = tmp_path / "old"
+    (folder / "images").mkdir(parents=True)
+    lines = (smoke_world / "corpora" / "captioned" / "captions.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    for record in records:
+        del record["segmentation"]
+        (folder / record["file"]).write_bytes(
+            (smoke_world / "corpora" / "captioned" / record["file"]).read_bytes()
+        )
+    (folder / "captions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    with pytest.raises(DataError, match=r"captions\.jsonl: has no object masks"):
+        train_clip(folder, tmp_path / "old.pt", cfg, progress=False)
+    with pytest.raises(ConfigError, match="occlusion_max"):
+        ClipTrainConfig.preset("smoke", occlusion_max=1.0)

@@ -435,6 +435,12 @@ def test_vocabulary_and_corpora(world: tuple[Path, dict[str, Any]]) -> None:
         assert record["caption"] in options
         used.add(options.index(record["caption"]))
     assert len(used) >= 4  # the templates vary
+    side = SMOKE.corpus_image_size
+    for record in records:  # the object's mask: the image's size, its object near the centre
+        mask = masks.decode(record["segmentation"])
+        assert mask.shape == (side, side) and mask.any()
+        ys, xs = np.nonzero(mask)
+        assert abs(ys.mean() - side / 2) < 0.25 * side and abs(xs.mean() - side / 2) < 0.25 * side
     for record in records:
         words = record["caption"].replace(",", "").split()
         assert names[record["category_id"] - 1] in words and record["colour"] in words

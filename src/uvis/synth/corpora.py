@@ -4,7 +4,9 @@
   ``index.json`` keeps each image's category and colour, for linear probing only.
 * ``corpora/captioned``: single-object images with a caption each, for the CLIP-style model;
   captions name the colour and the shape through varied templates, so the text encoder has to
-  pick out the words rather than memorise one sentence per class.
+  pick out the words rather than memorise one sentence per class. Each record also carries the
+  object's mask (``segmentation``, a COCO RLE), so the stand-in's training can show the object
+  as the pipeline shows it: cut out, and sometimes partly hidden.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from uvis import masks
 from uvis.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from uvis.synth.params import SynthParams
 from uvis.synth.render import render_video
@@ -40,11 +43,12 @@ CAPTION_TEMPLATES: tuple[str, ...] = (
 
 @dataclass(frozen=True, eq=False)
 class CorpusImage:
-    """One corpus image and what it shows."""
+    """One corpus image and what it shows: ``mask`` ``(H, W)`` bool is the object's pixels."""
 
     image: np.ndarray
     category_id: int
     colour: str
+    mask: np.ndarray
 
 
 def _with_article(word: str) -> str:
@@ -67,10 +71,12 @@ def corpus_image(params: SynthParams, stream: int, index: int) -> CorpusImage:
     rng = np.random.default_rng([params.seed, stream, index])
     scene = sample_object_scene(rng, params.corpus_image_size, params.frame_noise)
     track = scene.tracks[0]
+    rendered = render_video(scene)
     return CorpusImage(
-        image=render_video(scene).frames[0],
+        image=rendered.frames[0],
         category_id=track.category_id,
         colour=track.appearance.colour,
+        mask=rendered.visible[0, 0],
     )
 
 
@@ -104,8 +110,9 @@ def write_unlabeled(root: Path, params: SynthParams) -> list[Path]:
 def write_captioned(root: Path, params: SynthParams) -> list[Path]:
     """Write ``root/images/*.jpg`` and ``root/captions.jsonl``; return the paths written.
 
-    Each line of ``captions.jsonl``: ``{"file", "caption", "category_id", "colour"}`` with
-    ``file`` relative to ``root``.
+    Each line of ``captions.jsonl``: ``{"file", "caption", "category_id", "colour",
+    "segmentation"}`` with ``file`` relative to ``root`` and ``segmentation`` the object's mask
+    as a compressed COCO RLE (:func:`uvis.masks.encode`).
     """
     written, lines = [], []
     for index in range(params.num_captioned_images):
@@ -121,6 +128,7 @@ def write_captioned(root: Path, params: SynthParams) -> list[Path]:
             "caption": text,
             "category_id": item.category_id,
             "colour": item.colour,
+            "segmentation": masks.encode(item.mask),
         }
         lines.append(json.dumps(record) + "\n")
     captions_path = root / "captions.jsonl"
