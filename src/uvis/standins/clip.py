@@ -407,10 +407,10 @@ def hide_by_line(mask: np.ndarray, fraction: float, angle: float) -> np.ndarray:
     0 points along +x, pi/2 along +y) and those past the ``1 - fraction`` quantile are hidden:
     a straight occluding edge, as the frame's border or a large object in front.
     """
-    yy, xx = np.mgrid[0 : mask.shape[0], 0 : mask.shape[1]]
-    along = math.cos(angle) * xx + math.sin(angle) * yy
     if not mask.any():
         return mask.copy()
+    yy, xx = np.mgrid[0 : mask.shape[0], 0 : mask.shape[1]]
+    along = math.cos(angle) * xx + math.sin(angle) * yy
     return mask & (along <= np.quantile(along[mask], 1 - fraction, method="lower"))
 
 
@@ -511,6 +511,12 @@ def train_clip(
     corpus = read_captioned_corpus(corpus_dir)
     if len(corpus.captions) < 3:
         raise DataError(corpus.source, "needs at least 3 images (2 to train, 1 to test)")
+    if cfg.masked_prob and corpus.masks is None:
+        raise DataError(
+            corpus.source,
+            "has no object masks ('segmentation'), which masked_prob > 0 needs: regenerate "
+            "the world with this version of uvis, or set masked_prob to 0",
+        )
     train_idx, held_idx = holdout_split(len(corpus.captions), cfg.holdout_fraction, cfg.seed)
     if member < 0:
         raise ValueError(f"member must be >= 0, got {member}")
@@ -537,12 +543,6 @@ def train_clip(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, LRSchedule(total=total_steps, warmup=cfg.warmup_steps, decay="cosine")
     )
-    if cfg.masked_prob and corpus.masks is None:
-        raise DataError(
-            corpus.source,
-            "has no object masks ('segmentation'), which masked_prob > 0 needs: regenerate "
-            "the world with this version of uvis, or set masked_prob to 0",
-        )
     mask_rng = np.random.default_rng([cfg.seed + member, 1])
     to_unit = (mean.cpu()[0], std.cpu()[0])  # preprocess normalises; the augmentations do not
 
