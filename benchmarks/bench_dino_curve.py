@@ -6,12 +6,14 @@ Usage (one thread; WORLD is any ``uvis synth`` output folder)::
         [--probe-every 5]
     python benchmarks/bench_dino_curve.py supervised WORLD [--set KEY=VALUE ...] [--conv-stem]
         [--epochs 40] [--lr 1e-3] [--clean] [--cnn]
+    python benchmarks/bench_dino_curve.py contrastive WORLD [--set KEY=VALUE ...] [--cnn]
+        [--epochs 64] [--lr 1e-3] [--temperature 0.2]
 
 ``dino`` trains with :func:`uvis.standins.dino.fit_dino` (the default preset with ``--set``
 overrides) and prints, per epoch, the loss and the teacher's collapse diagnostics (mean
 per-image entropy, entropy of the batch mean; ``ln K`` is the uniform collapse), and every
-``--probe-every`` epochs the weighted k-NN accuracy of the teacher's CLS feature on held-out
-images, for the shape category (what ``pretrain_ssl`` reports) and for the object colour (a
+``--probe-every`` epochs the weighted k-NN accuracy of the teacher's and the student's CLS
+features on held-out images, for the shape category (what ``pretrain_ssl`` reports) and for the object colour (a
 nuisance the features should become invariant to).
 
 ``supervised`` is the sanity check with labels: the same backbone and global crops, trained with
@@ -20,6 +22,11 @@ can learn shape in a given number of steps at all. ``--clean`` trains on the pro
 inputs (the whole image resized, no augmentation), and ``--cnn`` swaps the ViT for a small
 convolutional network (four 3x3 conv-BatchNorm-ReLU-maxpool blocks, 32-128 channels, global
 average pooling) as the reference for how fast the shapes can be learned at all.
+
+``contrastive`` is the control for the views: the same backbone trained on DINO's two global
+views (the ``--set`` augmentation) with SimCLR's InfoNCE loss instead of self-distillation, and
+the same probe. If it learns shape where DINO does not, the views share shape and DINO's targets
+are what fails.
 
 ``--conv-stem`` replaces the ViT's linear patch embedding by three stride-2 3x3 convolutions
 (Xiao et al., "Early convolutions help transformers see better", 2021), same token grid.
@@ -130,7 +137,7 @@ def run_dino(args: argparse.Namespace) -> None:
             f"{time.process_time() - start:.0f} CPU-s"
         )
         if record["epoch"] % args.probe_every == 0 or record["epoch"] == cfg.epochs:
-            line += f"; {probe(teacher.backbone)}"
+            line += f"; teacher {probe(teacher.backbone)}; student {probe(student.backbone)}"
         print(line, flush=True)
 
     fit_dino(probe.images, cfg, progress=False, device="cpu", student=student, on_epoch=on_epoch)
@@ -174,24 +181,70 @@ def run_supervised(args: argparse.Namespace) -> None:
             )
 
 
+def info_nce(z: torch.Tensor, temperature: float) -> torch.Tensor:
+    """SimCLR's NT-Xent loss of ``2B`` embeddings stacked view-major (row ``i`` and row
+    ``i + B`` are the two views of one image; every other row of the batch is a negative)."""
+    z = F.normalize(z, dim=1)
+    half = len(z) // 2
+    logits = z @ z.T / temperature
+    logits.fill_diagonal_(float("-inf"))
+    targets = torch.cat([torch.arange(half, 2 * half), torch.arange(half)])
+    return F.cross_entropy(logits, targets)
+
+
+def run_contrastive(args: argparse.Namespace) -> None:
+    """The control: the same backbone and DINO's two global views, trained with InfoNCE
+    instead of DINO's self-distillation. Tells whether the views share shape at all."""
+    cfg = DinoConfig.preset("default", **parse_overrides(args.set))
+    probe = Probe(Path(args.world), cfg)
+    backbone = build_student(cfg, args.conv_stem, args.cnn).backbone
+    width = backbone.num_features
+    projector = nn.Sequential(nn.Linear(width, 512), nn.ReLU(), nn.Linear(512, 128))
+    params = list(backbone.parameters()) + list(projector.parameters())
+    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.05)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    print(f"initialisation: {probe(backbone)}", flush=True)
+    start, batch = time.process_time(), cfg.batch_size
+    for epoch in range(1, args.epochs + 1):
+        order, losses = torch.randperm(len(probe.images), generator=gen), []
+        for i in range(0, len(order) - batch + 1, batch):
+            views = multi_crop(probe.images[order[i : i + batch]], cfg, gen)[0]
+            loss = info_nce(projector(backbone(views)), args.temperature)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        line = (
+            f"epoch {epoch}: InfoNCE {sum(losses) / len(losses):.3f}, "
+            f"{time.process_time() - start:.0f} CPU-s"
+        )
+        if epoch % args.probe_every == 0 or epoch == args.epochs:
+            line += f"; {probe(backbone)}"
+        print(line, flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--threads", type=int, default=1)
     sub = parser.add_subparsers(dest="what", required=True)
-    for name in ("dino", "supervised"):
+    for name in ("dino", "supervised", "contrastive"):
         p = sub.add_parser(name)
         p.add_argument("world")
         p.add_argument("--set", action="append", default=[])
         p.add_argument("--conv-stem", action="store_true")
         p.add_argument("--cnn", action="store_true")
         p.add_argument("--probe-every", type=int, default=5)
-        if name == "supervised":
+        if name != "dino":
             p.add_argument("--epochs", type=int, default=40)
             p.add_argument("--lr", type=float, default=1e-3)
+        if name == "supervised":
             p.add_argument("--clean", action="store_true")
+        if name == "contrastive":
+            p.add_argument("--temperature", type=float, default=0.2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    {"dino": run_dino, "supervised": run_supervised}[args.what](args)
+    runs = {"dino": run_dino, "supervised": run_supervised, "contrastive": run_contrastive}
+    runs[args.what](args)
 
 
 if __name__ == "__main__":
