@@ -6,15 +6,15 @@ Usage (one thread; WORLD is any ``uvis synth`` output folder)::
         [--probe-every 5]
     python benchmarks/bench_dino_curve.py supervised WORLD [--set KEY=VALUE ...] [--conv-stem]
         [--epochs 40] [--lr 1e-3] [--clean] [--cnn]
-    python benchmarks/bench_dino_curve.py contrastive WORLD [--set KEY=VALUE ...] [--cnn]
-        [--epochs 64] [--lr 1e-3] [--temperature 0.2]
+    python benchmarks/bench_dino_curve.py contrastive WORLD [--set KEY=VALUE ...] [--conv-stem]
+        [--cnn] [--epochs 64] [--lr 1e-3] [--temperature 0.2]
 
 ``dino`` trains with :func:`uvis.standins.dino.fit_dino` (the default preset with ``--set``
 overrides) and prints, per epoch, the loss and the teacher's collapse diagnostics (mean
 per-image entropy, entropy of the batch mean; ``ln K`` is the uniform collapse), and every
 ``--probe-every`` epochs the weighted k-NN accuracy of the teacher's and the student's CLS
-features on held-out images, for the shape category (what ``pretrain_ssl`` reports) and for the object colour (a
-nuisance the features should become invariant to).
+features on held-out images, for the shape category (what ``pretrain_ssl`` reports) and for
+the object colour (a nuisance the features should become invariant to).
 
 ``supervised`` is the sanity check with labels: the same backbone and global crops, trained with
 cross-entropy on the shape category, and the same k-NN probe. It tells whether the architecture
