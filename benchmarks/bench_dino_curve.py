@@ -2,12 +2,12 @@
 
 Usage (one thread; WORLD is any ``uvis synth`` output folder)::
 
-    python benchmarks/bench_dino_curve.py dino WORLD [--set KEY=VALUE ...] [--conv-stem] [--cnn]
-        [--probe-every 5]
-    python benchmarks/bench_dino_curve.py supervised WORLD [--set KEY=VALUE ...] [--conv-stem]
-        [--epochs 40] [--lr 1e-3] [--clean] [--cnn]
-    python benchmarks/bench_dino_curve.py contrastive WORLD [--set KEY=VALUE ...] [--conv-stem]
-        [--cnn] [--epochs 64] [--lr 1e-3] [--temperature 0.2]
+    python benchmarks/bench_dino_curve.py dino WORLD [--set KEY=VALUE ...]
+        [--conv-stem | --hybrid] [--cnn] [--probe-every 5]
+    python benchmarks/bench_dino_curve.py supervised WORLD [--set KEY=VALUE ...]
+        [--conv-stem | --hybrid] [--cnn] [--epochs 40] [--lr 1e-3] [--clean]
+    python benchmarks/bench_dino_curve.py contrastive WORLD [--set KEY=VALUE ...]
+        [--conv-stem | --hybrid] [--cnn] [--epochs 64] [--lr 1e-3] [--temperature 0.2]
 
 ``dino`` trains with :func:`uvis.standins.dino.fit_dino` (the default preset with ``--set``
 overrides) and prints, per epoch, the loss and the teacher's collapse diagnostics (mean
@@ -30,6 +30,9 @@ are what fails.
 
 ``--conv-stem`` replaces the ViT's linear patch embedding by three stride-2 3x3 convolutions
 (Xiao et al., "Early convolutions help transformers see better", 2021), same token grid.
+``--hybrid`` replaces it by the small CNN's first three blocks instead (3x3 conv-BatchNorm-ReLU,
+each followed by a 2x2 max-pool: the same stride-8 token grid), a hybrid ViT whose transformer
+blocks (``--set arch_kwargs=...`` sets how many) still give MaskCut its last-block keys.
 """
 
 from __future__ import annotations
@@ -74,19 +77,35 @@ def conv_stem(embed_dim: int, patch_size: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def small_cnn(width: int = 128) -> nn.Sequential:
-    """Four conv-BatchNorm-ReLU-maxpool blocks and global average pooling (``width`` features)."""
-    widths = [3, 32, 64, width, width]
+def conv_blocks(widths: list[int]) -> list[nn.Module]:
+    """3x3 conv-BatchNorm-ReLU-maxpool blocks between consecutive ``widths``."""
     layers: list[nn.Module] = []
     for cin, cout in itertools.pairwise(widths):
         layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU()]
         layers.append(nn.MaxPool2d(2))
-    network = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    return layers
+
+
+def small_cnn(width: int = 128) -> nn.Sequential:
+    """Four conv-BatchNorm-ReLU-maxpool blocks and global average pooling (``width`` features)."""
+    network = nn.Sequential(
+        *conv_blocks([3, 32, 64, width, width]), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+    )
     network.num_features = width
     return network
 
 
-def build_student(cfg: DinoConfig, with_conv_stem: bool, cnn: bool = False) -> DinoNetwork:
+def cnn_stem(embed_dim: int, patch_size: int) -> nn.Sequential:
+    """The small CNN's first ``log2(patch_size)`` blocks (3x3 conv-BatchNorm-ReLU-maxpool, 32,
+    64, ... channels), the last one ending at ``embed_dim`` channels: a hybrid ViT's stem."""
+    steps = max(1, patch_size.bit_length() - 1)
+    widths = [3] + [min(embed_dim, 32 << i) for i in range(steps - 1)] + [embed_dim]
+    return nn.Sequential(*conv_blocks(widths))
+
+
+def build_student(
+    cfg: DinoConfig, with_conv_stem: bool, cnn: bool = False, hybrid: bool = False
+) -> DinoNetwork:
     if cnn:
         torch.manual_seed(cfg.seed)
         backbone = small_cnn()
@@ -95,12 +114,11 @@ def build_student(cfg: DinoConfig, with_conv_stem: bool, cnn: bool = False) -> D
         )
         return DinoNetwork(backbone, head)
     network = initial_network(cfg)
-    if with_conv_stem:
+    if with_conv_stem or hybrid:
         backbone = network.backbone
         torch.manual_seed(cfg.seed)
-        backbone.patch_embed.proj = conv_stem(
-            backbone.embed_dim, backbone.patch_embed.patch_size[0]
-        )
+        stem = cnn_stem if hybrid else conv_stem
+        backbone.patch_embed.proj = stem(backbone.embed_dim, backbone.patch_embed.patch_size[0])
     return network
 
 
@@ -125,7 +143,7 @@ class Probe:
 def run_dino(args: argparse.Namespace) -> None:
     cfg = DinoConfig.preset("default", **parse_overrides(args.set))
     probe = Probe(Path(args.world), cfg)
-    student = build_student(cfg, args.conv_stem, args.cnn)
+    student = build_student(cfg, args.conv_stem, args.cnn, args.hybrid)
     print(f"initialisation: {probe(student.backbone)}", flush=True)
     start = time.process_time()
 
@@ -147,7 +165,9 @@ def run_supervised(args: argparse.Namespace) -> None:
     cfg = DinoConfig.preset("default", **parse_overrides(args.set))
     probe = Probe(Path(args.world), cfg)
     torch.manual_seed(cfg.seed)
-    backbone = small_cnn() if args.cnn else build_student(cfg, args.conv_stem).backbone
+    backbone = (
+        small_cnn() if args.cnn else build_student(cfg, args.conv_stem, hybrid=args.hybrid).backbone
+    )
     first = int(probe.labels.min())
     head = nn.Linear(backbone.num_features, int(probe.labels.max()) - first + 1)
     params = list(backbone.parameters()) + list(head.parameters())
@@ -197,7 +217,7 @@ def run_contrastive(args: argparse.Namespace) -> None:
     instead of DINO's self-distillation. Tells whether the views share shape at all."""
     cfg = DinoConfig.preset("default", **parse_overrides(args.set))
     probe = Probe(Path(args.world), cfg)
-    backbone = build_student(cfg, args.conv_stem, args.cnn).backbone
+    backbone = build_student(cfg, args.conv_stem, args.cnn, args.hybrid).backbone
     width = backbone.num_features
     projector = nn.Sequential(nn.Linear(width, 512), nn.ReLU(), nn.Linear(512, 128))
     params = list(backbone.parameters()) + list(projector.parameters())
@@ -233,6 +253,7 @@ def main() -> None:
         p.add_argument("--set", action="append", default=[])
         p.add_argument("--conv-stem", action="store_true")
         p.add_argument("--cnn", action="store_true")
+        p.add_argument("--hybrid", action="store_true")
         p.add_argument("--probe-every", type=int, default=5)
         if name != "dino":
             p.add_argument("--epochs", type=int, default=40)
