@@ -3,11 +3,11 @@
 Usage (one thread; WORLD is any ``uvis synth`` output folder)::
 
     python benchmarks/bench_dino_curve.py dino WORLD [--set KEY=VALUE ...]
-        [--conv-stem | --hybrid] [--cnn] [--probe-every 5]
+        [--conv-stem | --hybrid [EXTRA]] [--cnn] [--probe-every 5]
     python benchmarks/bench_dino_curve.py supervised WORLD [--set KEY=VALUE ...]
-        [--conv-stem | --hybrid] [--cnn] [--epochs 40] [--lr 1e-3] [--clean]
+        [--conv-stem | --hybrid [EXTRA]] [--cnn] [--epochs 40] [--lr 1e-3] [--clean]
     python benchmarks/bench_dino_curve.py contrastive WORLD [--set KEY=VALUE ...]
-        [--conv-stem | --hybrid] [--cnn] [--epochs 64] [--lr 1e-3] [--temperature 0.2]
+        [--conv-stem | --hybrid [EXTRA]] [--cnn] [--epochs 64] [--lr 1e-3] [--temperature 0.2]
 
 ``dino`` trains with :func:`uvis.standins.dino.fit_dino` (the default preset with ``--set``
 overrides) and prints, per epoch, the loss and the teacher's collapse diagnostics (mean
@@ -30,9 +30,10 @@ are what fails.
 
 ``--conv-stem`` replaces the ViT's linear patch embedding by three stride-2 3x3 convolutions
 (Xiao et al., "Early convolutions help transformers see better", 2021), same token grid.
-``--hybrid`` replaces it by the small CNN's first three blocks instead (3x3 conv-BatchNorm-ReLU,
-each followed by a 2x2 max-pool: the same stride-8 token grid), a hybrid ViT whose transformer
-blocks (``--set arch_kwargs=...`` sets how many) still give MaskCut its last-block keys.
+``--hybrid [EXTRA]`` replaces it by the small CNN's first three blocks instead (3x3
+conv-BatchNorm-ReLU, each followed by a 2x2 max-pool: the same stride-8 token grid) and
+``EXTRA`` (default 0) more such blocks without pooling: a hybrid ViT whose transformer blocks
+(``--set arch_kwargs=...`` sets how many) still give MaskCut its last-block keys.
 """
 
 from __future__ import annotations
@@ -77,12 +78,13 @@ def conv_stem(embed_dim: int, patch_size: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def conv_blocks(widths: list[int]) -> list[nn.Module]:
-    """3x3 conv-BatchNorm-ReLU-maxpool blocks between consecutive ``widths``."""
+def conv_blocks(widths: list[int], pool: bool = True) -> list[nn.Module]:
+    """3x3 conv-BatchNorm-ReLU(-maxpool) blocks between consecutive ``widths``."""
     layers: list[nn.Module] = []
     for cin, cout in itertools.pairwise(widths):
         layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU()]
-        layers.append(nn.MaxPool2d(2))
+        if pool:
+            layers.append(nn.MaxPool2d(2))
     return layers
 
 
@@ -95,16 +97,18 @@ def small_cnn(width: int = 128) -> nn.Sequential:
     return network
 
 
-def cnn_stem(embed_dim: int, patch_size: int) -> nn.Sequential:
+def cnn_stem(embed_dim: int, patch_size: int, extra: int = 0) -> nn.Sequential:
     """The small CNN's first ``log2(patch_size)`` blocks (3x3 conv-BatchNorm-ReLU-maxpool, 32,
-    64, ... channels), the last one ending at ``embed_dim`` channels: a hybrid ViT's stem."""
+    64, ... channels), the last one ending at ``embed_dim`` channels, then ``extra`` blocks
+    without pooling at that width: a hybrid ViT's stem."""
     steps = max(1, patch_size.bit_length() - 1)
     widths = [3] + [min(embed_dim, 32 << i) for i in range(steps - 1)] + [embed_dim]
-    return nn.Sequential(*conv_blocks(widths))
+    extra_blocks = conv_blocks([embed_dim] * (extra + 1), pool=False)
+    return nn.Sequential(*conv_blocks(widths), *extra_blocks)
 
 
 def build_student(
-    cfg: DinoConfig, with_conv_stem: bool, cnn: bool = False, hybrid: bool = False
+    cfg: DinoConfig, with_conv_stem: bool, cnn: bool = False, hybrid: int | None = None
 ) -> DinoNetwork:
     if cnn:
         torch.manual_seed(cfg.seed)
@@ -114,11 +118,15 @@ def build_student(
         )
         return DinoNetwork(backbone, head)
     network = initial_network(cfg)
-    if with_conv_stem or hybrid:
+    if with_conv_stem or hybrid is not None:
         backbone = network.backbone
         torch.manual_seed(cfg.seed)
-        stem = cnn_stem if hybrid else conv_stem
-        backbone.patch_embed.proj = stem(backbone.embed_dim, backbone.patch_embed.patch_size[0])
+        patch = backbone.patch_embed.patch_size[0]
+        backbone.patch_embed.proj = (
+            conv_stem(backbone.embed_dim, patch)
+            if hybrid is None
+            else cnn_stem(backbone.embed_dim, patch, hybrid)
+        )
     return network
 
 
@@ -253,7 +261,7 @@ def main() -> None:
         p.add_argument("--set", action="append", default=[])
         p.add_argument("--conv-stem", action="store_true")
         p.add_argument("--cnn", action="store_true")
-        p.add_argument("--hybrid", action="store_true")
+        p.add_argument("--hybrid", type=int, nargs="?", const=0, default=None, metavar="EXTRA")
         p.add_argument("--probe-every", type=int, default=5)
         if name != "dino":
             p.add_argument("--epochs", type=int, default=40)
