@@ -33,13 +33,14 @@ are what fails.
 ``--hybrid [EXTRA]`` replaces it by the small CNN's first three blocks instead (3x3
 conv-BatchNorm-ReLU, each followed by a 2x2 max-pool: the same stride-8 token grid) and
 ``EXTRA`` (default 0) more such blocks without pooling: a hybrid ViT whose transformer blocks
-(``--set arch_kwargs=...`` sets how many) still give MaskCut its last-block keys.
+(``--set arch_kwargs=...`` sets how many) still give MaskCut its last-block keys. The stem is
+:func:`uvis.foundation.hybrid_vit.cnn_stem`, built after the plain ViT and its head (so the
+initialisation differs from ``--set arch=uvis_hybrid_vit``, which builds the same model).
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import time
 from pathlib import Path
@@ -49,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from uvis.foundation.hybrid_vit import cnn_stem, conv_blocks
 from uvis.foundation.ssl import cls_features
 from uvis.presets import parse_overrides
 from uvis.standins.dino import (
@@ -78,16 +80,6 @@ def conv_stem(embed_dim: int, patch_size: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def conv_blocks(widths: list[int], pool: bool = True) -> list[nn.Module]:
-    """3x3 conv-BatchNorm-ReLU(-maxpool) blocks between consecutive ``widths``."""
-    layers: list[nn.Module] = []
-    for cin, cout in itertools.pairwise(widths):
-        layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU()]
-        if pool:
-            layers.append(nn.MaxPool2d(2))
-    return layers
-
-
 def small_cnn(width: int = 128) -> nn.Sequential:
     """Four conv-BatchNorm-ReLU-maxpool blocks and global average pooling (``width`` features)."""
     network = nn.Sequential(
@@ -95,16 +87,6 @@ def small_cnn(width: int = 128) -> nn.Sequential:
     )
     network.num_features = width
     return network
-
-
-def cnn_stem(embed_dim: int, patch_size: int, extra: int = 0) -> nn.Sequential:
-    """The small CNN's first ``log2(patch_size)`` blocks (3x3 conv-BatchNorm-ReLU-maxpool, 32,
-    64, ... channels), the last one ending at ``embed_dim`` channels, then ``extra`` blocks
-    without pooling at that width: a hybrid ViT's stem."""
-    steps = max(1, patch_size.bit_length() - 1)
-    widths = [3] + [min(embed_dim, 32 << i) for i in range(steps - 1)] + [embed_dim]
-    extra_blocks = conv_blocks([embed_dim] * (extra + 1), pool=False)
-    return nn.Sequential(*conv_blocks(widths), *extra_blocks)
 
 
 def build_student(

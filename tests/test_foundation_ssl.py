@@ -21,7 +21,7 @@ from PIL import Image
 
 from uvis import cli
 from uvis.errors import ConfigError, DataError
-from uvis.foundation import ssl
+from uvis.foundation import hybrid_vit, ssl
 from uvis.foundation.weights import MissingWeightsError
 from uvis.standins import dino
 
@@ -565,6 +565,59 @@ def test_smoke_training_checkpoint_is_read_by_the_real_loader(tmp_path):
         ssl.last_block_keys(loaded, x).keys, ssl.last_block_keys(teacher, x).keys
     )
     torch.testing.assert_close(dino.load_trained_ssl_vit(out).pos_embed, loaded.pos_embed)
+
+
+HYBRID_KWARGS = {"patch_size": 8, "img_size": 32, "depth": 1, "embed_dim": 32, "num_heads": 2}
+
+
+def test_hybrid_vit_keeps_the_patch_grid_and_the_plain_vit_keys():
+    model = ssl.build_vit(ssl.HYBRID_VIT, arch_kwargs={**HYBRID_KWARGS, "extra_stem_blocks": 2})
+    assert ssl.patch_size_of(model) == (8, 8)
+    stem = model.patch_embed.proj
+    kinds = [type(m).__name__ for m in stem]
+    # log2(8) = 3 pooled blocks (3 -> 32 -> 32 -> 32 channels at width 32), then 2 unpooled.
+    assert kinds.count("MaxPool2d") == 3 and kinds.count("Conv2d") == 5
+    assert [m.out_channels for m in stem if isinstance(m, torch.nn.Conv2d)] == [32] * 5
+    keys = ssl.last_block_keys(model, torch.randn(2, 3, 24, 40))
+    assert keys.grid_hw == (3, 5) and keys.keys.shape == (2, 15, 32)
+    # Outside the stem, every key is a plain ViT's (what the DINO loader and MaskCut rely on).
+    plain = ssl.build_vit(TINY_ARCH, arch_kwargs=HYBRID_KWARGS)
+    outside = {k for k in model.state_dict() if not k.startswith("patch_embed.proj.")}
+    assert outside == {k for k in plain.state_dict() if not k.startswith("patch_embed.proj.")}
+
+
+def test_hybrid_vit_stem_widths_and_errors():
+    stem = hybrid_vit.cnn_stem(embed_dim=128, patch_size=16)
+    widths = [m.out_channels for m in stem if isinstance(m, torch.nn.Conv2d)]
+    assert widths == [32, 64, 128, 128]  # doubling from 32, capped at the width, ending at it
+    assert stem(torch.zeros(1, 3, 32, 48)).shape == (1, 128, 2, 3)
+    with pytest.raises(ConfigError, match="patch_size must be a power of two >= 2, got 6"):
+        ssl.build_vit(ssl.HYBRID_VIT, arch_kwargs={**HYBRID_KWARGS, "patch_size": 6})
+    with pytest.raises(ConfigError, match="extra_stem_blocks must be >= 0, got -1"):
+        ssl.build_vit(ssl.HYBRID_VIT, arch_kwargs={**HYBRID_KWARGS, "extra_stem_blocks": -1})
+    with pytest.raises(ValueError, match="has no released weights"):
+        hybrid_vit.uvis_hybrid_vit(pretrained=True)
+
+
+def test_hybrid_vit_stand_in_trains_and_round_trips_through_the_real_loader(tmp_path):
+    write_corpus(tmp_path / "corpora" / "unlabeled")
+    cfg = dino.DinoConfig.preset(
+        "smoke", **SMOKE, arch=ssl.HYBRID_VIT, arch_kwargs={**HYBRID_KWARGS, "global_pool": "avg"}
+    )
+    out = tmp_path / "models" / "ssl_vit.pth"
+    dino.train_dino(tmp_path / "corpora", out, cfg, progress=False)
+    state = torch.load(out, weights_only=True)
+    assert "patch_embed.proj.1.running_mean" in state  # the stem's BatchNorm statistics travel
+    loaded = dino.load_trained_ssl_vit(out)
+    assert not loaded.training
+    direct = ssl.build_vit(cfg.arch, arch_kwargs=cfg.arch_kwargs)
+    direct.load_state_dict(state)
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), direct.eval()(x), atol=0, rtol=0)
+    # A plain ViT of the same size refuses the file, naming it.
+    with pytest.raises(DataError, match=r"ssl_vit\.pth: not a vit_tiny_patch16_224\("):
+        ssl.create_ssl_vit(TINY_ARCH, weights=out, arch_kwargs=cfg.arch_kwargs)
 
 
 def test_teacher_entropies_tell_the_two_collapses_apart():

@@ -28,8 +28,13 @@ from timm.models.vision_transformer import VisionTransformer
 
 from uvis.checkpoints import load_torch_file
 from uvis.errors import ConfigError, DataError
+from uvis.foundation import hybrid_vit
 from uvis.foundation.checkpoints import mismatch_parts, state_dict_mismatch
 from uvis.foundation.weights import resolve_weights
+
+#: timm name of uvis's hybrid ViT (a CNN stem under ViT blocks), registered by importing
+#: :mod:`uvis.foundation.hybrid_vit`; built like any timm ViT by :func:`build_vit`.
+HYBRID_VIT = hybrid_vit.HYBRID_VIT
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

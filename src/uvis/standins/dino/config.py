@@ -46,7 +46,8 @@ class DinoConfig:
     Attributes:
         arch, arch_kwargs: the timm ViT (``create_ssl_vit`` builds it from these two). The
             default is ViT-Ti/8 narrowed to width 128 and 4 blocks, trained on 32 px crops, to fit
-            the few CPU minutes the stand-in may take.
+            the few CPU minutes the stand-in may take. ``"uvis_hybrid_vit"`` puts a small CNN
+            stem under the blocks (:mod:`uvis.foundation.hybrid_vit`).
         drop_path_rate: stochastic depth of the student (DINO: 0.1; off for tiny, short runs).
         out_dim: number of prototypes ``K`` of the projection head.
         head_hidden_dim, head_bottleneck_dim: widths of the head's 3-layer MLP.
