@@ -241,9 +241,10 @@ def main() -> None:
         p = sub.add_parser(name)
         p.add_argument("world")
         p.add_argument("--set", action="append", default=[])
-        p.add_argument("--conv-stem", action="store_true")
+        stem = p.add_mutually_exclusive_group()
+        stem.add_argument("--conv-stem", action="store_true")
+        stem.add_argument("--hybrid", type=int, nargs="?", const=0, default=None, metavar="EXTRA")
         p.add_argument("--cnn", action="store_true")
-        p.add_argument("--hybrid", type=int, nargs="?", const=0, default=None, metavar="EXTRA")
         p.add_argument("--probe-every", type=int, default=5)
         if name != "dino":
             p.add_argument("--epochs", type=int, default=40)
