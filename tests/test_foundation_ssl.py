@@ -463,11 +463,54 @@ def test_gaussian_blur_keeps_constants_and_mass():
     assert blurred[..., 4, 4].max() < 1.0
 
 
+def _bar_orientation(image: torch.Tensor) -> float:
+    """Orientation (radians, in [0, pi)) of the bright pixels' principal axis."""
+    weight = image[0]
+    ys, xs = torch.meshgrid(
+        torch.arange(weight.shape[0]), torch.arange(weight.shape[1]), indexing="ij"
+    )
+    total = weight.sum()
+    my, mx = (weight * ys).sum() / total, (weight * xs).sum() / total
+    cyy = (weight * (ys - my) ** 2).sum() / total
+    cxx = (weight * (xs - mx) ** 2).sum() / total
+    cxy = (weight * (xs - mx) * (ys - my)).sum() / total
+    return float(0.5 * torch.atan2(2 * cxy, cxx - cyy)) % math.pi
+
+
+def test_random_rotation_turns_each_image_by_its_own_drawn_angle():
+    gen = torch.Generator().manual_seed(3)
+    state = gen.get_state()
+    images = torch.rand(4, 3, 16, 16)
+    assert dino.random_rotation(images, gen, 0.0) is images
+    assert torch.equal(gen.get_state(), state)  # off: draws nothing, so old runs replay
+    bar = torch.zeros(6, 1, 41, 41)
+    bar[..., 19:22, 6:35] = 1.0  # a horizontal bar through the centre
+    angles = torch.rad2deg(
+        torch.tensor([_bar_orientation(b) for b in dino.random_rotation(bar, gen, 80.0)])
+    )
+    drawn = dino.augment._uniform(torch.Generator().manual_seed(3), 6, -80.0, 80.0)
+    # image rows point down, so a turn reads as +angle or -angle: one sign for all images
+    folded = [(angles - sign * drawn.float() + 90) % 180 - 90 for sign in (1, -1)]
+    assert min(f.abs().max() for f in folded) < 3.0
+    assert drawn.abs().max() > 20  # the draws are not all near 0
+    ys, xs = torch.meshgrid(torch.arange(21.0), torch.arange(21.0), indexing="ij")
+    blob = torch.exp(-((ys - 10) ** 2 + (xs - 10) ** 2) / 32).expand(2, 3, 21, 21)
+    turned = dino.random_rotation(blob, gen, 180.0)
+    assert turned.shape == blob.shape
+    inside = (ys - 10) ** 2 + (xs - 10) ** 2 <= 81  # the corners are filled by reflection
+    # a centred round blob is unchanged by any turn, inside the inscribed circle
+    assert (turned - blob)[..., inside].abs().max() < 0.02
+
+
 def test_multi_crop_shapes():
     cfg = dino.DinoConfig.preset("smoke")
     images = torch.randint(0, 256, (5, 3, 40, 40), dtype=torch.uint8)
     crops = dino.multi_crop(images, cfg, torch.Generator().manual_seed(0))
     assert [tuple(c.shape) for c in crops] == [(10, 3, 32, 32), (10, 3, 16, 16)]
+    turned = dino.multi_crop(
+        images, dino.DinoConfig.preset("smoke", rotation_degrees=90), torch.Generator()
+    )
+    assert [tuple(c.shape) for c in turned] == [(10, 3, 32, 32), (10, 3, 16, 16)]
 
 
 # --------------------------------------------------------------------------------------------

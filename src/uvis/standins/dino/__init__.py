@@ -42,6 +42,7 @@ from uvis.standins.dino.augment import (
     hue_rotation,
     make_view,
     multi_crop,
+    random_rotation,
     resized_crops,
     sample_crop_boxes,
 )
@@ -115,6 +116,7 @@ __all__ = [
     "param_groups",
     "probe_inputs",
     "probe_split",
+    "random_rotation",
     "resized_crops",
     "sample_crop_boxes",
     "save_dino_checkpoint",

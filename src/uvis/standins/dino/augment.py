@@ -162,15 +162,31 @@ def gaussian_blur(
     return flat.reshape(x.shape)
 
 
+def random_rotation(x: torch.Tensor, gen: torch.Generator, max_degrees: float) -> torch.Tensor:
+    """Rotate each image of ``x`` ``(B, C, H, W)`` about its centre by its own angle drawn
+    uniformly from ``[-max_degrees, max_degrees]`` (bilinear; the corners the rotation uncovers
+    are filled by reflection). Not one of DINO's augmentations: uvis's option for worlds whose
+    objects appear at any orientation. ``max_degrees`` 0 returns ``x`` and draws nothing."""
+    if max_degrees <= 0:
+        return x
+    angles = torch.deg2rad(_uniform(gen, x.shape[0], -max_degrees, max_degrees)).to(x)
+    cos, sin, zero = angles.cos(), angles.sin(), torch.zeros_like(angles)
+    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
 def make_view(
     images: torch.Tensor, recipe: CropRecipe, cfg: DinoConfig, gen: torch.Generator
 ) -> torch.Tensor:
-    """One DINO view of every image: random resized crop, flip, colour jitter, greyscale, blur,
-    solarisation, ImageNet normalisation. ``images`` float ``(B, 3, H, W)`` in ``[0, 1]``."""
+    """One DINO view of every image: random resized crop, flip, (uvis's option) rotation,
+    colour jitter, greyscale, blur, solarisation, ImageNet normalisation. ``images`` float
+    ``(B, 3, H, W)`` in ``[0, 1]``."""
     n, _, height, width = images.shape
     x = resized_crops(images, sample_crop_boxes(gen, n, height, width, recipe.scale), recipe.size)
     flip = _chance(gen, n, FLIP_PROB).to(x.device).view(-1, 1, 1, 1)
     x = torch.where(flip, x.flip(-1), x)
+    x = random_rotation(x, gen, cfg.rotation_degrees)
     x = colour_jitter(x, gen, JITTER_PROB, cfg.colour_jitter)
     grey = _chance(gen, n, cfg.grey_prob).to(x.device).view(-1, 1, 1, 1)
     x = torch.where(grey, _grey(x).expand_as(x), x)

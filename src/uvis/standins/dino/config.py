@@ -72,6 +72,8 @@ class DinoConfig:
             scaled to this crop size).
         colour_jitter, grey_prob: jitter strengths (brightness, contrast, saturation, hue) and
             greyscale chance (DINO: 0.4, 0.4, 0.2, 0.1 and 0.2).
+        rotation_degrees: each view is rotated by an angle drawn uniformly from
+            ``[-rotation_degrees, rotation_degrees]`` (not in DINO; 0, the default, turns it off).
         probe_k, probe_temperature, probe_test_fraction: weighted k-NN probe (DINO's eval_knn:
             ``k`` = 20, ``T`` = 0.07) on CLS features, with this fraction of the corpus held out.
         seed: seed of the initialisation, the crop sampling and the probe split.
@@ -116,6 +118,7 @@ class DinoConfig:
     blur_sigma: tuple[float, float] = (0.1, 0.3)
     colour_jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.2, 0.1)
     grey_prob: float = 0.2
+    rotation_degrees: float = 0.0
     probe_k: int = 20
     probe_temperature: float = 0.07
     probe_test_fraction: float = 0.25
@@ -171,6 +174,7 @@ class DinoConfig:
                 "must be 3 numbers in [0, 1], hue in [0, 0.5]",
             ),
             ("grey_prob", 0 <= self.grey_prob <= 1, "must lie in [0, 1]"),
+            ("rotation_degrees", 0 <= self.rotation_degrees <= 180, "must lie in [0, 180]"),
             ("probe_k", self.probe_k >= 1, "must be >= 1"),
             ("probe_temperature", self.probe_temperature > 0, "must be > 0"),
             ("probe_test_fraction", 0 < self.probe_test_fraction < 1, "must lie in (0, 1)"),
