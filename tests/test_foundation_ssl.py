@@ -511,6 +511,9 @@ def test_multi_crop_shapes():
         images, dino.DinoConfig.preset("smoke", rotation_degrees=90), torch.Generator()
     )
     assert [tuple(c.shape) for c in turned] == [(10, 3, 32, 32), (10, 3, 16, 16)]
+    for bad in (-5.0, 181.0, float("nan")):
+        with pytest.raises(ConfigError, match="rotation_degrees"):
+            dino.DinoConfig.preset("smoke", rotation_degrees=bad)
 
 
 # --------------------------------------------------------------------------------------------
