@@ -3,6 +3,7 @@
 Usage (one thread; the world is any ``uvis synth`` output folder)::
 
     python benchmarks/bench_standins.py dino WORLD [--set KEY=VALUE ...] [--out CKPT.pth]
+        [--save-every EPOCHS]
     python benchmarks/bench_standins.py maskcut WORLD --weights CKPT.pth [--split train]
         [--tau 0.15] [--num-masks 3] [--input-short N] [--frame-stride 4]
     python benchmarks/bench_standins.py clip WORLD [--set KEY=VALUE ...] [--out CKPT.pt]
@@ -12,7 +13,8 @@ Usage (one thread; the world is any ``uvis synth`` output folder)::
 ``dino`` trains the DINO stand-in exactly as the ``pretrain_ssl`` rule does (the default preset,
 the pipeline config's ``arch``/``arch_kwargs`` unless overridden) on ``WORLD/corpora/unlabeled``
 and prints the k-NN shape accuracy of the trained teacher and of its random initialisation (on
-held-out corpus images) and the CPU time.
+held-out corpus images) and the CPU time. ``--save-every N`` also saves the teacher backbone
+every ``N`` epochs next to ``--out`` (``CKPT_e016.pth``, ...), for MaskCut along the run.
 
 ``maskcut`` runs MaskCut on every ``--frame-stride``-th frame of a split with the keys of the
 given checkpoint and, for contrast, of the same architecture at its random initialisation, and
@@ -48,7 +50,13 @@ from uvis.presets import parse_overrides
 from uvis.proposals.maskcut import MaskCutConfig, maskcut
 from uvis.proposals.stage import model_input_size
 from uvis.pseudo.quality import match_frame
-from uvis.standins.dino import DinoConfig, initial_network, train_dino
+from uvis.standins.dino import (
+    DinoConfig,
+    DinoNetwork,
+    initial_network,
+    save_dino_checkpoint,
+    train_dino,
+)
 
 # The pipeline's ssl block (config.yaml): the architecture pretrain_ssl trains and MaskCut loads.
 PIPELINE_ARCH = "vit_tiny_patch16_224"
@@ -68,8 +76,17 @@ def run_dino(args: argparse.Namespace) -> dict[str, Any]:
     cfg = DinoConfig.preset(args.preset, **overrides)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save_along(record: dict[str, Any], teacher: DinoNetwork) -> None:
+        if args.save_every and record["epoch"] % args.save_every == 0:
+            save_dino_checkpoint(
+                teacher.backbone, out.with_name(f"{out.stem}_e{record['epoch']:03d}.pth")
+            )
+
     cpu = time.process_time()
-    report = train_dino(Path(args.world) / "corpora" / "unlabeled", out, cfg, progress=False)
+    report = train_dino(
+        Path(args.world) / "corpora" / "unlabeled", out, cfg, progress=False, on_epoch=save_along
+    )
     cpu = time.process_time() - cpu
     probe = report["knn_probe"]
     losses = " ".join(f"{e['loss']:.3f}" for e in report["training"]["epochs"])
@@ -256,6 +273,7 @@ def main() -> None:
         trainer.add_argument("--preset", default="default")
         trainer.add_argument("--set", action="append", default=[])
         trainer.add_argument("--out", default=f"/tmp/bench_standins/{checkpoint}")
+    sub.choices["dino"].add_argument("--save-every", type=int, default=0, metavar="EPOCHS")
     m = sub.add_parser("maskcut")
     m.add_argument("world")
     m.add_argument("--weights", required=True)

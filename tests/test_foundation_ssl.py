@@ -588,7 +588,14 @@ def test_smoke_training_checkpoint_is_read_by_the_real_loader(tmp_path):
     corpus = write_corpus(tmp_path / "corpora" / "unlabeled")
     cfg = dino.DinoConfig.preset("smoke", **SMOKE)
     out = tmp_path / "models" / "ssl_vit.pth"
-    report = dino.train_dino(tmp_path / "corpora", out, cfg, progress=False)
+    seen = []  # on_epoch sees each epoch's record and teacher (the bench saves it along the run)
+    report = dino.train_dino(
+        tmp_path / "corpora",
+        out,
+        cfg,
+        progress=False,
+        on_epoch=lambda rec, teacher: seen.append((rec, teacher.backbone.pos_embed.clone())),
+    )
 
     saved = json.loads(out.with_suffix(".json").read_text())
     assert saved["config"] == cfg.to_dict() and saved["format"] == "dino"
@@ -611,6 +618,9 @@ def test_smoke_training_checkpoint_is_read_by_the_real_loader(tmp_path):
         ssl.last_block_keys(loaded, x).keys, ssl.last_block_keys(teacher, x).keys
     )
     torch.testing.assert_close(dino.load_trained_ssl_vit(out).pos_embed, loaded.pos_embed)
+    assert [rec for rec, _ in seen] == saved["training"]["epochs"]
+    torch.testing.assert_close(seen[-1][1], loaded.pos_embed)
+    assert not torch.equal(seen[0][1], seen[1][1])
 
 
 HYBRID_KWARGS = {"patch_size": 8, "img_size": 32, "depth": 1, "embed_dim": 32, "num_heads": 2}

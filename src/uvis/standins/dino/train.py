@@ -218,6 +218,7 @@ def train_dino(
     *,
     progress: bool = True,
     device: str | torch.device | None = None,
+    on_epoch: Callable[[dict[str, Any], DinoNetwork], None] | None = None,
 ) -> dict[str, Any]:
     """Train a ViT with DINO on the unlabeled corpus; save the teacher backbone and a report.
 
@@ -226,6 +227,7 @@ def train_dino(
     ``out_path.with_suffix(".json")``: the resolved config, the per-epoch training log, and the
     k-NN probe accuracy of the trained teacher and of the same network at initialisation (when
     the corpus has category labels). Both files are written atomically. Returns the report.
+    ``on_epoch`` is passed to :func:`fit_dino` (e.g. to save the teacher along the run).
 
     Raises:
         DataError: the corpus cannot be read (see :func:`load_unlabeled_corpus`).
@@ -238,7 +240,7 @@ def train_dino(
         "dino: %d images %dx%d from %s; %s, %d epochs",
         n, width, height, corpus.index_path, describe_arch(cfg.arch, cfg.arch_kwargs), cfg.epochs,
     )  # fmt: skip
-    run = fit_dino(corpus.images, cfg, progress=progress, device=device)
+    run = fit_dino(corpus.images, cfg, progress=progress, device=device, on_epoch=on_epoch)
     train_wall, train_cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
     save_dino_checkpoint(run.teacher.backbone, out_path)
 
