@@ -4,7 +4,7 @@ Usage (one thread; the world is any ``uvis synth`` output folder)::
 
     python benchmarks/bench_standins.py dino WORLD [--set KEY=VALUE ...] [--out CKPT.pth]
         [--save-every EPOCHS]
-    python benchmarks/bench_standins.py maskcut WORLD --weights CKPT.pth [--split train]
+    python benchmarks/bench_standins.py maskcut WORLD --weights CKPT.pth ... [--split train]
         [--tau 0.15] [--num-masks 3] [--input-short N] [--frame-stride 4]
     python benchmarks/bench_standins.py clip WORLD [--set KEY=VALUE ...] [--out CKPT.pt]
     python benchmarks/bench_standins.py detector RESULTS [--set KEY=VALUE ...] [--out CKPT.pth]
@@ -16,10 +16,11 @@ and prints the k-NN shape accuracy of the trained teacher and of its random init
 held-out corpus images) and the CPU time. ``--save-every N`` also saves the teacher backbone
 every ``N`` epochs next to ``--out`` (``CKPT_e016.pth``, ...), for MaskCut along the run.
 
-``maskcut`` runs MaskCut on every ``--frame-stride``-th frame of a split with the keys of the
-given checkpoint and, for contrast, of the same architecture at its random initialisation, and
-prints class-agnostic recall and precision at IoU 0.5 (one-to-one per frame, as
-:mod:`uvis.pseudo.quality`). Tune MaskCut on the train split only.
+``maskcut`` runs MaskCut on every ``--frame-stride``-th frame of a split with the keys of each
+given checkpoint and, for contrast (unless ``--no-random-init``), of the first one's
+architecture at its random initialisation, and prints class-agnostic recall and precision at
+IoU 0.5 (one-to-one per frame, as :mod:`uvis.pseudo.quality`). Tune MaskCut on the train
+split only.
 
 ``detector`` trains the class-agnostic detector (the default preset with ``--set`` overrides) on
 the MaskCut train-split shards of a finished run (``RESULTS`` is its ``results/synth`` folder),
@@ -79,9 +80,10 @@ def run_dino(args: argparse.Namespace) -> dict[str, Any]:
 
     def save_along(record: dict[str, Any], teacher: DinoNetwork) -> None:
         if args.save_every and record["epoch"] % args.save_every == 0:
-            save_dino_checkpoint(
-                teacher.backbone, out.with_name(f"{out.stem}_e{record['epoch']:03d}.pth")
-            )
+            path = out.with_name(f"{out.stem}_e{record['epoch']:03d}.pth")
+            save_dino_checkpoint(teacher.backbone, path)
+            sidecar = {"arch": cfg.arch, "arch_kwargs": cfg.arch_kwargs, "config": cfg.to_dict()}
+            path.with_suffix(".json").write_text(json.dumps({**sidecar, "epoch": record["epoch"]}))
 
     cpu = time.process_time()
     report = train_dino(
@@ -166,16 +168,19 @@ def maskcut_quality(
 def run_maskcut(args: argparse.Namespace) -> None:
     from uvis.standins.dino import load_trained_ssl_vit
 
-    trained = load_trained_ssl_vit(Path(args.weights))
-    report = json.loads(Path(args.weights).with_suffix(".json").read_text(encoding="utf-8"))
-    random_init = initial_network(DinoConfig.from_dict(report["config"])).backbone.eval()
+    models = [(weights, load_trained_ssl_vit(Path(weights))) for weights in args.weights]
+    if not args.no_random_init:
+        sidecar = Path(args.weights[0]).with_suffix(".json")
+        report = json.loads(sidecar.read_text(encoding="utf-8"))
+        init = initial_network(DinoConfig.from_dict(report["config"])).backbone.eval()
+        models.append(("random init", init))
     cfg = MaskCutConfig(
         tau=args.tau,
         num_masks=args.num_masks,
         refine=args.refine,
         min_area_frac=args.min_area_frac,
     )
-    for name, model in (("trained", trained), ("random init", random_init)):
+    for name, model in models:
         cpu = time.process_time()
         q = maskcut_quality(
             model, Path(args.world), args.split, cfg,
@@ -186,7 +191,8 @@ def run_maskcut(args: argparse.Namespace) -> None:
             f"maskcut {args.split} ({args.world}, every {args.frame_stride}th frame, "
             f"tau {args.tau}, N {args.num_masks}, input_short {args.input_short}) {name} keys: "
             f"recall {q['recall']:.3f}, precision {q['precision']:.3f} "
-            f"({q['proposals']} masks, {q['gt_masks']} GT masks), {cpu:.0f} CPU-s"
+            f"({q['proposals']} masks, {q['gt_masks']} GT masks), {cpu:.0f} CPU-s",
+            flush=True,
         )
 
 
@@ -276,7 +282,8 @@ def main() -> None:
     sub.choices["dino"].add_argument("--save-every", type=int, default=0, metavar="EPOCHS")
     m = sub.add_parser("maskcut")
     m.add_argument("world")
-    m.add_argument("--weights", required=True)
+    m.add_argument("--weights", nargs="+", required=True)
+    m.add_argument("--no-random-init", action="store_true")
     m.add_argument("--split", default="train")
     m.add_argument("--tau", type=float, default=0.15)
     m.add_argument("--num-masks", type=int, default=3)
