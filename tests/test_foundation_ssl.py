@@ -653,6 +653,22 @@ def test_hybrid_vit_stem_widths_and_errors():
         ssl.build_vit(ssl.HYBRID_VIT, arch_kwargs={**HYBRID_KWARGS, "extra_stem_blocks": -1})
     with pytest.raises(ValueError, match="has no released weights"):
         hybrid_vit.uvis_hybrid_vit(pretrained=True)
+    with pytest.raises(ConfigError, match=r"stem_padding must be one of .*, got 'circle'"):
+        ssl.build_vit(ssl.HYBRID_VIT, arch_kwargs={**HYBRID_KWARGS, "stem_padding": "circle"})
+
+
+@pytest.mark.parametrize("padding", ["zeros", "replicate"])
+def test_hybrid_vit_stem_padding_decides_whether_border_tokens_differ(padding):
+    # A flat image: with replicate padding every position sees the same pixels, so all tokens
+    # of the stem are equal; zero padding gives the frame's border tokens features of their own.
+    torch.manual_seed(0)
+    stem = hybrid_vit.cnn_stem(embed_dim=16, patch_size=4, extra_blocks=1, padding_mode=padding)
+    for m in stem.modules():  # non-trivial BatchNorm statistics, as after training
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+    tokens = stem.eval()(torch.full((1, 3, 32, 24), 0.7)).flatten(2)[0].T  # (8 * 6, 16)
+    spread = (tokens - tokens[tokens.shape[0] // 2 + 3]).abs().amax().item()
+    assert (spread < 1e-5) == (padding == "replicate")
 
 
 def test_hybrid_vit_stand_in_trains_and_round_trips_through_the_real_loader(tmp_path):
