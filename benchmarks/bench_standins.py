@@ -6,6 +6,8 @@ Usage (one thread; the world is any ``uvis synth`` output folder)::
         [--save-every EPOCHS]
     python benchmarks/bench_standins.py maskcut WORLD --weights CKPT.pth ... [--split train]
         [--tau 0.15] [--num-masks 3] [--input-short N] [--frame-stride 4]
+    python benchmarks/bench_standins.py keys WORLD --weights CKPT.pth ... [--split train]
+        [--input-short N] [--frame-stride 4]
     python benchmarks/bench_standins.py clip WORLD [--set KEY=VALUE ...] [--out CKPT.pt]
     python benchmarks/bench_standins.py detector RESULTS [--set KEY=VALUE ...] [--out CKPT.pth]
         [--video-stride 25]
@@ -20,7 +22,9 @@ every ``N`` epochs next to ``--out`` (``CKPT_e016.pth``, ...), for MaskCut along
 given checkpoint and, for contrast (unless ``--no-random-init``), of the first one's
 architecture at its random initialisation, and prints class-agnostic recall and precision at
 IoU 0.5 (one-to-one per frame, as :mod:`uvis.pseudo.quality`). Tune MaskCut on the train
-split only.
+split only. ``keys`` prints, for the same checkpoints and frames, the mean cosine similarity
+of the keys between object patches, interior background patches and the grid's border ring
+(:func:`key_cosines`): what MaskCut's affinity graph sees.
 
 ``detector`` trains the class-agnostic detector (the default preset with ``--set`` overrides) on
 the MaskCut train-split shards of a finished run (``RESULTS`` is its ``results/synth`` folder),
@@ -111,6 +115,62 @@ def _gt_by_frame(world: Path, split: str) -> tuple[Any, dict[tuple[int, int], li
     return data, gts
 
 
+def _frame_keys(
+    model: torch.nn.Module, video: Any, paths: list[Path], input_short: int | None
+) -> tuple[np.ndarray, Any]:
+    """The frames at MaskCut's input size ``(T, h, w, 3)`` and the model's last-block keys."""
+    in_h, in_w = model_input_size(video.height, video.width, patch_size_of(model)[0], input_short)
+    resized = []
+    for path in paths:
+        img = read_frame(path, video.height, video.width)
+        if img.shape[:2] != (in_h, in_w):
+            img = np.asarray(Image.fromarray(img).resize((in_w, in_h), Image.BICUBIC))
+        resized.append(img)
+    stack = np.stack(resized)
+    with torch.no_grad():
+        keys = last_block_keys(model, normalise_images(torch.from_numpy(stack).permute(0, 3, 1, 2)))
+    return stack, keys
+
+
+def key_cosines(
+    model: torch.nn.Module, world: Path, split: str, *, frame_stride: int, input_short: int | None
+) -> dict[str, float]:
+    """Mean cosine similarity of last-block keys between groups of patches, over every
+    ``frame_stride``-th frame: object patches (GT masks, any instance), background patches
+    inside the grid, and background patches on the grid's border ring. MaskCut needs objects
+    apart from background (``object-background`` low) and the background in one piece
+    (``ring-interior`` as high as ``interior-interior``)."""
+    data, gts = _gt_by_frame(world, split)
+    sums: dict[str, list[float]] = {}
+    for video in data.videos:
+        frames = list(enumerate(video.frame_paths))[::frame_stride]
+        _, keys = _frame_keys(model, video, [p for _, p in frames], input_short)
+        h, w = keys.grid_hw
+        ring = np.zeros((h, w), bool)
+        ring[[0, -1]] = ring[:, [0, -1]] = True
+        for (t, _), k in zip(frames, keys.keys.float(), strict=True):
+            obj = np.zeros((h, w), bool)
+            for g in gts.get((video.id, t), []):
+                m = Image.fromarray(mask_utils.decode(g).astype(np.float32)).resize((w, h))
+                obj |= np.asarray(m) > 0.5
+            groups = {
+                "object": obj.ravel(),
+                "interior": (~obj & ~ring).ravel(),
+                "ring": (~obj & ring).ravel(),
+            }
+            if min(int(g.sum()) for g in groups.values()) < 2:
+                continue
+            k = torch.nn.functional.normalize(k, dim=-1)
+            cos = (k @ k.T).numpy()
+            for a, b in (("object", "object"), ("object", "interior"), ("interior", "interior"),
+                         ("ring", "ring"), ("ring", "interior")):  # fmt: skip
+                value = float(cos[groups[a]][:, groups[b]].mean())
+                sums.setdefault(f"{a}-{b}", []).append(value)
+    return {name: float(np.mean(v)) for name, v in sums.items()} | {
+        "frames": len(next(iter(sums.values()), []))
+    }
+
+
 def maskcut_quality(
     model: torch.nn.Module,
     world: Path,
@@ -122,23 +182,10 @@ def maskcut_quality(
 ) -> dict[str, float]:
     """Class-agnostic recall/precision at IoU 0.5 of MaskCut on every ``frame_stride``-th frame."""
     data, gts = _gt_by_frame(world, split)
-    patch = patch_size_of(model)[0]
     n_gt = n_prop = n_match = 0
     for video in data.videos:
         frames = list(enumerate(video.frame_paths))[::frame_stride]
-        in_h, in_w = model_input_size(video.height, video.width, patch, input_short)
-        images = [read_frame(p, video.height, video.width) for _, p in frames]
-        resized = [
-            img
-            if (in_h, in_w) == img.shape[:2]
-            else np.asarray(Image.fromarray(img).resize((in_w, in_h), Image.BICUBIC))
-            for img in images
-        ]
-        stack = np.stack(resized)
-        with torch.no_grad():
-            keys = last_block_keys(
-                model, normalise_images(torch.from_numpy(stack).permute(0, 3, 1, 2))
-            )
+        stack, keys = _frame_keys(model, video, [p for _, p in frames], input_short)
         per_image = maskcut(stack, keys.keys.float(), keys.grid_hw, cfg)
         for (t, _), masks in zip(frames, per_image, strict=True):
             props = []
@@ -165,7 +212,9 @@ def maskcut_quality(
     }
 
 
-def run_maskcut(args: argparse.Namespace) -> None:
+def _models(args: argparse.Namespace) -> list[tuple[str, torch.nn.Module]]:
+    """The ``--weights`` checkpoints and, unless ``--no-random-init``, the first one's
+    architecture at its random initialisation."""
     from uvis.standins.dino import load_trained_ssl_vit
 
     models = [(weights, load_trained_ssl_vit(Path(weights))) for weights in args.weights]
@@ -174,6 +223,23 @@ def run_maskcut(args: argparse.Namespace) -> None:
         report = json.loads(sidecar.read_text(encoding="utf-8"))
         init = initial_network(DinoConfig.from_dict(report["config"])).backbone.eval()
         models.append(("random init", init))
+    return models
+
+
+def run_keys(args: argparse.Namespace) -> None:
+    for name, model in _models(args):
+        stats = key_cosines(
+            model, Path(args.world), args.split,
+            frame_stride=args.frame_stride, input_short=args.input_short,
+        )  # fmt: skip
+        pairs = ", ".join(f"{k} {v:.3f}" for k, v in stats.items() if k != "frames")
+        print(
+            f"keys {args.split} ({stats['frames']} frames) {name}: mean cosine {pairs}", flush=True
+        )
+
+
+def run_maskcut(args: argparse.Namespace) -> None:
+    models = _models(args)
     cfg = MaskCutConfig(
         tau=args.tau,
         num_masks=args.num_masks,
@@ -280,17 +346,19 @@ def main() -> None:
         trainer.add_argument("--set", action="append", default=[])
         trainer.add_argument("--out", default=f"/tmp/bench_standins/{checkpoint}")
     sub.choices["dino"].add_argument("--save-every", type=int, default=0, metavar="EPOCHS")
-    m = sub.add_parser("maskcut")
-    m.add_argument("world")
-    m.add_argument("--weights", nargs="+", required=True)
-    m.add_argument("--no-random-init", action="store_true")
-    m.add_argument("--split", default="train")
+    for name in ("maskcut", "keys"):
+        m = sub.add_parser(name)
+        m.add_argument("world")
+        m.add_argument("--weights", nargs="+", required=True)
+        m.add_argument("--no-random-init", action="store_true")
+        m.add_argument("--split", default="train")
+        m.add_argument("--input-short", type=int, default=None)
+        m.add_argument("--frame-stride", type=int, default=4)
+    m = sub.choices["maskcut"]
     m.add_argument("--tau", type=float, default=0.15)
     m.add_argument("--num-masks", type=int, default=3)
     m.add_argument("--refine", default="bilateral")
-    m.add_argument("--input-short", type=int, default=None)
     m.add_argument("--min-area-frac", type=float, default=0.01)
-    m.add_argument("--frame-stride", type=int, default=4)
     t = sub.add_parser("detector")
     t.add_argument("results")
     t.add_argument("--set", action="append", default=[])
@@ -298,7 +366,13 @@ def main() -> None:
     t.add_argument("--video-stride", type=int, default=25)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    runs = {"dino": run_dino, "maskcut": run_maskcut, "clip": run_clip, "detector": run_detector}
+    runs = {
+        "dino": run_dino,
+        "maskcut": run_maskcut,
+        "keys": run_keys,
+        "clip": run_clip,
+        "detector": run_detector,
+    }
     runs[args.what](args)
 
 
