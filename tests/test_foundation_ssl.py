@@ -673,8 +673,17 @@ def test_hybrid_vit_stem_padding_decides_whether_border_tokens_differ(padding):
 
 def test_hybrid_vit_stand_in_trains_and_round_trips_through_the_real_loader(tmp_path):
     write_corpus(tmp_path / "corpora" / "unlabeled")
+    # The "hybrid" preset's recipe and stem, narrowed and shortened to a smoke run.
+    hybrid = dino.DinoConfig.preset("hybrid")
     cfg = dino.DinoConfig.preset(
-        "smoke", **SMOKE, arch=ssl.HYBRID_VIT, arch_kwargs={**HYBRID_KWARGS, "global_pool": "avg"}
+        "hybrid",
+        **SMOKE,
+        warmup_epochs=1,
+        warmup_teacher_temp_epochs=1,
+        arch_kwargs={**hybrid.arch_kwargs, **HYBRID_KWARGS},
+    )
+    assert (
+        cfg.arch == ssl.HYBRID_VIT and cfg.rotation_degrees == 180 and cfg.local_crops_number == 0
     )
     out = tmp_path / "models" / "ssl_vit.pth"
     dino.train_dino(tmp_path / "corpora", out, cfg, progress=False)
@@ -682,6 +691,9 @@ def test_hybrid_vit_stand_in_trains_and_round_trips_through_the_real_loader(tmp_
     assert "patch_embed.proj.1.running_mean" in state  # the stem's BatchNorm statistics travel
     loaded = dino.load_trained_ssl_vit(out)
     assert not loaded.training
+    # The stem's padding is not in the weights: the sidecar's arch_kwargs bring it back.
+    convs = [m for m in loaded.patch_embed.proj if isinstance(m, torch.nn.Conv2d)]
+    assert convs and {m.padding_mode for m in convs} == {"replicate"}
     direct = ssl.build_vit(cfg.arch, arch_kwargs=cfg.arch_kwargs)
     direct.load_state_dict(state)
     x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
@@ -689,7 +701,7 @@ def test_hybrid_vit_stand_in_trains_and_round_trips_through_the_real_loader(tmp_
         torch.testing.assert_close(loaded(x), direct.eval()(x), atol=0, rtol=0)
     # A plain ViT of the same size refuses the file, naming it.
     with pytest.raises(DataError, match=r"ssl_vit\.pth: not a vit_tiny_patch16_224\("):
-        ssl.create_ssl_vit(TINY_ARCH, weights=out, arch_kwargs=cfg.arch_kwargs)
+        ssl.create_ssl_vit(TINY_ARCH, weights=out, arch_kwargs=HYBRID_KWARGS)
 
 
 def test_teacher_entropies_tell_the_two_collapses_apart():
