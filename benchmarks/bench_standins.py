@@ -12,11 +12,12 @@ Usage (one thread; the world is any ``uvis synth`` output folder)::
     python benchmarks/bench_standins.py detector RESULTS [--set KEY=VALUE ...] [--out CKPT.pth]
         [--video-stride 25]
 
-``dino`` trains the DINO stand-in exactly as the ``pretrain_ssl`` rule does (the default preset,
-the pipeline config's ``arch``/``arch_kwargs`` unless overridden) on ``WORLD/corpora/unlabeled``
-and prints the k-NN shape accuracy of the trained teacher and of its random initialisation (on
-held-out corpus images) and the CPU time. ``--save-every N`` also saves the teacher backbone
-every ``N`` epochs next to ``--out`` (``CKPT_e016.pth``, ...), for MaskCut along the run.
+``dino`` trains the DINO stand-in exactly as the ``pretrain_ssl`` rule does (the ``--preset``, the
+pipeline config's ``arch``/``arch_kwargs`` unless the preset or ``--set`` names them) on
+``WORLD/corpora/unlabeled`` and prints the k-NN shape accuracy of the trained teacher and of its
+random initialisation (on held-out corpus images) and the CPU time. ``--save-every N`` also saves
+the teacher backbone every ``N`` epochs next to ``--out`` (``CKPT_e016.pth``, ...), for MaskCut
+along the run.
 
 ``maskcut`` runs MaskCut on every ``--frame-stride``-th frame of a split with the keys of each
 given checkpoint and, for contrast (unless ``--no-random-init``), of the first one's
@@ -62,6 +63,7 @@ from uvis.standins.dino import (
     save_dino_checkpoint,
     train_dino,
 )
+from uvis.standins.dino.config import PRESETS as DINO_PRESETS
 
 # The pipeline's ssl block (config.yaml): the architecture pretrain_ssl trains and MaskCut loads.
 PIPELINE_ARCH = "vit_tiny_patch16_224"
@@ -76,7 +78,9 @@ def _pipeline_arch_kwargs() -> dict[str, Any]:
 
 
 def run_dino(args: argparse.Namespace) -> dict[str, Any]:
-    overrides = {"arch": PIPELINE_ARCH, "arch_kwargs": _pipeline_arch_kwargs()}
+    overrides: dict[str, Any] = {}
+    if "arch" not in DINO_PRESETS.get(args.preset, {}):  # the preset's own architecture, if any
+        overrides = {"arch": PIPELINE_ARCH, "arch_kwargs": _pipeline_arch_kwargs()}
     overrides.update(parse_overrides(args.set))
     cfg = DinoConfig.preset(args.preset, **overrides)
     out = Path(args.out)
