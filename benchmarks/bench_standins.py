@@ -8,6 +8,7 @@ Usage (one thread; the world is any ``uvis synth`` output folder)::
         [--tau 0.15] [--num-masks 3] [--input-short N] [--frame-stride 4]
     python benchmarks/bench_standins.py keys WORLD --weights CKPT.pth ... [--split train]
         [--input-short N] [--frame-stride 4]
+    python benchmarks/bench_standins.py knn WORLD --weights CKPT.pth ...
     python benchmarks/bench_standins.py clip WORLD [--set KEY=VALUE ...] [--out CKPT.pt]
     python benchmarks/bench_standins.py detector RESULTS [--set KEY=VALUE ...] [--out CKPT.pth]
         [--video-stride 25]
@@ -25,7 +26,8 @@ architecture at its random initialisation, and prints class-agnostic recall and 
 IoU 0.5 (one-to-one per frame, as :mod:`uvis.pseudo.quality`). Tune MaskCut on the train
 split only. ``keys`` prints, for the same checkpoints and frames, the mean cosine similarity
 of the keys between object patches, interior background patches and the grid's border ring
-(:func:`key_cosines`): what MaskCut's affinity graph sees.
+(:func:`key_cosines`): what MaskCut's affinity graph sees. ``knn`` prints the k-NN shape
+accuracy of each checkpoint as ``pretrain_ssl``'s report does (held-out corpus images).
 
 ``detector`` trains the class-agnostic detector (the default preset with ``--set`` overrides) on
 the MaskCut train-split shards of a finished run (``RESULTS`` is its ``results/synth`` folder),
@@ -50,7 +52,7 @@ from pycocotools import mask as mask_utils
 
 from uvis.data.frames import read_frame
 from uvis.data.ytvis import load_ytvis
-from uvis.foundation.ssl import last_block_keys, normalise_images, patch_size_of
+from uvis.foundation.ssl import cls_features, last_block_keys, normalise_images, patch_size_of
 from uvis.masks import to_coco
 from uvis.presets import parse_overrides
 from uvis.proposals.maskcut import MaskCutConfig, maskcut
@@ -60,6 +62,9 @@ from uvis.standins.dino import (
     DinoConfig,
     DinoNetwork,
     initial_network,
+    knn_accuracy,
+    load_unlabeled_corpus,
+    probe_inputs,
     save_dino_checkpoint,
     train_dino,
 )
@@ -242,6 +247,18 @@ def run_keys(args: argparse.Namespace) -> None:
         )
 
 
+def run_knn(args: argparse.Namespace) -> None:
+    """The ``pretrain_ssl`` report's k-NN probe, for checkpoints saved along a run."""
+    corpus = load_unlabeled_corpus(Path(args.world) / "corpora" / "unlabeled")
+    if corpus.labels is None:
+        raise SystemExit(f"{corpus.index_path}: the corpus has no category labels to probe")
+    for name, model in _models(args):
+        sidecar = Path(args.weights[0] if name == "random init" else name).with_suffix(".json")
+        cfg = DinoConfig.from_dict(json.loads(sidecar.read_text(encoding="utf-8"))["config"])
+        feats = cls_features(model, probe_inputs(corpus.images, cfg.global_crop_size))
+        print(f"knn {name}: {knn_accuracy(feats, corpus.labels, cfg):.3f}", flush=True)
+
+
 def run_maskcut(args: argparse.Namespace) -> None:
     models = _models(args)
     cfg = MaskCutConfig(
@@ -350,7 +367,7 @@ def main() -> None:
         trainer.add_argument("--set", action="append", default=[])
         trainer.add_argument("--out", default=f"/tmp/bench_standins/{checkpoint}")
     sub.choices["dino"].add_argument("--save-every", type=int, default=0, metavar="EPOCHS")
-    for name in ("maskcut", "keys"):
+    for name in ("maskcut", "keys", "knn"):
         m = sub.add_parser(name)
         m.add_argument("world")
         m.add_argument("--weights", nargs="+", required=True)
@@ -374,6 +391,7 @@ def main() -> None:
         "dino": run_dino,
         "maskcut": run_maskcut,
         "keys": run_keys,
+        "knn": run_knn,
         "clip": run_clip,
         "detector": run_detector,
     }
