@@ -34,12 +34,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_steps_per_epoch": 2,
     },
     # The hybrid ViT (a CNN stem under one transformer block, replicate-padded) with the recipe
-    # that takes its k-NN past 0.50 while its keys keep serving MaskCut (benchmarks/RESULTS.md,
-    # "DINO stand-in: the stem's zero padding"): DINOv2's Sinkhorn-Knopp targets at a low
-    # teacher temperature, strong colour jitter, a rotation per view, two global crops of
-    # 60-100 % of the image and no local crops, 160 epochs. About 40 CPU-minutes on the
-    # embedded corpus. The pipeline's ``ssl.arch``/``ssl.arch_kwargs`` replace ``arch`` and
-    # ``arch_kwargs``, so they must name this architecture too.
+    # whose keys serve MaskCut best so far (benchmarks/RESULTS.md, "DINO stand-in: the stem's
+    # zero padding"): DINOv2's Sinkhorn-Knopp targets at a low teacher temperature, strong
+    # colour jitter, a rotation per view, two global crops of 60-100 % of the image and no
+    # local crops, 160 epochs; about 40 CPU-minutes on the embedded corpus. Its k-NN stops
+    # near 0.42 (the same run zero-padded: 0.50, but with keys MaskCut cannot use). The
+    # pipeline's ``ssl.arch``/``ssl.arch_kwargs`` replace ``arch`` and ``arch_kwargs``, so they
+    # must name this architecture too.
     "hybrid": {
         "arch": "uvis_hybrid_vit",
         "arch_kwargs": {
