@@ -37,8 +37,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # whose keys serve MaskCut best so far (benchmarks/RESULTS.md, "DINO stand-in: the stem's
     # zero padding"): DINOv2's Sinkhorn-Knopp targets at a low teacher temperature, strong
     # colour jitter, a rotation per view, two global crops of 60-100 % of the image and no
-    # local crops, 160 epochs; about 40 CPU-minutes on the embedded corpus. Its k-NN stops
-    # near 0.42 (the same run zero-padded: 0.50, but with keys MaskCut cannot use). The
+    # local crops, 160 epochs; about 45 CPU-minutes on the embedded corpus. Its k-NN ends at
+    # 0.41-0.44 (the same run zero-padded: 0.50, but with keys MaskCut cannot use). The
     # pipeline's ``ssl.arch``/``ssl.arch_kwargs`` replace ``arch`` and ``arch_kwargs``, so they
     # must name this architecture too.
     "hybrid": {
