@@ -53,6 +53,7 @@ from pycocotools import mask as mask_utils
 from uvis.data.frames import read_frame
 from uvis.data.ytvis import load_ytvis
 from uvis.foundation.ssl import cls_features, last_block_keys, normalise_images, patch_size_of
+from uvis.io import atomic_write_json
 from uvis.masks import to_coco
 from uvis.presets import parse_overrides
 from uvis.proposals.maskcut import MaskCutConfig, maskcut
@@ -96,7 +97,7 @@ def run_dino(args: argparse.Namespace) -> dict[str, Any]:
             path = out.with_name(f"{out.stem}_e{record['epoch']:03d}.pth")
             save_dino_checkpoint(teacher.backbone, path)
             sidecar = {"arch": cfg.arch, "arch_kwargs": cfg.arch_kwargs, "config": cfg.to_dict()}
-            path.with_suffix(".json").write_text(json.dumps({**sidecar, "epoch": record["epoch"]}))
+            atomic_write_json(path.with_suffix(".json"), {**sidecar, "epoch": record["epoch"]})
 
     cpu = time.process_time()
     report = train_dino(
@@ -221,22 +222,24 @@ def maskcut_quality(
     }
 
 
-def _models(args: argparse.Namespace) -> list[tuple[str, torch.nn.Module]]:
+def _models(args: argparse.Namespace) -> list[tuple[str, torch.nn.Module, DinoConfig]]:
     """The ``--weights`` checkpoints and, unless ``--no-random-init``, the first one's
-    architecture at its random initialisation."""
+    architecture at its random initialisation, each with its training config."""
     from uvis.standins.dino import load_trained_ssl_vit
 
-    models = [(weights, load_trained_ssl_vit(Path(weights))) for weights in args.weights]
+    models = []
+    for weights in args.weights:
+        report = json.loads(Path(weights).with_suffix(".json").read_text(encoding="utf-8"))
+        cfg = DinoConfig.from_dict(report["config"])
+        models.append((weights, load_trained_ssl_vit(Path(weights)), cfg))
     if not args.no_random_init:
-        sidecar = Path(args.weights[0]).with_suffix(".json")
-        report = json.loads(sidecar.read_text(encoding="utf-8"))
-        init = initial_network(DinoConfig.from_dict(report["config"])).backbone.eval()
-        models.append(("random init", init))
+        cfg = models[0][2]
+        models.append(("random init", initial_network(cfg).backbone.eval(), cfg))
     return models
 
 
 def run_keys(args: argparse.Namespace) -> None:
-    for name, model in _models(args):
+    for name, model, _ in _models(args):
         stats = key_cosines(
             model, Path(args.world), args.split,
             frame_stride=args.frame_stride, input_short=args.input_short,
@@ -252,22 +255,19 @@ def run_knn(args: argparse.Namespace) -> None:
     corpus = load_unlabeled_corpus(Path(args.world) / "corpora" / "unlabeled")
     if corpus.labels is None:
         raise SystemExit(f"{corpus.index_path}: the corpus has no category labels to probe")
-    for name, model in _models(args):
-        sidecar = Path(args.weights[0] if name == "random init" else name).with_suffix(".json")
-        cfg = DinoConfig.from_dict(json.loads(sidecar.read_text(encoding="utf-8"))["config"])
+    for name, model, cfg in _models(args):
         feats = cls_features(model, probe_inputs(corpus.images, cfg.global_crop_size))
         print(f"knn {name}: {knn_accuracy(feats, corpus.labels, cfg):.3f}", flush=True)
 
 
 def run_maskcut(args: argparse.Namespace) -> None:
-    models = _models(args)
     cfg = MaskCutConfig(
         tau=args.tau,
         num_masks=args.num_masks,
         refine=args.refine,
         min_area_frac=args.min_area_frac,
     )
-    for name, model in models:
+    for name, model, _ in _models(args):
         cpu = time.process_time()
         q = maskcut_quality(
             model, Path(args.world), args.split, cfg,
