@@ -642,6 +642,20 @@ def test_hybrid_vit_keeps_the_patch_grid_and_the_plain_vit_keys():
     assert outside == {k for k in plain.state_dict() if not k.startswith("patch_embed.proj.")}
 
 
+@pytest.mark.parametrize("pool", ["token", "avg"])
+def test_probe_features_follow_the_models_pooling_and_say_so(pool):
+    model = ssl.build_vit(TINY_ARCH, arch_kwargs={**HYBRID_KWARGS, "global_pool": pool}).eval()
+    images = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        tokens = model.forward_features(images)  # (B, 1 + 16, D): CLS, then the 4x4 patches
+    if pool == "token":  # the final norm is inside forward_features
+        expected, words = tokens[:, 0], "CLS token"
+    else:  # timm: no final norm on the tokens, a norm after the mean of the patch tokens
+        expected, words = model.fc_norm(tokens[:, 1:].mean(dim=1)), "mean of the patch tokens"
+    torch.testing.assert_close(ssl.cls_features(model, images), expected)
+    assert ssl.pooled_feature_name(model).startswith(words)
+
+
 def test_hybrid_vit_stem_widths_and_errors():
     stem = hybrid_vit.cnn_stem(embed_dim=128, patch_size=16)
     widths = [m.out_channels for m in stem if isinstance(m, torch.nn.Conv2d)]
@@ -694,6 +708,8 @@ def test_hybrid_vit_stand_in_trains_and_round_trips_through_the_real_loader(tmp_
     # The stem's padding is not in the weights: the sidecar's arch_kwargs bring it back.
     convs = [m for m in loaded.patch_embed.proj if isinstance(m, torch.nn.Conv2d)]
     assert convs and {m.padding_mode for m in convs} == {"replicate"}
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert report["knn_probe"]["features"].startswith("mean of the patch tokens")
     direct = ssl.build_vit(cfg.arch, arch_kwargs=cfg.arch_kwargs)
     direct.load_state_dict(state)
     x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))

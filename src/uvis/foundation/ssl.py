@@ -276,11 +276,23 @@ def last_block_keys(model: VisionTransformer, images: torch.Tensor) -> PatchKeys
     return PatchKeys(keys=keys, grid_hw=(height // ph, width // pw))
 
 
+def pooled_feature_name(model: VisionTransformer) -> str:
+    """How :func:`cls_features` pools ``model``'s tokens, in words (for reports)."""
+    pool = getattr(model, "global_pool", "token")
+    if pool == "token":
+        return "CLS token after the final norm, L2-normalised"
+    if pool == "avg":
+        return "mean of the patch tokens, then a norm, L2-normalised"
+    return f"timm global_pool {pool!r} of the tokens, L2-normalised"
+
+
 @torch.no_grad()
 def cls_features(
     model: VisionTransformer, images: torch.Tensor, batch_size: int = 256
 ) -> torch.Tensor:
-    """The final-norm CLS embedding ``(B, D)`` of normalised ``images``, as DINO's k-NN uses."""
+    """The pooled embedding ``(B, D)`` of normalised ``images``, as DINO's k-NN uses: the CLS
+    token after the final norm, or what the model's ``global_pool`` gives instead
+    (:func:`pooled_feature_name`)."""
     was_training = model.training
     param = next(model.parameters())
     try:

@@ -23,6 +23,7 @@ from uvis.errors import UvisError
 from uvis.foundation.ssl import (
     cls_features,
     describe_arch,
+    pooled_feature_name,
 )
 from uvis.io import atomic_path, atomic_write_json
 from uvis.standins.dino.augment import multi_crop
@@ -269,7 +270,7 @@ def knn_report(
     train, test = probe_split(len(labels), cfg.probe_test_fraction, cfg.seed)
     num_classes = len(torch.unique(labels))
     return {
-        "features": "CLS token after the final norm, L2-normalised",
+        "features": pooled_feature_name(trained),
         "image_size": cfg.global_crop_size,
         "k": cfg.probe_k,
         "temperature": cfg.probe_temperature,
