@@ -19,7 +19,7 @@ rule pretrain_ssl:
     threads: 1
     resources:
         mem_mb=6000,
-        runtime=60,
+        runtime=120,
         gpu=GPUS,
     params:
         corpus=f"{WORLD}/corpora/unlabeled",

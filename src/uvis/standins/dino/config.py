@@ -33,14 +33,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         "local_crops_number": 2,
         "max_steps_per_epoch": 2,
     },
-    # The hybrid ViT (a CNN stem under one transformer block, replicate-padded) with the recipe
-    # whose keys serve MaskCut best so far (benchmarks/RESULTS.md, "DINO stand-in: the stem's
-    # zero padding"): DINOv2's Sinkhorn-Knopp targets at a low teacher temperature, strong
-    # colour jitter, a rotation per view, two global crops of 60-100 % of the image and no
-    # local crops, 160 epochs; about 45 CPU-minutes on the embedded corpus. Its k-NN ends at
-    # 0.41-0.44 (the same run zero-padded: 0.50, but with keys MaskCut cannot use). The
-    # pipeline's ``ssl.arch``/``ssl.arch_kwargs`` replace ``arch`` and ``arch_kwargs``, so they
-    # must name this architecture too.
+    # The hybrid ViT (a CNN stem under one transformer block, replicate-padded, so that its
+    # border patches do not form a cluster MaskCut cuts away; benchmarks/RESULTS.md, "DINO
+    # stand-in: the stem's zero padding") with DINOv2's Sinkhorn-Knopp targets at a low teacher
+    # temperature, strong colour jitter, a rotation per view, two global crops of 60-100 % of
+    # the image and no local crops. 240 epochs (about 70 CPU-minutes on the embedded corpus):
+    # over 160 the k-NN stopped at 0.41-0.44, because the learning rate and the teacher's
+    # momentum decay over the whole run ("DINO stand-in: a longer schedule"). The pipeline's
+    # ``ssl.arch``/``ssl.arch_kwargs`` replace ``arch`` and ``arch_kwargs``, so they must name
+    # this architecture too (config.yaml does).
     "hybrid": {
         "arch": "uvis_hybrid_vit",
         "arch_kwargs": {
@@ -54,7 +55,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "stem_padding": "replicate",
         },
         "out_dim": 64,
-        "epochs": 160,
+        "epochs": 240,
         "warmup_epochs": 4,
         "lr": 5e-4,
         "momentum_teacher": 0.99,
