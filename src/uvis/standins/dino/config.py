@@ -37,7 +37,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # border patches do not form a cluster MaskCut cuts away; benchmarks/RESULTS.md, "DINO
     # stand-in: the stem's zero padding") with DINOv2's Sinkhorn-Knopp targets at a low teacher
     # temperature, strong colour jitter, a rotation per view, two global crops of 60-100 % of
-    # the image and no local crops. 240 epochs (about 70 CPU-minutes on the embedded corpus):
+    # the image and no local crops. 240 epochs (about 64 CPU-minutes on the embedded corpus):
     # over 160 the k-NN stopped at 0.41-0.44, because the learning rate and the teacher's
     # momentum decay over the whole run ("DINO stand-in: a longer schedule"). The pipeline's
     # ``ssl.arch``/``ssl.arch_kwargs`` replace ``arch`` and ``arch_kwargs``, so they must name
