@@ -12,6 +12,8 @@ Usage (one thread; the world is any ``uvis synth`` output folder)::
     python benchmarks/bench_standins.py clip WORLD [--set KEY=VALUE ...] [--out CKPT.pt]
     python benchmarks/bench_standins.py detector RESULTS [--set KEY=VALUE ...] [--out CKPT.pth]
         [--video-stride 25]
+    python benchmarks/bench_standins.py score RESULTS [--stage maskcut] [--split train]
+        [--frame-stride 8] [--min-objectness 0.7]
 
 ``dino`` trains the DINO stand-in exactly as the ``pretrain_ssl`` rule does (the ``--preset``, the
 pipeline config's ``arch``/``arch_kwargs`` unless the preset or ``--set`` names them) on
@@ -35,6 +37,12 @@ as the ``train_detector`` rule does, then detects on every ``--video-stride``-th
 and prints class-agnostic recall and precision at IoU 0.5 for several objectness thresholds
 (the ``filter`` stage keeps objectness >= 0.7). An existing ``--out`` checkpoint is evaluated
 without retraining.
+
+``score`` reads a finished run's MaskCut masks (``--stage maskcut``) or detections
+(``--stage proposals``) of one split and prints their class-agnostic recall and precision on
+every ``--frame-stride``-th frame of each video (the frames MaskCut segmented when the run's
+``proposals.maskcut.frame_stride`` is given), keeping detections with objectness >=
+``--min-objectness``.
 """
 
 from __future__ import annotations
@@ -71,22 +79,21 @@ from uvis.standins.dino import (
 )
 from uvis.standins.dino.config import PRESETS as DINO_PRESETS
 
-# The pipeline's ssl block (config.yaml): the architecture pretrain_ssl trains and MaskCut loads.
-PIPELINE_ARCH = "vit_tiny_patch16_224"
 
-
-def _pipeline_arch_kwargs() -> dict[str, Any]:
+def _pipeline_arch() -> dict[str, Any]:
+    """The pipeline's ``ssl`` block (config.yaml): the architecture ``pretrain_ssl`` trains and
+    MaskCut loads, as ``{"arch": ..., "arch_kwargs": ...}``."""
     import yaml
 
     root = Path(__file__).resolve().parents[1]
     cfg = yaml.safe_load((root / "config.yaml").read_text(encoding="utf-8"))
-    return dict(cfg["ssl"]["arch_kwargs"])
+    return {"arch": cfg["ssl"]["arch"], "arch_kwargs": dict(cfg["ssl"]["arch_kwargs"])}
 
 
 def run_dino(args: argparse.Namespace) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     if "arch" not in DINO_PRESETS.get(args.preset, {}):  # the preset's own architecture, if any
-        overrides = {"arch": PIPELINE_ARCH, "arch_kwargs": _pipeline_arch_kwargs()}
+        overrides = _pipeline_arch()
     overrides.update(parse_overrides(args.set))
     cfg = DinoConfig.preset(args.preset, **overrides)
     out = Path(args.out)
@@ -123,6 +130,29 @@ def _gt_by_frame(world: Path, split: str) -> tuple[Any, dict[tuple[int, int], li
             if seg is not None and not inst.iscrowd:
                 gts.setdefault((inst.video_id, t), []).append(to_coco(seg))
     return data, gts
+
+
+def _score_frames(
+    props: dict[str, list], frames: set[tuple[int, int]], gts: dict, min_objectness: float
+) -> tuple[int, int, int]:
+    """``(GT masks, proposals, matches at IoU 0.5)`` over ``frames``, for the proposal rows
+    (a ``PROPOSALS`` table as a dict of columns) with objectness >= ``min_objectness``; rows
+    without objectness (raw MaskCut masks) always count."""
+    rows_of: dict[tuple[int, int], list[int]] = {}
+    for i, key in enumerate(zip(props["video_id"], props["frame_index"], strict=True)):
+        score = props["objectness"][i]
+        if score is None or score >= min_objectness:
+            rows_of.setdefault(key, []).append(i)
+    n_gt = n_prop = n_match = 0
+    for key in frames:
+        rles = [
+            {"size": [props["height"][i], props["width"][i]], "counts": props["rle"][i]}
+            for i in rows_of.get(key, [])
+        ]
+        frame_gts = gts.get(key, [])
+        n_gt, n_prop = n_gt + len(frame_gts), n_prop + len(rles)
+        n_match += len(match_frame(frame_gts, rles, 0.5))
+    return n_gt, n_prop, n_match
 
 
 def _frame_keys(
@@ -333,27 +363,41 @@ def run_detector(args: argparse.Namespace) -> None:
     subset = frames.filter(pc.is_in(frames.column("video_id"), pa.array(videos)))
     props = detect_frames(model, subset, cfg, progress=False).to_pydict()
     _, gts = _gt_by_frame(results / "world", "train")
-    rows_of: dict[tuple[int, int], list[int]] = {}
-    for i, key in enumerate(zip(props["video_id"], props["frame_index"], strict=True)):
-        rows_of.setdefault(key, []).append(i)
     ids, times = (subset.column(c).to_pylist() for c in ("video_id", "frame_index"))
     keys = set(zip(ids, times, strict=True))
     for threshold in (0.0, 0.5, 0.6, 0.7, 0.8):
-        n_gt = n_prop = n_match = 0
-        for key in keys:
-            rows = [i for i in rows_of.get(key, []) if props["objectness"][i] >= threshold]
-            rles = [
-                {"size": [props["height"][i], props["width"][i]], "counts": props["rle"][i]}
-                for i in rows
-            ]
-            frame_gts = gts.get(key, [])
-            n_gt, n_prop = n_gt + len(frame_gts), n_prop + len(rles)
-            n_match += len(match_frame(frame_gts, rles, 0.5))
+        n_gt, n_prop, n_match = _score_frames(props, keys, gts, threshold)
         print(
             f"detector {out.name} on {subset.num_rows} train frames of {len(videos)} videos, "
             f"objectness >= {threshold}: recall {n_match / max(n_gt, 1):.3f}, precision "
             f"{n_match / max(n_prop, 1):.3f} ({n_prop} detections, {n_gt} GT masks)"
         )
+
+
+def run_score(args: argparse.Namespace) -> None:
+    """A finished run's MaskCut masks (or detections) of one split, against its ground truth."""
+    from uvis.data.frame_index import FrameIndex
+    from uvis.pseudo.filtering import read_shards
+    from uvis.schemas import PROPOSALS
+
+    results = Path(args.results)
+    stage = results / "pseudo" / args.stage / args.split
+    shards = sorted(stage.glob("shard-*.parquet"))
+    if not shards:
+        raise SystemExit(f"{stage}: no shard-*.parquet to score")
+    props = read_shards(shards, PROPOSALS).to_pydict()
+    index = FrameIndex.read(results / "frames" / f"{args.split}.parquet")
+    frames = index.every_nth_frame(args.frame_stride).table
+    ids, times = (frames.column(c).to_pylist() for c in ("video_id", "frame_index"))
+    _, gts = _gt_by_frame(results / "world", args.split)
+    n_gt, n_prop, n_match = _score_frames(
+        props, set(zip(ids, times, strict=True)), gts, args.min_objectness
+    )
+    print(
+        f"{args.stage} {args.split} ({results}, every {args.frame_stride}th frame, objectness >= "
+        f"{args.min_objectness}): recall {n_match / max(n_gt, 1):.3f}, precision "
+        f"{n_match / max(n_prop, 1):.3f} ({n_prop} masks, {n_gt} GT masks)"
+    )
 
 
 def main() -> None:
@@ -385,6 +429,12 @@ def main() -> None:
     t.add_argument("--set", action="append", default=[])
     t.add_argument("--out", default="/tmp/bench_standins/objectness.pth")
     t.add_argument("--video-stride", type=int, default=25)
+    sc = sub.add_parser("score")
+    sc.add_argument("results")
+    sc.add_argument("--stage", default="maskcut", choices=("maskcut", "proposals"))
+    sc.add_argument("--split", default="train")
+    sc.add_argument("--frame-stride", type=int, default=1)
+    sc.add_argument("--min-objectness", type=float, default=0.0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     runs = {
@@ -394,6 +444,7 @@ def main() -> None:
         "knn": run_knn,
         "clip": run_clip,
         "detector": run_detector,
+        "score": run_score,
     }
     runs[args.what](args)
 
