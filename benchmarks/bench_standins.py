@@ -296,6 +296,7 @@ def run_maskcut(args: argparse.Namespace) -> None:
         num_masks=args.num_masks,
         refine=args.refine,
         min_area_frac=args.min_area_frac,
+        max_area_frac=args.max_area_frac,
     )
     for name, model, _ in _models(args):
         cpu = time.process_time()
@@ -424,6 +425,7 @@ def main() -> None:
     m.add_argument("--num-masks", type=int, default=3)
     m.add_argument("--refine", default="bilateral")
     m.add_argument("--min-area-frac", type=float, default=0.01)
+    m.add_argument("--max-area-frac", type=float, default=1.0)
     t = sub.add_parser("detector")
     t.add_argument("results")
     t.add_argument("--set", action="append", default=[])

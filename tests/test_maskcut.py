@@ -24,6 +24,7 @@ from uvis.proposals.maskcut import (
     second_smallest_eigenvector,
     seed_component,
     upsample_mask,
+    within_area_cap,
 )
 from uvis.proposals.refine import agrees_with_refinement, bilateral_refine, mask_iou, refine_mask
 
@@ -335,13 +336,35 @@ def test_maskcut_pipeline_recovers_pixel_object() -> None:
     np.testing.assert_array_equal(coarse[0], upsample_mask(cover, (size, size)))
 
 
+def test_size_cap_drops_only_the_masks_above_it() -> None:
+    labels = np.zeros((12, 12), int)
+    labels[1:8, 1:8] = 1  # 49 of 144 patches: 34 % of the image
+    labels[9:11, 9:11] = 2  # 4 patches: 2.8 %
+    image = two_colour_image(upsample_mask(labels > 0, (48, 48)))[None]
+    feats = label_feats(labels)
+    uncapped = maskcut(image, feats, (12, 12), MaskCutConfig(refine="none"))[0]
+    capped = maskcut(image, feats, (12, 12), MaskCutConfig(refine="none", max_area_frac=0.3))[0]
+    big, small = (upsample_mask(labels == k, (48, 48)) for k in (1, 2))
+    assert as_set(uncapped) == as_set([big, small])
+    assert as_set(capped) == as_set([small])
+    assert within_area_cap(big, 0.35) and not within_area_cap(big, 0.34)
+
+
 # --------------------------------------------------------------------------------------------
 # Bad input
 
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"tau": 1.5}, {"num_masks": 0}, {"eps": 0.0}, {"refine": "crf"}, {"max_iou": 2.0}],
+    [
+        {"tau": 1.5},
+        {"num_masks": 0},
+        {"eps": 0.0},
+        {"refine": "crf"},
+        {"max_iou": 2.0},
+        {"max_area_frac": 0.0},
+        {"max_area_frac": 1.5},
+    ],
 )
 def test_bad_config_raises_config_error(kwargs: dict[str, object]) -> None:
     with pytest.raises(ConfigError, match=f"maskcut.{next(iter(kwargs))}"):

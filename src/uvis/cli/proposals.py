@@ -42,6 +42,7 @@ def _maskcut(args: argparse.Namespace) -> int:
         num_masks=args.num_masks,
         refine=args.refine,
         min_area_frac=args.min_area_frac,
+        max_area_frac=args.max_area_frac,
         device=device,
     )
     stats = maskcut_shard(
@@ -195,6 +196,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=unit_float,
         default=0.01,
         help="drop a later mask covering at most this fraction of the patch grid",
+    )
+    m.add_argument(
+        "--max-area-frac",
+        type=unit_float,
+        default=1.0,
+        help="drop a mask covering more than this fraction of the image (1, the default: off)",
     )
     m.add_argument(
         "--frame-stride",

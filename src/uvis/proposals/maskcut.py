@@ -52,6 +52,11 @@ Pixel masks (:func:`maskcut`), per patch mask:
 8. **Agreement** (:func:`agrees_with_refinement`): a mask whose refined version has IoU
    ``< min_refined_iou`` (0.5) with its coarse version is dropped (CutLER zeroes it), as is an
    empty one.
+9. **Size cap** (not in CutLER; off by default): a refined mask covering more than
+   ``max_area_frac`` of the image is dropped (:func:`within_area_cap`). Where the keys of
+   different objects agree above ``tau``, a cut can take several objects and the background
+   between them as one piece; such a mask only teaches the detector to find the piece. Set it
+   from what the objects of a training split cover, never from the evaluation split.
 """
 
 from __future__ import annotations
@@ -85,7 +90,8 @@ class MaskCutConfig:
     """MaskCut settings; defaults are CutLER's released pseudo-mask run (``--tau 0.15 --N 3``).
 
     ``min_area_frac`` and ``max_iou`` are the drop tests of step 5, ``min_refined_iou`` that of
-    step 8 (see the module docstring). ``device`` is where the eigen-solves run.
+    step 8 and ``max_area_frac`` that of step 9 (1.0: off; see the module docstring).
+    ``device`` is where the eigen-solves run.
     """
 
     tau: float = 0.15
@@ -96,6 +102,7 @@ class MaskCutConfig:
     min_area_frac: float = 0.01
     max_iou: float = 0.5
     min_refined_iou: float = 0.5
+    max_area_frac: float = 1.0
     device: str = "cpu"
     bilateral: BilateralParams = field(default_factory=BilateralParams)
 
@@ -113,6 +120,8 @@ class MaskCutConfig:
         for name in ("min_area_frac", "max_iou", "min_refined_iou"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"maskcut.{name} must be in [0, 1], got {getattr(self, name)}")
+        if not 0.0 < self.max_area_frac <= 1.0:
+            raise ConfigError(f"maskcut.max_area_frac must be in (0, 1], got {self.max_area_frac}")
         try:
             torch.device(self.device)
         except RuntimeError as exc:
@@ -261,10 +270,15 @@ def upsample_mask(mask: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     return mask[rows[:, None], cols[None, :]]
 
 
+def within_area_cap(mask: np.ndarray, max_area_frac: float) -> bool:
+    """Step 9: whether a pixel mask covers at most ``max_area_frac`` of its image."""
+    return np.count_nonzero(mask) <= max_area_frac * mask.size
+
+
 def maskcut(
     images: np.ndarray, feats: torch.Tensor, grid_hw: tuple[int, int], cfg: MaskCutConfig
 ) -> list[list[np.ndarray]]:
-    """MaskCut's pixel masks (steps 1-8) for images ``(B, H, W, 3)`` uint8 and their features.
+    """MaskCut's pixel masks (steps 1-9) for images ``(B, H, W, 3)`` uint8 and their features.
 
     ``feats`` is ``(B, h*w, D)`` on the ``(h, w)`` patch grid of the same images. Returns, per
     image, the kept ``(H, W)`` bool masks in cut order (refined masks may overlap).
@@ -283,6 +297,7 @@ def maskcut(
                 r
                 for c, r in zip(coarse, refined, strict=True)
                 if agrees_with_refinement(c, r, cfg.min_refined_iou)
+                and within_area_cap(r, cfg.max_area_frac)
             ]
         )
     return results
