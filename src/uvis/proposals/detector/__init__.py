@@ -30,10 +30,11 @@ get_self_training_ann.py``, ``model_zoo/configs/CutLER-ImageNet``):
   clipped at 1.0, linear warm-up, learning rate divided by 10 at 80% of the iterations (CutLER:
   SGD at 0.01 for 16 images per batch, weight decay 5e-5, clipping at 1.0); BatchNorm layers
   train (CutLER: SyncBN, no frozen stage); the last layers start as detectron2 initialises them
-  (:func:`_init_predictors`). Horizontal flips are the only augmentation.
+  (:func:`_init_predictors`). Horizontal flips, and in the ``real`` preset CutLER's copy-paste
+  (:mod:`.augment`; ``copy_paste_rate``, off in the other presets).
 
 Departures, for a CPU budget and a dependency-free build: a Mask R-CNN rather than a Cascade
-Mask R-CNN; no copy-paste augmentation and no multi-scale training. The embedded default
+Mask R-CNN; no multi-scale training. The embedded default
 (``default`` preset) trains a randomly initialised ResNet-18 with narrow heads and small anchors
 for 96 x 128 frames with AdamW (lr 1e-3, weight decay 1e-4, same clipping and schedule): from
 random weights in a budget of a few CPU minutes, AdamW found far more objects than SGD did
@@ -48,8 +49,8 @@ stage), its mask binarised at ``mask_threshold`` (0.5), the box the tight box of
 score.
 
 Modules: :mod:`.config` (settings and constants), :mod:`.model` (the Mask R-CNN with DropLoss,
-its checkpoints), :mod:`.train` (targets, CutLER's training rounds and self-training) and
-:mod:`.infer` (detection, refinement, detection groups, the proposals table).
+its checkpoints), :mod:`.augment` (copy-paste), :mod:`.train` (targets, CutLER's training rounds
+and self-training) and :mod:`.infer` (detection, refinement, detection groups, the proposals table).
 """
 
 from uvis.proposals.detector.config import (

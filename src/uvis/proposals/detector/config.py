@@ -60,6 +60,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "roi_batch_size": 512,
         "iterations": 20000,
         "warmup_iterations": 1000,
+        "copy_paste_rate": 1.0,
         "optimizer": "sgd",
         "lr": 0.005,
         "weight_decay": 5e-5,
@@ -98,7 +99,9 @@ class DetectorConfig:
 
     Training: ``iterations`` steps of ``batch_size`` frames with ``optimizer`` (``adamw``, or
     ``sgd`` with ``momentum``) at ``lr`` with ``weight_decay``, gradient norm clipped at
-    ``grad_clip``, ``warmup_iterations`` of linear warm-up, ``flip`` for random horizontal flips
+    ``grad_clip``, ``warmup_iterations`` of linear warm-up, ``flip`` for random horizontal flips,
+    CutLER's copy-paste on a ``copy_paste_rate`` share of frames with the pasted frame shrunk to
+    ``copy_paste_scale`` (``self_train_copy_paste_scale`` in self-training; see :mod:`.augment`)
     (see the module docstring for the schedule), DropLoss on or off (``drop_loss``, at ``drop_loss_iou``), then
     ``self_training_rounds`` rounds of ``self_train_iterations`` steps each on the detections
     scoring ``>= self_train_score`` (the best ``self_train_detections`` per frame) merged with the
@@ -135,6 +138,12 @@ class DetectorConfig:
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
     flip: bool = True
+    # CutLER's copy-paste (:mod:`.augment`): the share of frames that receive pasted objects
+    # (CutLER: 1.0; 0 is off) and the range of the pasted frame's size relative to the frame,
+    # in round 0 (CutLER: 0.3-1.0) and in the self-training rounds (CutLER: 0.5-1.0).
+    copy_paste_rate: float = 0.0
+    copy_paste_scale: tuple[float, float] = (0.3, 1.0)
+    self_train_copy_paste_scale: tuple[float, float] = (0.5, 1.0)
     drop_loss: bool = True
     drop_loss_iou: float = DROPLOSS_IOU
     self_training_rounds: int = 1
@@ -177,6 +186,8 @@ class DetectorConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "anchor_sizes", tuple(int(s) for s in self.anchor_sizes))
+        for name in ("copy_paste_scale", "self_train_copy_paste_scale"):
+            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
         checks = {
             "backbone": self.backbone in BACKBONES,
             "anchor_sizes": len(self.anchor_sizes) == len(_FPN_LEVELS) + 1
@@ -193,6 +204,9 @@ class DetectorConfig:
             "self_training_rounds": self.self_training_rounds >= 0,
             "self_train_iterations": self.self_train_iterations >= 1,
             "self_train_score": 0 <= self.self_train_score <= 1,
+            "copy_paste_rate": 0 <= self.copy_paste_rate <= 1,
+            "copy_paste_scale": _scale_range_ok(self.copy_paste_scale),
+            "self_train_copy_paste_scale": _scale_range_ok(self.self_train_copy_paste_scale),
             "detections_per_img": self.detections_per_img >= 1,
             "score_floor": 0 <= self.score_floor < 1,
             "nms_thresh": 0 < self.nms_thresh <= 1,
@@ -201,3 +215,8 @@ class DetectorConfig:
             "log_every": self.log_every >= 1,
         }
         check_settings(self, checks, "detector")
+
+
+def _scale_range_ok(scale: tuple[float, ...]) -> bool:
+    """A copy-paste size range: two numbers with ``0 < low <= high <= 1``."""
+    return len(scale) == 2 and 0 < scale[0] <= scale[1] <= 1

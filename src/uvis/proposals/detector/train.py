@@ -27,6 +27,7 @@ from uvis.errors import DataError
 from uvis.io import atomic_write_json
 from uvis.masks import RLE
 from uvis.progress import progress_bar
+from uvis.proposals.detector.augment import copy_paste
 from uvis.proposals.detector.config import (
     OBJECT_LABEL,
     SELF_TRAIN_LR_FACTOR,
@@ -170,6 +171,7 @@ def _train_round(
     iterations: int,
     lr: float,
     drop_loss: bool,
+    paste_scale: tuple[float, float],
     name: str,
     generator: torch.Generator,
     progress: bool,
@@ -201,6 +203,14 @@ def _train_round(
         if cfg.flip:
             flips = (torch.rand(len(idx), generator=generator) < 0.5).tolist()
         images, batch_targets = _training_batch([targets[i] for i in idx], flips, device)
+        if cfg.copy_paste_rate > 0:
+            images, batch_targets = copy_paste(
+                images,
+                batch_targets,
+                rate=cfg.copy_paste_rate,
+                scale_range=paste_scale,
+                generator=generator,
+            )
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
             losses = model(images, batch_targets)
             loss = sum(losses.values())
@@ -336,6 +346,7 @@ def train_detector(
             iterations=cfg.iterations,
             lr=cfg.lr,
             drop_loss=cfg.drop_loss,
+            paste_scale=cfg.copy_paste_scale,
             name="round 0",
             **common,
         )
@@ -353,6 +364,7 @@ def train_detector(
                 iterations=cfg.self_train_iterations,
                 lr=cfg.lr * SELF_TRAIN_LR_FACTOR,
                 drop_loss=False,
+                paste_scale=cfg.self_train_copy_paste_scale,
                 name=f"self-training {r}",
                 **common,
             )
