@@ -50,6 +50,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -132,27 +133,65 @@ def _gt_by_frame(world: Path, split: str) -> tuple[Any, dict[tuple[int, int], li
     return data, gts
 
 
+#: Object-size buckets of the recall breakdown: upper bounds on the object's share of its frame.
+SIZE_BUCKETS = ((0.01, "< 1 %"), (0.03, "1-3 %"), (0.1, "3-10 %"), (1.0, ">= 10 %"))
+
+
+@dataclass
+class Tally:
+    """Counts of one scoring: GT masks, proposals, one-to-one matches at IoU 0.5, per object-size
+    bucket ``[GT, matched, best IoU with any proposal in 0.3-0.5]``."""
+
+    n_gt: int = 0
+    n_prop: int = 0
+    n_match: int = 0
+    by_size: dict[str, list[int]] = field(
+        default_factory=lambda: {name: [0, 0, 0] for _, name in SIZE_BUCKETS}
+    )
+
+    def lines(self) -> list[str]:
+        """The per-size breakdown, one line per bucket that holds objects."""
+        return [
+            f"  objects {name} of the frame: {gt} GT, recall {hit / gt:.3f}, "
+            f"{near / gt:.3f} of them best matched at IoU 0.3-0.5 only"
+            for name, (gt, hit, near) in self.by_size.items()
+            if gt
+        ]
+
+
 def _score_frames(
     props: dict[str, list], frames: set[tuple[int, int]], gts: dict, min_objectness: float
-) -> tuple[int, int, int]:
-    """``(GT masks, proposals, matches at IoU 0.5)`` over ``frames``, for the proposal rows
-    (a ``PROPOSALS`` table as a dict of columns) with objectness >= ``min_objectness``; rows
-    without objectness (raw MaskCut masks) always count."""
+) -> Tally:
+    """The :class:`Tally` of the proposal rows (a ``PROPOSALS`` table as a dict of columns) with
+    objectness >= ``min_objectness`` over ``frames``; rows without objectness (raw MaskCut
+    masks) always count."""
     rows_of: dict[tuple[int, int], list[int]] = {}
     for i, key in enumerate(zip(props["video_id"], props["frame_index"], strict=True)):
         score = props["objectness"][i]
         if score is None or score >= min_objectness:
             rows_of.setdefault(key, []).append(i)
-    n_gt = n_prop = n_match = 0
+    tally = Tally()
     for key in frames:
         rles = [
             {"size": [props["height"][i], props["width"][i]], "counts": props["rle"][i]}
             for i in rows_of.get(key, [])
         ]
         frame_gts = gts.get(key, [])
-        n_gt, n_prop = n_gt + len(frame_gts), n_prop + len(rles)
-        n_match += len(match_frame(frame_gts, rles, 0.5))
-    return n_gt, n_prop, n_match
+        tally.n_gt, tally.n_prop = tally.n_gt + len(frame_gts), tally.n_prop + len(rles)
+        matched = {g for g, _ in match_frame(frame_gts, rles, 0.5)}
+        tally.n_match += len(matched)
+        best = np.zeros(len(frame_gts))
+        if rles and frame_gts:
+            iou = np.asarray(mask_utils.iou(rles, frame_gts, [0] * len(frame_gts)))
+            best = iou.reshape(len(rles), len(frame_gts)).max(0)
+        for g, gt in enumerate(frame_gts):
+            share = mask_utils.area(gt) / float(gt["size"][0] * gt["size"][1])
+            name = next(n for bound, n in SIZE_BUCKETS if share < bound or bound == 1.0)
+            counts = tally.by_size[name]
+            counts[0] += 1
+            counts[1] += g in matched
+            counts[2] += g not in matched and 0.3 <= best[g] < 0.5
+    return tally
 
 
 def _frame_keys(
@@ -367,12 +406,14 @@ def run_detector(args: argparse.Namespace) -> None:
     ids, times = (subset.column(c).to_pylist() for c in ("video_id", "frame_index"))
     keys = set(zip(ids, times, strict=True))
     for threshold in (0.0, 0.5, 0.6, 0.7, 0.8):
-        n_gt, n_prop, n_match = _score_frames(props, keys, gts, threshold)
+        t = _score_frames(props, keys, gts, threshold)
         print(
             f"detector {out.name} on {subset.num_rows} train frames of {len(videos)} videos, "
-            f"objectness >= {threshold}: recall {n_match / max(n_gt, 1):.3f}, precision "
-            f"{n_match / max(n_prop, 1):.3f} ({n_prop} detections, {n_gt} GT masks)"
+            f"objectness >= {threshold}: recall {t.n_match / max(t.n_gt, 1):.3f}, precision "
+            f"{t.n_match / max(t.n_prop, 1):.3f} ({t.n_prop} detections, {t.n_gt} GT masks)"
         )
+        if threshold == 0.7:
+            print("\n".join(t.lines()))
 
 
 def run_score(args: argparse.Namespace) -> None:
@@ -391,14 +432,13 @@ def run_score(args: argparse.Namespace) -> None:
     frames = index.every_nth_frame(args.frame_stride).table
     ids, times = (frames.column(c).to_pylist() for c in ("video_id", "frame_index"))
     _, gts = _gt_by_frame(results / "world", args.split)
-    n_gt, n_prop, n_match = _score_frames(
-        props, set(zip(ids, times, strict=True)), gts, args.min_objectness
-    )
+    t = _score_frames(props, set(zip(ids, times, strict=True)), gts, args.min_objectness)
     print(
         f"{args.stage} {args.split} ({results}, every {args.frame_stride}th frame, objectness >= "
-        f"{args.min_objectness}): recall {n_match / max(n_gt, 1):.3f}, precision "
-        f"{n_match / max(n_prop, 1):.3f} ({n_prop} masks, {n_gt} GT masks)"
+        f"{args.min_objectness}): recall {t.n_match / max(t.n_gt, 1):.3f}, precision "
+        f"{t.n_match / max(t.n_prop, 1):.3f} ({t.n_prop} masks, {t.n_gt} GT masks)"
     )
+    print("\n".join(t.lines()))
 
 
 def main() -> None:
