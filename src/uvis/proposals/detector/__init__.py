@@ -30,8 +30,8 @@ get_self_training_ann.py``, ``model_zoo/configs/CutLER-ImageNet``):
   clipped at 1.0, linear warm-up, learning rate divided by 10 at 80% of the iterations (CutLER:
   SGD at 0.01 for 16 images per batch, weight decay 5e-5, clipping at 1.0); BatchNorm layers
   train (CutLER: SyncBN, no frozen stage); the last layers start as detectron2 initialises them
-  (:func:`_init_predictors`). Horizontal flips, and in the ``real`` preset CutLER's copy-paste
-  (:mod:`.augment`; ``copy_paste_rate``, off in the other presets).
+  (:func:`_init_predictors`). Horizontal flips, and CutLER's copy-paste (:mod:`.augment`;
+  ``copy_paste_rate``, 1.0 in the ``real`` and ``default`` presets, off in ``smoke``).
 
 Departures, for a CPU budget and a dependency-free build: a Mask R-CNN rather than a Cascade
 Mask R-CNN; no multi-scale training. The embedded default
