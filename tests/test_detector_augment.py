@@ -130,29 +130,28 @@ def two_frame_batch() -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]
     return images, targets
 
 
-def test_copy_paste_at_rate_zero_changes_nothing() -> None:
+def pasted_batch(rate: float, seed: int) -> tuple[list, list, list, list]:
+    """The batch of :func:`two_frame_batch`, and it after :func:`copy_paste` at ``rate``."""
     images, targets = two_frame_batch()
-    out_images, out_targets = copy_paste(
+    out = copy_paste(
         images,
         targets,
-        rate=0.0,
-        scale_range=(0.3, 1.0),
-        generator=torch.Generator().manual_seed(0),
+        rate=rate,
+        scale_range=(0.5, 1.0),
+        generator=torch.Generator().manual_seed(seed),
     )
+    return images, targets, *out
+
+
+def test_copy_paste_at_rate_zero_changes_nothing() -> None:
+    images, targets, out_images, out_targets = pasted_batch(0.0, seed=0)
     assert all(a is b for a, b in zip(out_images, images, strict=True))
     assert all(a is b for a, b in zip(out_targets, targets, strict=True))
 
 
 @pytest.mark.parametrize("seed", range(5))
 def test_copy_paste_pastes_the_mirrored_frames_object(seed: int) -> None:
-    images, targets = two_frame_batch()
-    out_images, out_targets = copy_paste(
-        images,
-        targets,
-        rate=1.0,
-        scale_range=(0.5, 1.0),
-        generator=torch.Generator().manual_seed(seed),
-    )
+    _, targets, out_images, out_targets = pasted_batch(1.0, seed)
     for i, (image, target) in enumerate(zip(out_images, out_targets, strict=True)):
         other = 0.8 if i == 0 else 0.2
         masks = target["masks"].bool()
