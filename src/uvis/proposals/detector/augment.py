@@ -19,6 +19,9 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from torchvision.ops import masks_to_boxes
+
+from uvis.proposals.detector.config import OBJECT_LABEL
 
 #: A pasted mask is not pasted when it covers at least this fraction of one of the frame's own
 #: masks (CutLER's ``iou_matrix.max(1)[0] < 0.5`` on intersection over the frame mask's area).
@@ -29,11 +32,8 @@ def boxes_from_masks(mask_stack: torch.Tensor) -> torch.Tensor:
     """Tight ``x1, y1, x2, y2`` boxes (``x2``/``y2`` one past the last pixel, as
     :class:`~uvis.proposals.detector.train.MaskTargets` has them) of non-empty ``(N, H, W)`` masks.
     """
-    n = mask_stack.shape[0]
-    boxes = torch.zeros((n, 4), dtype=torch.float32, device=mask_stack.device)
-    for i in range(n):
-        ys, xs = torch.nonzero(mask_stack[i], as_tuple=True)
-        boxes[i] = torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()
+    boxes = masks_to_boxes(mask_stack.bool()).float()  # inclusive ends
+    boxes[:, 2:] += 1
     return boxes
 
 
@@ -58,12 +58,13 @@ def paste_objects(
     """Paste the objects ``source_masks`` (``(K, h, w)`` of ``source_image``) onto one frame.
 
     The source image and masks are resized to ``size`` (``(height, width)``, at most the
-    frame's) and placed with their top-left corner at ``offset`` (``(y, x)``). Pasted masks that the resizing empties, or
-    that cover at least :data:`PASTE_MAX_COVER` of one of the frame's masks, are left out; the
-    rest hide the frame's pixels and masks under them, frame masks left empty are dropped, and
-    every box is recomputed from its mask. ``target`` holds torchvision's ``boxes``, ``labels``
-    and ``masks``; the labels of pasted objects repeat the frame's first label (the detector is
-    class-agnostic). Returns the new image and target; the inputs are not modified.
+    frame's) and placed with their top-left corner at ``offset`` (``(y, x)``). Pasted masks that
+    the resizing empties, or that cover at least :data:`PASTE_MAX_COVER` of one of the frame's
+    masks, are left out; the rest hide the frame's pixels and masks under them, frame masks left
+    empty are dropped, and every box is recomputed from its mask. ``target`` holds torchvision's
+    ``boxes``, ``labels`` and ``masks``; pasted objects are labelled
+    :data:`~uvis.proposals.detector.config.OBJECT_LABEL` (the detector is class-agnostic).
+    Returns the new image and target; the inputs are not modified.
     """
     _, height, width = image.shape
     new_h, new_w = size
@@ -93,12 +94,11 @@ def paste_objects(
     out_image = torch.where(alpha[None], canvas, image)
     own = own & ~alpha
     survivors = own.flatten(1).any(1)
-    labels = target["labels"]
-    label = labels[:1] if len(labels) else torch.ones(1, dtype=torch.int64, device=image.device)
+    pasted_labels = torch.full((len(pasted),), OBJECT_LABEL, device=image.device)
     out_masks = torch.cat([own[survivors], pasted])
     out = {
         "boxes": boxes_from_masks(out_masks),
-        "labels": torch.cat([labels[survivors], label.expand(len(pasted))]),
+        "labels": torch.cat([target["labels"][survivors], pasted_labels]),
         "masks": out_masks.to(target["masks"].dtype),
     }
     return out_image, out

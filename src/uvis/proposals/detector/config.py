@@ -103,10 +103,11 @@ class DetectorConfig:
 
     Training: ``iterations`` steps of ``batch_size`` frames with ``optimizer`` (``adamw``, or
     ``sgd`` with ``momentum``) at ``lr`` with ``weight_decay``, gradient norm clipped at
-    ``grad_clip``, ``warmup_iterations`` of linear warm-up, ``flip`` for random horizontal flips,
-    CutLER's copy-paste on a ``copy_paste_rate`` share of frames with the pasted frame shrunk to
-    ``copy_paste_scale`` (``self_train_copy_paste_scale`` in self-training; see :mod:`.augment`)
-    (see the module docstring for the schedule), DropLoss on or off (``drop_loss``, at ``drop_loss_iou``), then
+    ``grad_clip``, ``warmup_iterations`` of linear warm-up (see the module docstring for the
+    schedule), ``flip`` for random horizontal flips, CutLER's copy-paste on a
+    ``copy_paste_rate`` share of frames with the pasted frame shrunk to ``copy_paste_scale``
+    (``self_train_copy_paste_scale`` in self-training; see :mod:`.augment`), DropLoss on or off
+    (``drop_loss``, at ``drop_loss_iou``), then
     ``self_training_rounds`` rounds of ``self_train_iterations`` steps each on the detections
     scoring ``>= self_train_score`` (the best ``self_train_detections`` per frame) merged with the
     earlier masks. Inference: at most
