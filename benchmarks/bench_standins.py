@@ -336,6 +336,7 @@ def run_maskcut(args: argparse.Namespace) -> None:
         refine=args.refine,
         min_area_frac=args.min_area_frac,
         max_area_frac=args.max_area_frac,
+        split_area_frac=args.split_area_frac,
     )
     for name, model, _ in _models(args):
         cpu = time.process_time()
@@ -346,7 +347,8 @@ def run_maskcut(args: argparse.Namespace) -> None:
         cpu = time.process_time() - cpu
         print(
             f"maskcut {args.split} ({args.world}, every {args.frame_stride}th frame, "
-            f"tau {args.tau}, N {args.num_masks}, input_short {args.input_short}) {name} keys: "
+            f"tau {args.tau}, N {args.num_masks}, input_short {args.input_short}, "
+            f"cap {args.max_area_frac}, split {args.split_area_frac}) {name} keys: "
             f"recall {q['recall']:.3f}, precision {q['precision']:.3f} "
             f"({q['proposals']} masks, {q['gt_masks']} GT masks), {cpu:.0f} CPU-s",
             flush=True,
@@ -466,6 +468,7 @@ def main() -> None:
     m.add_argument("--refine", default="bilateral")
     m.add_argument("--min-area-frac", type=float, default=0.01)
     m.add_argument("--max-area-frac", type=float, default=1.0)
+    m.add_argument("--split-area-frac", type=float, default=1.0)
     t = sub.add_parser("detector")
     t.add_argument("results")
     t.add_argument("--set", action="append", default=[])

@@ -93,6 +93,7 @@ rule maskcut:
         input_short=config["proposals"]["maskcut"].get("input_short") or 0,
         min_area_frac=config["proposals"]["maskcut"].get("min_area_frac", 0.01),
         max_area_frac=config["proposals"]["maskcut"].get("max_area_frac", 1.0),
+        split_area_frac=config["proposals"]["maskcut"].get("split_area_frac", 1.0),
         # Every N-th frame of the train split (the detector generalises to the rest); the eval
         # split's MaskCut masks, where made, keep every frame.
         frame_stride=lambda wildcards: (
@@ -107,7 +108,7 @@ rule maskcut:
         "--arch-kwargs {params.arch_kwargs:q} --weights {params.weights:q} "
         "--tau {params.tau:q} --num-masks {params.num_masks:q} --refine {params.refine:q} "
         "--input-short {params.input_short:q} --min-area-frac {params.min_area_frac:q} "
-        "--max-area-frac {params.max_area_frac:q} "
+        "--max-area-frac {params.max_area_frac:q} --split-area-frac {params.split_area_frac:q} "
         "--frame-stride {params.frame_stride:q} --threads {threads} --out {output:q} "
         "> {log:q} 2>&1"
 

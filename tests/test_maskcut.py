@@ -23,6 +23,7 @@ from uvis.proposals.maskcut import (
     maskcut_patches,
     second_smallest_eigenvector,
     seed_component,
+    split_piece,
     upsample_mask,
     within_area_cap,
 )
@@ -350,6 +351,55 @@ def test_size_cap_drops_only_the_masks_above_it() -> None:
     assert within_area_cap(big, 0.35) and not within_area_cap(big, 0.34)
 
 
+def halo_piece() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Labels of a 12 x 12 grid: two objects (label 1) inside one band of halo (label 2) on a
+    background (label 0); returns the labels, the piece (objects and halo) and the two objects."""
+    labels = np.zeros((12, 12), int)
+    labels[2:10, 1:11] = 2
+    first, second = np.zeros((2, 12, 12), bool)
+    first[3:5, 2:4] = True
+    second[7:9, 7:10] = True
+    labels[first | second] = 1
+    return labels, labels > 0, first, second
+
+
+def test_split_piece_cuts_the_objects_out_of_their_halo() -> None:
+    # Inside the piece the objects' keys agree with each other and not with the halo: the
+    # sub-cut separates objects from halo, and the seed's 4-connected part is one object.
+    labels, piece, first, second = halo_piece()
+    feats = label_feats(labels)[0]
+    cfg = MaskCutConfig(tau=0.5, num_masks=5, min_area_frac=0.01)
+    parts = split_piece(feats, piece, cfg)
+    assert as_set(parts[:2]) == as_set([first, second])
+    assert 2 < len(parts) <= cfg.num_masks
+    stacked = np.stack(parts)
+    assert stacked.sum(axis=0).max() == 1  # disjoint
+    assert not (stacked.any(axis=0) & ~piece).any()  # inside the piece
+
+
+def test_split_piece_returns_a_piece_too_small_to_cut_whole() -> None:
+    piece = np.zeros((12, 12), bool)
+    piece[5, 5] = True
+    feats = label_feats(piece.astype(int))[0]
+    parts = split_piece(feats, piece, MaskCutConfig())
+    assert len(parts) == 1 and np.array_equal(parts[0], piece)
+
+
+def test_oversized_cuts_are_replaced_by_their_parts() -> None:
+    # Off, the image's one kept cut takes the halo band (70 of 144 patches); on, that mask gives
+    # way to its parts, and a threshold at the mask's own size leaves it whole.
+    labels, *_ = halo_piece()
+    feats = label_feats(labels)
+    whole = maskcut_patches(feats, (12, 12), MaskCutConfig(tau=0.5, num_masks=2))[0]
+    assert len(whole) == 1 and whole[0].mean() > 0.3
+    cfg = MaskCutConfig(tau=0.5, num_masks=2, split_area_frac=0.3)
+    parts = split_piece(feats[0], whole[0], cfg)
+    assert len(parts) == 2 and all(0 < p.sum() < whole[0].sum() for p in parts)
+    assert as_set(maskcut_patches(feats, (12, 12), cfg)[0]) == as_set(parts)
+    above = MaskCutConfig(tau=0.5, num_masks=2, split_area_frac=whole[0].mean())
+    assert as_set(maskcut_patches(feats, (12, 12), above)[0]) == as_set(whole)
+
+
 # --------------------------------------------------------------------------------------------
 # Bad input
 
@@ -364,6 +414,7 @@ def test_size_cap_drops_only_the_masks_above_it() -> None:
         {"max_iou": 2.0},
         {"max_area_frac": 0.0},
         {"max_area_frac": 1.5},
+        {"split_area_frac": 0.0},
     ],
 )
 def test_bad_config_raises_config_error(kwargs: dict[str, object]) -> None:

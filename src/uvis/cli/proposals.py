@@ -43,6 +43,7 @@ def _maskcut(args: argparse.Namespace) -> int:
         refine=args.refine,
         min_area_frac=args.min_area_frac,
         max_area_frac=args.max_area_frac,
+        split_area_frac=args.split_area_frac,
         device=device,
     )
     stats = maskcut_shard(
@@ -202,6 +203,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=unit_float,
         default=1.0,
         help="drop a mask covering more than this fraction of the image (1, the default: off)",
+    )
+    m.add_argument(
+        "--split-area-frac",
+        type=unit_float,
+        default=1.0,
+        help="cut a patch mask covering more than this fraction of the grid into its parts "
+        "(1, the default: off)",
     )
     m.add_argument(
         "--frame-stride",

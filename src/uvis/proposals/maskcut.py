@@ -52,6 +52,16 @@ Pixel masks (:func:`maskcut`), per patch mask:
 8. **Agreement** (:func:`agrees_with_refinement`): a mask whose refined version has IoU
    ``< min_refined_iou`` (0.5) with its coarse version is dropped (CutLER zeroes it), as is an
    empty one.
+5b. **Splitting oversized cuts** (not in CutLER; off by default): an emitted patch mask covering
+   more than ``split_area_frac`` of the grid is replaced by the pieces of a cut loop run on its
+   own patches (:func:`split_piece`): the same affinity and eigenvector on the piece's subgraph,
+   the side holding the largest ``|x|`` (no corner flip: the piece has no image corners), its
+   4-connected component around the seed, removed from the piece, until what is left covers at
+   most ``min_area_frac`` of the grid or ``num_masks`` pieces were cut. Where the keys of several
+   objects agree above ``tau``, the image-level cut separates "objects" from "background" and
+   takes several objects with the background between them as one connected piece; inside the
+   piece the objects are spatially apart, so the seed's component holds one of them.
+
 9. **Size cap** (not in CutLER; off by default): a refined mask covering more than
    ``max_area_frac`` of the image is dropped (:func:`within_area_cap`). Where the keys of
    different objects agree above ``tau``, a cut can take several objects and the background
@@ -90,7 +100,8 @@ class MaskCutConfig:
     """MaskCut settings; defaults are CutLER's released pseudo-mask run (``--tau 0.15 --N 3``).
 
     ``min_area_frac`` and ``max_iou`` are the drop tests of step 5, ``min_refined_iou`` that of
-    step 8 and ``max_area_frac`` that of step 9 (1.0: off; see the module docstring).
+    step 8 and ``max_area_frac`` that of step 9; ``split_area_frac`` triggers step 5b (both 1.0:
+    off; see the module docstring).
     ``device`` is where the eigen-solves run.
     """
 
@@ -103,6 +114,7 @@ class MaskCutConfig:
     max_iou: float = 0.5
     min_refined_iou: float = 0.5
     max_area_frac: float = 1.0
+    split_area_frac: float = 1.0
     device: str = "cpu"
     bilateral: BilateralParams = field(default_factory=BilateralParams)
 
@@ -120,8 +132,9 @@ class MaskCutConfig:
         for name in ("min_area_frac", "max_iou", "min_refined_iou"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"maskcut.{name} must be in [0, 1], got {getattr(self, name)}")
-        if not 0.0 < self.max_area_frac <= 1.0:
-            raise ConfigError(f"maskcut.max_area_frac must be in (0, 1], got {self.max_area_frac}")
+        for name in ("max_area_frac", "split_area_frac"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ConfigError(f"maskcut.{name} must be in (0, 1], got {getattr(self, name)}")
         try:
             torch.device(self.device)
         except RuntimeError as exc:
@@ -220,13 +233,44 @@ def is_new_object(
     return np.count_nonzero(unclaimed) / unclaimed.size > min_area_frac
 
 
+def split_piece(feats: torch.Tensor, piece: np.ndarray, cfg: MaskCutConfig) -> list[np.ndarray]:
+    """Step 5b: cut one image's oversized patch mask ``piece`` ``(h, w)`` into its parts.
+
+    ``feats`` is the image's ``(h*w, D)`` features. Returns up to ``cfg.num_masks`` disjoint
+    ``(h, w)`` bool masks inside ``piece``, in cut order; a piece too small to cut returns as is.
+    """
+    grid_hw = piece.shape
+    remaining = piece.copy()
+    parts: list[np.ndarray] = []
+    while len(parts) < cfg.num_masks:
+        index = np.flatnonzero(remaining)
+        if index.size < 2 or index.size / remaining.size <= cfg.min_area_frac:
+            break
+        sub = feats[torch.from_numpy(index).to(feats.device)][None]
+        vector = second_smallest_eigenvector(affinity(sub, None, cfg.tau, cfg.eps))[0]
+        vector = vector.cpu().numpy()
+        upper = vector > vector.mean()
+        if bool(upper[np.argmax(np.abs(vector))]):
+            side, seed = upper, int(np.argmax(vector))
+        else:
+            side, seed = ~upper, int(np.argmax(-vector))
+        foreground = np.zeros(grid_hw, dtype=bool)
+        foreground.flat[index[side]] = True
+        part = seed_component(foreground, int(index[seed]))
+        parts.append(part)
+        remaining &= ~part
+    return parts or [piece]
+
+
 def maskcut_patches(
     feats: torch.Tensor, grid_hw: tuple[int, int], cfg: MaskCutConfig
 ) -> list[list[np.ndarray]]:
     """MaskCut's patch masks (steps 1-5) for a batch of images' features ``(B, h*w, D)``.
 
-    Returns, per image, up to ``cfg.num_masks`` disjoint ``(h, w)`` bool masks in the order they
-    were cut. The eigen-solves of all images still cutting run as one batch on ``cfg.device``.
+    Returns, per image, the disjoint ``(h, w)`` bool masks of up to ``cfg.num_masks`` cuts in the
+    order they were cut (one per cut, or with step 5b up to ``cfg.num_masks`` parts of an
+    oversized one). The eigen-solves of all images still cutting run as one batch on
+    ``cfg.device``; those of step 5b one piece at a time.
     """
     _check_feats(feats, grid_hw)
     batch, num_patches = feats.shape[:2]
@@ -250,7 +294,10 @@ def maskcut_patches(
                 candidate, unclaimed, candidates[image], cfg.min_area_frac, cfg.max_iou
             ):
                 continue
-            masks[image].append(unclaimed)
+            if np.count_nonzero(unclaimed) > cfg.split_area_frac * unclaimed.size:
+                masks[image].extend(split_piece(feats[image], unclaimed, cfg))
+            else:
+                masks[image].append(unclaimed)
             candidates[image].append(candidate)
             removed[image] |= torch.from_numpy(candidate.reshape(-1)).to(cfg.device)
             still_active.append(image)
