@@ -35,6 +35,16 @@ Per image, for ``t = 0 .. num_masks - 1`` (CutLER: 3), on the patches' graph:
    ``<= min_area_frac`` (0.01) of the grid. A drop ends the image's loop: the graph is unchanged,
    so the next cut would be the same. The mask emitted for a candidate is that unclaimed part
    (CutLER subtracts earlier masks the same way), so patch masks of one image are disjoint.
+5b. **Splitting oversized cuts** (not in CutLER; off by default): an emitted patch mask covering
+   more than ``split_area_frac`` of the grid is replaced by the pieces of a cut loop run on its
+   own patches (:func:`split_piece`): the same affinity and eigenvector on the piece's subgraph,
+   the side holding the largest ``|x|`` (no corner flip: the piece has no image corners), its
+   4-connected component around the seed, removed from the piece, until what is left covers at
+   most ``min_area_frac`` of the grid or ``num_masks`` pieces were cut. Where the keys of several
+   objects agree above ``tau``, the image-level cut separates "objects" from "background" and
+   takes several objects with the background between them as one connected piece; inside the
+   piece the objects are spatially apart, so the seed's component holds one of them. The
+   image's graph loses the whole candidate as in step 5, so the later cuts are unchanged.
 
 Deviation from CutLER's code in step 5, where it has an artefact: CutLER compares a candidate
 with the previous mask only, and after a drop it sets the previous mask to empty, so the identical
@@ -52,16 +62,6 @@ Pixel masks (:func:`maskcut`), per patch mask:
 8. **Agreement** (:func:`agrees_with_refinement`): a mask whose refined version has IoU
    ``< min_refined_iou`` (0.5) with its coarse version is dropped (CutLER zeroes it), as is an
    empty one.
-5b. **Splitting oversized cuts** (not in CutLER; off by default): an emitted patch mask covering
-   more than ``split_area_frac`` of the grid is replaced by the pieces of a cut loop run on its
-   own patches (:func:`split_piece`): the same affinity and eigenvector on the piece's subgraph,
-   the side holding the largest ``|x|`` (no corner flip: the piece has no image corners), its
-   4-connected component around the seed, removed from the piece, until what is left covers at
-   most ``min_area_frac`` of the grid or ``num_masks`` pieces were cut. Where the keys of several
-   objects agree above ``tau``, the image-level cut separates "objects" from "background" and
-   takes several objects with the background between them as one connected piece; inside the
-   piece the objects are spatially apart, so the seed's component holds one of them.
-
 9. **Size cap** (not in CutLER; off by default): a refined mask covering more than
    ``max_area_frac`` of the image is dropped (:func:`within_area_cap`). Where the keys of
    different objects agree above ``tau``, a cut can take several objects and the background
