@@ -190,21 +190,34 @@ def count_foreground_corners(foreground: np.ndarray) -> int:
     return int(np.count_nonzero(foreground[[0, 0, -1, -1], [0, -1, 0, -1]]))
 
 
+def foreground_side(
+    vector: np.ndarray, corner_grid: tuple[int, int] | None = None
+) -> tuple[np.ndarray, int]:
+    """The foreground side ``(N,)`` bool of an eigenvector's split and the seed's index in it.
+
+    The side above the mean or the other, whichever holds the largest ``|x|``; with
+    ``corner_grid`` (the ``(h, w)`` grid of the ``N`` patches) CutLER's corner flip applies; the
+    seed is the foreground's most extreme patch (steps 3 and 5b).
+    """
+    upper = vector > vector.mean()
+    take_upper = bool(upper[np.argmax(np.abs(vector))])
+    if corner_grid is not None and count_foreground_corners(
+        (upper if take_upper else ~upper).reshape(corner_grid)
+    ) >= FLIP_MIN_CORNERS:
+        take_upper = not take_upper
+    if take_upper:
+        return upper, int(np.argmax(vector))
+    return ~upper, int(np.argmax(-vector))
+
+
 def bipartition(vector: np.ndarray, grid_hw: tuple[int, int]) -> tuple[np.ndarray, int]:
     """Split the grid by the eigenvector ``(N,)`` and pick the foreground side (step 3).
 
     Returns the foreground ``(h, w)`` bool and the seed's flat patch index. See the module
     docstring for the rule (largest ``|x|``, then CutLER's corner flip, then the seed re-choice).
     """
-    upper = vector > vector.mean()
-    take_upper = bool(upper[np.argmax(np.abs(vector))])
-    if count_foreground_corners((upper if take_upper else ~upper).reshape(grid_hw)) >= (
-        FLIP_MIN_CORNERS
-    ):
-        take_upper = not take_upper
-    if take_upper:
-        return upper.reshape(grid_hw), int(np.argmax(vector))
-    return (~upper).reshape(grid_hw), int(np.argmax(-vector))
+    side, seed = foreground_side(vector, grid_hw)
+    return side.reshape(grid_hw), seed
 
 
 def seed_component(foreground: np.ndarray, seed: int) -> np.ndarray:
@@ -248,12 +261,7 @@ def split_piece(feats: torch.Tensor, piece: np.ndarray, cfg: MaskCutConfig) -> l
             break
         sub = feats[torch.from_numpy(index).to(feats.device)][None]
         vector = second_smallest_eigenvector(affinity(sub, None, cfg.tau, cfg.eps))[0]
-        vector = vector.cpu().numpy()
-        upper = vector > vector.mean()
-        if bool(upper[np.argmax(np.abs(vector))]):
-            side, seed = upper, int(np.argmax(vector))
-        else:
-            side, seed = ~upper, int(np.argmax(-vector))
+        side, seed = foreground_side(vector.cpu().numpy())
         foreground = np.zeros(grid_hw, dtype=bool)
         foreground.flat[index[side]] = True
         part = seed_component(foreground, int(index[seed]))
@@ -294,10 +302,10 @@ def maskcut_patches(
                 candidate, unclaimed, candidates[image], cfg.min_area_frac, cfg.max_iou
             ):
                 continue
-            if np.count_nonzero(unclaimed) > cfg.split_area_frac * unclaimed.size:
-                masks[image].extend(split_piece(feats[image], unclaimed, cfg))
-            else:
+            if within_area_cap(unclaimed, cfg.split_area_frac):
                 masks[image].append(unclaimed)
+            else:
+                masks[image].extend(split_piece(feats[image], unclaimed, cfg))
             candidates[image].append(candidate)
             removed[image] |= torch.from_numpy(candidate.reshape(-1)).to(cfg.device)
             still_active.append(image)
@@ -318,7 +326,7 @@ def upsample_mask(mask: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
 
 
 def within_area_cap(mask: np.ndarray, max_area_frac: float) -> bool:
-    """Step 9: whether a pixel mask covers at most ``max_area_frac`` of its image."""
+    """Whether a mask covers at most ``max_area_frac`` of its image or grid (steps 5b and 9)."""
     return np.count_nonzero(mask) <= max_area_frac * mask.size
 
 
