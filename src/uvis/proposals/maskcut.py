@@ -201,9 +201,11 @@ def foreground_side(
     """
     upper = vector > vector.mean()
     take_upper = bool(upper[np.argmax(np.abs(vector))])
-    if corner_grid is not None and count_foreground_corners(
-        (upper if take_upper else ~upper).reshape(corner_grid)
-    ) >= FLIP_MIN_CORNERS:
+    if (
+        corner_grid is not None
+        and count_foreground_corners((upper if take_upper else ~upper).reshape(corner_grid))
+        >= FLIP_MIN_CORNERS
+    ):
         take_upper = not take_upper
     if take_upper:
         return upper, int(np.argmax(vector))
