@@ -198,11 +198,14 @@ def test_sigterm_writes_no_partial_table(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,
     ) as proc:
         log = world.res / "logs" / "eval_ytvis" / "uvis-memory.valid.log"
         deadline = time.monotonic() + 120
         while not log.exists():  # the evaluation has started and waits on the FIFO
-            assert time.monotonic() < deadline and proc.poll() is None, proc.stdout.read()
+            if time.monotonic() > deadline or proc.poll() is not None:
+                os.killpg(proc.pid, signal.SIGKILL)  # its jobs too: they hold its stdout
+                pytest.fail(f"the evaluation did not start: {proc.communicate()[0]}")
             time.sleep(0.2)
         proc.send_signal(signal.SIGTERM)
         time.sleep(1.0)
