@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -204,7 +205,8 @@ def test_sigterm_writes_no_partial_table(tmp_path):
         deadline = time.monotonic() + 120
         while not log.exists():  # the evaluation has started and waits on the FIFO
             if time.monotonic() > deadline or proc.poll() is not None:
-                os.killpg(proc.pid, signal.SIGKILL)  # its jobs too: they hold its stdout
+                with contextlib.suppress(ProcessLookupError):  # the group may be gone
+                    os.killpg(proc.pid, signal.SIGKILL)  # its jobs too: they hold its stdout
                 pytest.fail(f"the evaluation did not start: {proc.communicate()[0]}")
             time.sleep(0.2)
         proc.send_signal(signal.SIGTERM)
