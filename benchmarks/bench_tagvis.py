@@ -1,13 +1,16 @@
 """Train the tag-based model on ground truth, evaluate it and measure what its tags learned.
 
 Usage: ``python benchmarks/bench_tagvis.py WORLD [WORLD ...] [--preset default]
-[--variant full ...] [--set key=value ...] [--infer key=value ...] [--out DIR]
-[--threads 1]``, each ``WORLD`` made by ``uvis synth WORLD --seed S`` (``--preset default``).
+[--variant full ...] [--seeds 0 [1 ...]] [--jobs 1] [--set key=value ...]
+[--infer key=value ...] [--no-split] [--out DIR] [--threads 1]``, each ``WORLD`` made by
+``uvis synth WORLD --seed S`` (``--preset default``).
 
-For every world and variant (``--variant`` names a Table III row of ``config.yaml``'s
-``tagvis.variants``; default ``full``): trains on ``WORLD/ytvis/train``'s ground truth (as the
-paper), runs inference on ``WORLD/ytvis/valid`` twice - the paper's (tags clustered, no
-space-time split) and with ``split_components`` - and prints per run:
+For every world, variant (``--variant`` names a Table III row of ``config.yaml``'s
+``tagvis.variants``; default ``full``) and training seed (``--seeds``, the ``seed`` of
+:class:`~uvis.tagvis.config.TagVisConfig`; default 0): trains on ``WORLD/ytvis/train``'s ground
+truth (as the paper), runs inference on ``WORLD/ytvis/valid`` twice - the paper's (tags
+clustered, no space-time split) and with ``split_components`` (``--no-split``: only the first) -
+with ``config.yaml``'s ``tagvis.inference`` updated by ``--infer``, and prints per run:
 
 * training CPU seconds (process time of the training, one thread) and wall seconds;
 * YouTube-VIS AP (``uvis.evaluation.ytvis``) and DAVIS J&F (``uvis.evaluation.davis``) of both
@@ -22,10 +25,16 @@ space-time split) and with ``split_components`` - and prints per run:
   the model names right, with the classifier the inference uses (the instance class head, or
   the mean of the pixel probabilities).
 
-With ``full`` and other variants, a table follows: each ablation's J&F (paper's inference)
-minus ``full``'s on every world, and the mean and range of that gap over the worlds (Table
-III's ordering; one training per world and variant, so the range across worlds is the spread
-to compare the gap with).
+``--jobs N`` runs N trainings at once in separate processes (``--threads`` each), seed by seed,
+so that a stopped run has whole rounds. Each finished run is appended to ``OUT/runs.jsonl``; a
+rerun with the same ``OUT`` skips the (world, variant, seed) runs found there and reports them.
+
+With ``full`` and other variants, Table III follows (:func:`table3`): per world, each row's
+J&F (paper's inference) as the mean and range over its training seeds, and each ablation's gap
+to ``full`` (difference of the means). An ablation is below ``full`` **beyond the spread** on
+a world when ``full``'s mean exceeds its mean by more than the larger of the two rows' ranges
+over training seeds (the issue's bar; it needs at least two seeds per row). The standard error
+of the gap (from the pooled per-row standard deviation) is printed beside it.
 
 ``WORLD/{train,valid}.parquet`` (frame indexes) are written if missing. The last line is all
 figures as JSON.
@@ -36,9 +45,11 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import multiprocessing
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -170,16 +181,26 @@ def evaluate(ckpt: Path, world: Path, out: Path, infer: dict[str, Any]) -> dict[
 
 
 def run(
-    world: Path, variant: str, preset: str, sets: dict[str, Any], infer: dict[str, Any], out: Path
+    world: Path,
+    variant: str,
+    seed: int,
+    preset: str,
+    sets: dict[str, Any],
+    infer: dict[str, Any],
+    split: bool,
+    out: Path,
 ) -> dict[str, Any]:
+    """Train one (world, variant, training seed) and measure it; the figures as a row."""
+    torch.set_num_threads(int(sets.get("num_threads", 1)))
     variants = yaml.safe_load((ROOT / "config.yaml").read_text())["tagvis"]["variants"]
-    cfg = TagVisConfig.preset(preset, **{**sets, **(variants[variant] or {})})
+    cfg = TagVisConfig.preset(preset, **{**sets, "seed": seed, **(variants[variant] or {})})
     data = _training_set(world, "train")
     began, cpu = time.perf_counter(), time.process_time()
     result = train_tagvis(data, cfg, out / "model", progress=False, stale="restart")
     row: dict[str, Any] = {
         "world": world.name,
         "variant": variant,
+        "seed": seed,
         "steps": result.iteration,
         "train_cpu_s": round(time.process_time() - cpu, 1),
         "train_wall_s": round(time.perf_counter() - began, 1),
@@ -187,12 +208,40 @@ def run(
     }
     model, _ = load_tagvis_model(result.final or out / "model/model_final.pth")
     row.update(tag_diagnostics(model, cfg, world))
-    for name, split in (("tags", False), ("split", True)):
+    for name, split_components in (("tags", False), ("split", True))[: 2 if split else 1]:
         figures = evaluate(
-            out / "model/model_final.pth", world, out / name, {**infer, "split_components": split}
+            out / "model/model_final.pth",
+            world,
+            out / name,
+            {**infer, "split_components": split_components},
         )
         row.update({f"{k}_{name}": round(v, 2) for k, v in figures.items()})
     return row
+
+
+def _describe(row: dict[str, Any]) -> str:
+    split = (
+        f" | split: J&F {row['JF_split']:.1f} AP {row['AP_split']:.1f}" if "JF_split" in row else ""
+    )
+    return (
+        f"{row['world']} {row['variant']} seed {row['seed']}: {row['steps']} steps, train "
+        f"{row['train_cpu_s']} CPU-s ({row['train_wall_s']} s wall) | tags only: J&F "
+        f"{row['JF_tags']:.1f} AP {row['AP_tags']:.1f}{split} | min gap "
+        f"{row['min_gap_median']:.2f}, pairs >= G {row['pairs_at_margin']:.2f}, spread "
+        f"{row['tag_spread']:.2f} | class acc {row['class_accuracy']:.2f}, p(true) "
+        f"{row['true_class_prob']:.2f}, instances {row['instance_class_accuracy']:.2f}"
+    )
+
+
+def _done_runs(path: Path) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """Rows of an earlier run with the same ``--out`` (``runs.jsonl``), by (world, variant, seed)."""
+    done: dict[tuple[str, str, int], dict[str, Any]] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                done[(row["world"], row["variant"], int(row.get("seed", 0)))] = row
+    return done
 
 
 def main() -> None:
@@ -200,48 +249,113 @@ def main() -> None:
     parser.add_argument("worlds", nargs="+", type=Path)
     parser.add_argument("--preset", default="default")
     parser.add_argument("--variant", action="append", default=None)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")
+    parser.add_argument("--jobs", type=int, default=1, help="trainings at once")
     parser.add_argument("--set", action="append", default=[], help="TagVisConfig override")
     parser.add_argument("--infer", action="append", default=[], help="InferenceConfig override")
+    parser.add_argument("--split", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench_tagvis"))
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     sets = {**parse_overrides(args.set), "num_threads": args.threads}
-    infer = parse_overrides(args.infer)
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    infer = {**(config["tagvis"].get("inference") or {}), **parse_overrides(args.infer)}
+    for world in args.worlds:  # made once here, not by the workers at the same time
+        _frame_index(world, "train")
+        _frame_index(world, "valid")
+    log = args.out / "runs.jsonl"
+    done = _done_runs(log)
+    plan = [
+        (world, variant, seed)
+        for seed in args.seeds
+        for world in args.worlds
+        for variant in args.variant or ["full"]
+    ]
     rows = []
-    for world, variant in itertools.product(args.worlds, args.variant or ["full"]):
-        row = run(world, variant, args.preset, sets, infer, args.out / world.name / variant)
-        rows.append(row)
+    for key in plan:
+        if (key[0].name, key[1], key[2]) in done:
+            rows.append(done[(key[0].name, key[1], key[2])])
+            print(f"(from {log}) {_describe(rows[-1])}", flush=True)
+    todo = [k for k in plan if (k[0].name, k[1], k[2]) not in done]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=max(args.jobs, 1), mp_context=context) as pool:
+        futures = {
+            pool.submit(
+                run,
+                world,
+                variant,
+                seed,
+                args.preset,
+                sets,
+                infer,
+                args.split,
+                args.out / world.name / variant / f"seed{seed}",
+            ): (world, variant, seed)
+            for world, variant, seed in todo
+        }
+        for future in as_completed(futures):
+            row = future.result()
+            rows.append(row)
+            with log.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(_describe(row), flush=True)
+    summary = table3(rows)
+    if summary:
         print(
-            f"{world.name} {variant}: {row['steps']} steps, train {row['train_cpu_s']} CPU-s "
-            f"({row['train_wall_s']} s wall) | tags only: J&F {row['JF_tags']:.1f} AP "
-            f"{row['AP_tags']:.1f} | split: J&F {row['JF_split']:.1f} AP {row['AP_split']:.1f} | "
-            f"min gap {row['min_gap_median']:.2f}, pairs >= G {row['pairs_at_margin']:.2f}, "
-            f"spread {row['tag_spread']:.2f} | class acc {row['class_accuracy']:.2f}, "
-            f"p(true) {row['true_class_prob']:.2f}, instances {row['instance_class_accuracy']:.2f}",
-            flush=True,
+            "world | ablation | J&F mean (range) over seeds | full's | gap of means +- s.e. | "
+            "beyond spread"
         )
-    gaps = ablation_gaps(rows)
-    if gaps:
-        print("ablation | J&F minus full per world | mean gap | range")
-        for variant, per_world in gaps.items():
-            values = list(per_world.values())
-            cells = ", ".join(f"{w} {g:+.1f}" for w, g in per_world.items())
+        for line in summary:
             print(
-                f"{variant} | {cells} | {np.mean(values):+.1f} | "
-                f"{min(values):+.1f} .. {max(values):+.1f}"
+                f"{line['world']} | {line['variant']} | {line['mean']:.1f} "
+                f"({line['min']:.1f}..{line['max']:.1f}, n={line['n']}) | "
+                f"{line['full_mean']:.1f} ({line['full_min']:.1f}..{line['full_max']:.1f}, "
+                f"n={line['full_n']}) | {line['gap']:+.1f} +- {line['se']:.1f} | "
+                f"{'yes' if line['beyond_spread'] else 'no'}"
             )
-    print(json.dumps(rows))
+    print(json.dumps({"runs": rows, "table3": summary}))
 
 
-def ablation_gaps(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """J&F (paper's inference) of each non-``full`` variant minus ``full``'s, per world."""
-    full = {r["world"]: r["JF_tags"] for r in rows if r["variant"] == "full"}
-    gaps: dict[str, dict[str, float]] = {}
+def table3(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Table III per world: each ablation's J&F over training seeds against ``full``'s.
+
+    ``gap`` is the ablation's mean J&F (paper's inference) minus ``full``'s; ``se`` its standard
+    error from the pooled standard deviation of one training (over every (world, variant) with
+    two or more seeds; NaN if none has); ``beyond_spread``: ``full``'s mean exceeds the
+    ablation's by more than the larger of the two rows' ranges, with two or more seeds in each.
+    """
+    groups: dict[tuple[str, str], list[float]] = {}
     for r in rows:
-        if r["variant"] != "full" and r["world"] in full:
-            gaps.setdefault(r["variant"], {})[r["world"]] = r["JF_tags"] - full[r["world"]]
-    return gaps
+        groups.setdefault((r["world"], r["variant"]), []).append(float(r["JF_tags"]))
+    squares = sum(float(np.sum((np.array(v) - np.mean(v)) ** 2)) for v in groups.values())
+    dof = sum(len(v) - 1 for v in groups.values())
+    sd = float(np.sqrt(squares / dof)) if dof else float("nan")
+    lines = []
+    for (world, variant), values in groups.items():
+        full = groups.get((world, "full"))
+        if variant == "full" or not full:
+            continue
+        spread = max(max(values) - min(values), max(full) - min(full))
+        gap = float(np.mean(values) - np.mean(full))
+        lines.append(
+            {
+                "world": world,
+                "variant": variant,
+                "n": len(values),
+                "mean": float(np.mean(values)),
+                "min": min(values),
+                "max": max(values),
+                "full_n": len(full),
+                "full_mean": float(np.mean(full)),
+                "full_min": min(full),
+                "full_max": max(full),
+                "gap": gap,
+                "se": sd * float(np.sqrt(1 / len(values) + 1 / len(full))),
+                "beyond_spread": len(values) >= 2 and len(full) >= 2 and -gap > spread,
+            }
+        )
+    return lines
 
 
 if __name__ == "__main__":
