@@ -2,7 +2,7 @@
 
 Usage: ``python benchmarks/bench_tagvis.py WORLD [WORLD ...] [--preset default]
 [--variant full ...] [--seeds 0 [1 ...]] [--jobs 1] [--set key=value ...]
-[--infer key=value ...] [--no-split] [--out DIR] [--threads 1]``, each ``WORLD`` made by
+[--infer key=value ...] [--no-split] [--out DIR] [--threads 1] [--report-only]``, each ``WORLD`` made by
 ``uvis synth WORLD --seed S`` (``--preset default``).
 
 For every world, variant (``--variant`` names a Table III row of ``config.yaml``'s
@@ -27,7 +27,8 @@ with ``config.yaml``'s ``tagvis.inference`` updated by ``--infer``, and prints p
 
 ``--jobs N`` runs N trainings at once in separate processes (``--threads`` each), seed by seed,
 so that a stopped run has whole rounds. Each finished run is appended to ``OUT/runs.jsonl``; a
-rerun with the same ``OUT`` skips the (world, variant, seed) runs found there and reports them.
+rerun with the same ``OUT`` skips the (world, variant, seed) runs found there and reports them
+(``--report-only``: reports them and trains nothing).
 
 With ``full`` and other variants, Table III follows (:func:`table3`): per world, each row's
 J&F (paper's inference) as the mean and range over its training seeds, and each ablation's gap
@@ -256,6 +257,9 @@ def main() -> None:
     parser.add_argument("--split", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench_tagvis"))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--report-only", action="store_true", help="no training: the runs in OUT/runs.jsonl"
+    )
     args = parser.parse_args()
     sets = {**parse_overrides(args.set), "num_threads": args.threads}
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
@@ -276,7 +280,7 @@ def main() -> None:
         if (key[0].name, key[1], key[2]) in done:
             rows.append(done[(key[0].name, key[1], key[2])])
             print(f"(from {log}) {_describe(rows[-1])}", flush=True)
-    todo = [k for k in plan if (k[0].name, k[1], k[2]) not in done]
+    todo = [k for k in plan if (k[0].name, k[1], k[2]) not in done and not args.report_only]
     log.parent.mkdir(parents=True, exist_ok=True)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=max(args.jobs, 1), mp_context=context) as pool:
