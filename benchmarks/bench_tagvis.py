@@ -2,8 +2,8 @@
 
 Usage: ``python benchmarks/bench_tagvis.py WORLD [WORLD ...] [--preset default]
 [--variant full ...] [--seeds 0 [1 ...]] [--jobs 1] [--set key=value ...]
-[--infer key=value ...] [--no-split] [--out DIR] [--threads 1] [--report-only]``, each ``WORLD`` made by
-``uvis synth WORLD --seed S`` (``--preset default``).
+[--infer key=value ...] [--no-split] [--out DIR] [--threads 1] [--report-only]``, each
+``WORLD`` made by ``uvis synth WORLD --seed S`` (``--preset default``).
 
 For every world, variant (``--variant`` names a Table III row of ``config.yaml``'s
 ``tagvis.variants``; default ``full``) and training seed (``--seeds``, the ``seed`` of
@@ -187,14 +187,17 @@ def run(
     seed: int,
     preset: str,
     sets: dict[str, Any],
+    variant_sets: dict[str, Any],
     infer: dict[str, Any],
     split: bool,
     out: Path,
 ) -> dict[str, Any]:
-    """Train one (world, variant, training seed) and measure it; the figures as a row."""
+    """Train one (world, variant, training seed) and measure it; the figures as a row.
+
+    ``variant_sets`` are the variant's settings (``config.yaml``'s ``tagvis.variants``).
+    """
     torch.set_num_threads(int(sets.get("num_threads", 1)))
-    variants = yaml.safe_load((ROOT / "config.yaml").read_text())["tagvis"]["variants"]
-    cfg = TagVisConfig.preset(preset, **{**sets, "seed": seed, **(variants[variant] or {})})
+    cfg = TagVisConfig.preset(preset, **{**sets, "seed": seed, **variant_sets})
     data = _training_set(world, "train")
     began, cpu = time.perf_counter(), time.process_time()
     result = train_tagvis(data, cfg, out / "model", progress=False, stale="restart")
@@ -235,13 +238,21 @@ def _describe(row: dict[str, Any]) -> str:
 
 
 def _done_runs(path: Path) -> dict[tuple[str, str, int], dict[str, Any]]:
-    """Rows of an earlier run with the same ``--out`` (``runs.jsonl``), by (world, variant, seed)."""
+    """Rows of an earlier run with the same ``--out`` (``runs.jsonl``), by (world, variant, seed).
+
+    A line that is not a whole row (a run killed while writing it) is reported and skipped: that
+    run is trained again.
+    """
     done: dict[tuple[str, str, int], dict[str, Any]] = {}
     if path.exists():
-        for line in path.read_text().splitlines():
-            if line.strip():
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
                 row = json.loads(line)
                 done[(row["world"], row["variant"], int(row.get("seed", 0)))] = row
+            except (ValueError, KeyError, TypeError):
+                print(f"{path}:{number}: not a whole run, skipped (it runs again)", flush=True)
     return done
 
 
@@ -263,6 +274,9 @@ def main() -> None:
     args = parser.parse_args()
     sets = {**parse_overrides(args.set), "num_threads": args.threads}
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    unknown = sorted(set(args.variant or []) - set(config["tagvis"]["variants"]))
+    if unknown:
+        parser.error(f"--variant {', '.join(unknown)}: not in config.yaml's tagvis.variants")
     infer = {**(config["tagvis"].get("inference") or {}), **parse_overrides(args.infer)}
     for world in args.worlds:  # made once here, not by the workers at the same time
         _frame_index(world, "train")
@@ -275,13 +289,18 @@ def main() -> None:
         for world in args.worlds
         for variant in args.variant or ["full"]
     ]
-    rows = []
-    for key in plan:
-        if (key[0].name, key[1], key[2]) in done:
-            rows.append(done[(key[0].name, key[1], key[2])])
-            print(f"(from {log}) {_describe(rows[-1])}", flush=True)
-    todo = [k for k in plan if (k[0].name, k[1], k[2]) not in done and not args.report_only]
+    rows, todo = [], []
+    for world, variant, seed in plan:
+        row = done.get((world.name, variant, seed))
+        if row is not None:
+            rows.append(row)
+            print(f"(from {log}) {_describe(row)}", flush=True)
+        elif not args.report_only:
+            todo.append((world, variant, seed))
     log.parent.mkdir(parents=True, exist_ok=True)
+    if log.exists() and not log.read_bytes().endswith(b"\n") and log.stat().st_size:
+        with log.open("a") as f:  # a partial last line stays a line of its own
+            f.write("\n")
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=max(args.jobs, 1), mp_context=context) as pool:
         futures = {
@@ -292,6 +311,7 @@ def main() -> None:
                 seed,
                 args.preset,
                 sets,
+                config["tagvis"]["variants"][variant] or {},
                 infer,
                 args.split,
                 args.out / world.name / variant / f"seed{seed}",
